@@ -1,0 +1,69 @@
+"""Typed Dagster resources: the warehouse, the project's paths and the serving store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from cdp_pipelines import settings
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The embedded DuckDB warehouse. One connection per asset; DuckDB does the heavy lifting."""
+
+    path: str
+    threads: int = 2
+    memory_limit: str = "8GB"
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(self.path)
+        try:
+            con.execute(f"SET threads = {int(self.threads)}")
+            con.execute(f"SET memory_limit = '{self.memory_limit}'")
+            con.execute("SET preserve_insertion_order = false")
+            yield con
+        finally:
+            con.close()
+
+
+class ProjectPathsResource(dg.ConfigurableResource):
+    """Where the pipeline finds its inputs and configuration, and writes its artifacts."""
+
+    data_dir: str
+    sources_file: str
+    config_dir: str
+    artifacts_dir: str
+    export_dir: str
+
+    def config_path(self, name: str) -> Path:
+        return Path(self.config_dir) / name
+
+
+class ServingResource(dg.ConfigurableResource):
+    """The PostgreSQL serving store channel systems read. Unset URL means: do not publish."""
+
+    url: str | None = None
+
+
+def default_resources() -> dict[str, dg.ConfigurableResource]:
+    """Resources from the environment (see cdp_pipelines.settings), with project defaults."""
+    return {
+        "warehouse": WarehouseResource(path=str(settings.warehouse_path())),
+        "paths": ProjectPathsResource(
+            data_dir=str(settings.data_dir()),
+            sources_file=str(settings.sources_file()),
+            config_dir=str(settings.config_dir()),
+            artifacts_dir=str(settings.artifacts_dir()),
+            export_dir=str(settings.export_dir()),
+        ),
+        # EnvVar keeps the URL (and any password in it) out of the UI and run config.
+        "serving": ServingResource(
+            url=dg.EnvVar(settings.ENV_SERVING_URL) if settings.serving_url() else None
+        ),
+    }
