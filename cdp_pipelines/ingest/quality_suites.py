@@ -1,0 +1,204 @@
+"""Quality suites as declared in config/quality.yaml, resolved for one concrete table.
+
+The YAML names expectations by their Great Expectations type and gives each a severity, so the
+contract lives in configuration and the code only knows how to apply it. Column names may be
+placeholders (`{record_id}`, `{timestamp}`, or a canonical attribute such as `{email}`) that are
+filled per table, which lets one suite serve every source of a kind.
+
+This module does not import Great Expectations: loading and resolving suites stays cheap for the
+Dagster code location; only `quality.validate_frame` pays the GX import.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cdp_pipelines import settings
+
+SEVERITIES = ("blocking", "warning")
+PARSE_MODES = ("date", "datetime")
+# Keys of a YAML expectation entry that are ours; every other key is passed to the expectation.
+RESERVED_KEYS = {"expectation", "column", "severity", "parse", "problem"}
+_PLACEHOLDER = re.compile(r"^\{(\w+)\}$")
+
+
+def default_config_path() -> Path:
+    """The project's quality configuration (follows CDP_CONFIG_DIR)."""
+    return settings.config_dir() / "quality.yaml"
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """One expectation as written in the YAML, before placeholders are filled."""
+
+    expectation: str
+    severity: str
+    column: str | None = None
+    parse: str | None = None
+    problem: str | None = None
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """A named suite: the columns a table must have and the expectations it must meet."""
+
+    name: str
+    description: str
+    required_columns: tuple[str, ...]
+    rules: tuple[RuleSpec, ...]
+
+
+@dataclass(frozen=True)
+class ResolvedRule:
+    """A rule bound to a real column of the frame under validation."""
+
+    index: int
+    spec: RuleSpec
+    column: str | None
+    kwargs: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SkippedRule:
+    """A rule that does not apply to this table, and why (reported, never silent)."""
+
+    expectation: str
+    column: str | None
+    severity: str
+    reason: str
+
+
+class QualityConfigError(ValueError):
+    """The quality YAML is malformed; the message says where."""
+
+
+def load_suites(config_path: Path | None = None) -> dict[str, SuiteSpec]:
+    """All suites of the YAML file, with `extends` already merged."""
+    path = Path(config_path) if config_path else default_config_path()
+    return _load_suites_cached(str(path.resolve()), path.stat().st_mtime_ns)
+
+
+def get_suite(suite_name: str, config_path: Path | None = None) -> SuiteSpec:
+    """One suite by name; unknown names list what is declared."""
+    suites = load_suites(config_path)
+    if suite_name not in suites:
+        raise QualityConfigError(
+            f"unknown quality suite {suite_name!r}; declared suites: {', '.join(sorted(suites))}"
+        )
+    return suites[suite_name]
+
+
+@lru_cache(maxsize=8)
+def _load_suites_cached(path: str, _mtime_ns: int) -> dict[str, SuiteSpec]:
+    with open(path, encoding="utf-8") as handle:
+        document = yaml.safe_load(handle) or {}
+    raw_suites = document.get("suites")
+    if not isinstance(raw_suites, dict) or not raw_suites:
+        raise QualityConfigError(f"{path}: expected a non-empty 'suites' mapping")
+    return {name: _build_suite(path, name, raw_suites, ()) for name in raw_suites}
+
+
+def _build_suite(path: str, name: str, raw_suites: dict, chain: tuple[str, ...]) -> SuiteSpec:
+    if name in chain:
+        raise QualityConfigError(f"{path}: suite {name!r} extends itself via {' -> '.join(chain)}")
+    if name not in raw_suites:
+        raise QualityConfigError(f"{path}: suite {chain[-1]!r} extends unknown suite {name!r}")
+    body = raw_suites[name] or {}
+    parent = body.get("extends")
+    base = _build_suite(path, parent, raw_suites, (*chain, name)) if parent else None
+    rules = tuple(
+        _build_rule(path, name, position, entry)
+        for position, entry in enumerate(body.get("expectations") or [], start=1)
+    )
+    required = tuple(str(column) for column in body.get("required_columns") or [])
+    return SuiteSpec(
+        name=name,
+        description=str(body.get("description", "")).strip(),
+        required_columns=(base.required_columns if base else ()) + required,
+        rules=(base.rules if base else ()) + rules,
+    )
+
+
+def _build_rule(path: str, suite: str, position: int, entry: Any) -> RuleSpec:
+    where = f"{path}: suite {suite!r}, expectation #{position}"
+    if not isinstance(entry, dict) or not entry.get("expectation"):
+        raise QualityConfigError(f"{where}: needs an 'expectation' key")
+    severity = entry.get("severity")
+    if severity not in SEVERITIES:
+        raise QualityConfigError(f"{where}: severity must be one of {SEVERITIES}, got {severity!r}")
+    parse = entry.get("parse")
+    if parse is not None and parse not in PARSE_MODES:
+        raise QualityConfigError(f"{where}: parse must be one of {PARSE_MODES}, got {parse!r}")
+    return RuleSpec(
+        expectation=str(entry["expectation"]),
+        severity=severity,
+        column=str(entry["column"]) if entry.get("column") is not None else None,
+        parse=parse,
+        problem=entry.get("problem"),
+        kwargs={key: value for key, value in entry.items() if key not in RESERVED_KEYS},
+    )
+
+
+def placeholder_values(
+    record_id_column: str,
+    timestamp_column: str | None,
+    column_map: Mapping[str, str] | None,
+) -> dict[str, str | None]:
+    """What each `{name}` stands for in this table; canonical names default to themselves."""
+    values: dict[str, str | None] = dict(column_map or {})
+    values["record_id"] = record_id_column
+    values["timestamp"] = timestamp_column
+    return values
+
+
+def resolve_column(name: str, placeholders: Mapping[str, str | None]) -> str | None:
+    """`{email}` -> the table's email column; None when the placeholder has no column here."""
+    match = _PLACEHOLDER.match(name)
+    if not match:
+        return name
+    key = match.group(1)
+    return placeholders[key] if key in placeholders else key
+
+
+def resolve_value(value: Any, today: dt.date) -> Any:
+    """Fill `{today}` in expectation arguments (e.g. the upper bound of a birth date)."""
+    if value == "{today}":
+        return today
+    if isinstance(value, list):
+        return [resolve_value(item, today) for item in value]
+    return value
+
+
+def resolve_rules(
+    suite: SuiteSpec,
+    placeholders: Mapping[str, str | None],
+    present_columns: set[str],
+    today: dt.date,
+) -> tuple[list[ResolvedRule], list[SkippedRule]]:
+    """Bind each rule to a column of the frame, skipping rules whose column is absent."""
+    resolved: list[ResolvedRule] = []
+    skipped: list[SkippedRule] = []
+    for index, spec in enumerate(suite.rules):
+        column = resolve_column(spec.column, placeholders) if spec.column else None
+        if spec.column and column is None:
+            skipped.append(_skip(spec, spec.column, f"no column given for {spec.column}"))
+            continue
+        if column is not None and column not in present_columns:
+            skipped.append(_skip(spec, column, "column not in table"))
+            continue
+        kwargs = {key: resolve_value(value, today) for key, value in spec.kwargs.items()}
+        resolved.append(ResolvedRule(index=index, spec=spec, column=column, kwargs=kwargs))
+    return resolved, skipped
+
+
+def _skip(spec: RuleSpec, column: str, reason: str) -> SkippedRule:
+    return SkippedRule(spec.expectation, column, spec.severity, reason)
