@@ -1,0 +1,1 @@
+"""Identity resolution: deterministic + probabilistic identity graph, stable customer ids."""

@@ -1,0 +1,157 @@
+"""Identity settings from config/identity.yaml and the overrides file, validated on load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+STRONG_IDENTIFIERS = (
+    "email",
+    "phone",
+    "loyalty_card",
+    "web_user_id",
+    "account_id",
+    "order_number",
+    "social_handle",
+    "cookie_id",
+)
+COMPARABLE_COLUMNS = (
+    "given_name",
+    "first_name",
+    "last_name",
+    "full_name",
+    "date_of_birth",
+    "email",
+    "phone",
+    "postcode",
+    "city",
+    "address_line",
+    "social_handle",
+)
+
+
+class IdentityConfigError(ValueError):
+    """A readable problem with the identity configuration (no traceback for users)."""
+
+
+class IdentifierRule(BaseModel):
+    max_people: int = Field(1, ge=1)
+    people_by: str = "given_name"
+    phone_kinds: list[Literal["mobile", "landline", "other"]] | None = None
+
+
+class DeterministicConfig(BaseModel):
+    identifiers: dict[str, IdentifierRule]
+    same_person_name_similarity: float = Field(0.85, gt=0, le=1)
+
+    @field_validator("identifiers")
+    @classmethod
+    def _known_identifiers(cls, value: dict[str, IdentifierRule]) -> dict[str, IdentifierRule]:
+        unknown = sorted(set(value) - set(STRONG_IDENTIFIERS))
+        if unknown:
+            raise ValueError(f"unknown identifier(s) {unknown}; allowed: {list(STRONG_IDENTIFIERS)}")
+        return value
+
+
+class ComparisonSpec(BaseModel):
+    type: str
+    column: str
+    tf: bool = False
+    args: dict = Field(default_factory=dict)
+
+    @field_validator("column")
+    @classmethod
+    def _comparable(cls, value: str) -> str:
+        if value not in COMPARABLE_COLUMNS:
+            raise ValueError(f"column {value!r} is not comparable; allowed: {list(COMPARABLE_COLUMNS)}")
+        return value
+
+
+class TrainingConfig(BaseModel):
+    prior_rules: list[list[str]]
+    prior_recall: float = Field(0.7, gt=0, le=1)
+    u_max_pairs: float = 2e6
+    seed: int = 42
+    em_blocking_rules: list[list[str]]
+
+
+class ProbabilisticConfig(BaseModel):
+    comparisons: list[ComparisonSpec]
+    blocking_rules: list[list[str]]
+    training: TrainingConfig
+    keep_probability: float = Field(0.5, ge=0, le=1)
+    match_probability: float = Field(0.95, gt=0, le=1)
+    weak_record_probability: float = Field(0.995, gt=0, le=1)
+
+
+class ClusteringConfig(BaseModel):
+    conflict_attributes: list[Literal["date_of_birth", "account_id"]] = ["date_of_birth", "account_id"]
+    overwhelming_match_weight: float = 20.0
+    max_cluster_records: int = Field(1000, ge=2)
+
+
+class IdentityConfig(BaseModel):
+    deterministic: DeterministicConfig
+    probabilistic: ProbabilisticConfig
+    clustering: ClusteringConfig = ClusteringConfig()
+    overrides_file: str = "identity_overrides.yaml"
+
+
+class OverridePair(BaseModel):
+    a: str
+    b: str
+    reason: str = ""
+    by: str = ""
+
+    @field_validator("a", "b")
+    @classmethod
+    def _record_ref(cls, value: str) -> str:
+        if ":" not in value:
+            raise ValueError(f"{value!r} must be written as '<source>:<source_record_id>'")
+        return value
+
+    def records(self) -> tuple[tuple[str, str], tuple[str, str]]:
+        a_source, a_id = self.a.split(":", 1)
+        b_source, b_id = self.b.split(":", 1)
+        return (a_source, a_id), (b_source, b_id)
+
+
+class Overrides(BaseModel):
+    must_link: list[OverridePair] = Field(default_factory=list)
+    cannot_link: list[OverridePair] = Field(default_factory=list)
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IdentityConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as error:
+        raise IdentityConfigError(f"{path}: not valid YAML: {error}") from None
+    return content or {}
+
+
+def _explain(path: Path, error: ValidationError) -> IdentityConfigError:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in item['loc'])}: {item['msg']}" for item in error.errors()
+    )
+    return IdentityConfigError(f"{path}: {problems}")
+
+
+def load_identity_config(path: Path) -> IdentityConfig:
+    try:
+        return IdentityConfig.model_validate(_read_yaml(path))
+    except ValidationError as error:
+        raise _explain(path, error) from None
+
+
+def load_overrides(path: Path) -> Overrides:
+    if not path.exists():
+        return Overrides()
+    try:
+        return Overrides.model_validate(_read_yaml(path))
+    except ValidationError as error:
+        raise _explain(path, error) from None

@@ -1,0 +1,276 @@
+"""One identity-resolution run: records -> deterministic components -> Splink links ->
+guarded clusters -> stable customer ids, all kept as tables in the `identity` schema."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from cdp_pipelines.identity import clustering, deterministic, splink_model, stable_ids
+from cdp_pipelines.identity.config import IdentityConfig, Overrides
+
+RECORD_COLUMNS = (
+    "source", "source_record_id", "observed_at", "first_name", "last_name", "full_name", "given_name",
+    "email", "phone", "phone_kind", "date_of_birth", "address_line", "city", "postcode", "country",
+    "loyalty_card", "web_user_id", "cookie_id", "social_handle", "order_number", "account_id",
+)
+
+
+@dataclass
+class ResolutionSummary:
+    records: int = 0
+    customers: int = 0
+    deterministic: dict = field(default_factory=dict)
+    splink_nodes: int = 0
+    comparisons_by_rule: list = field(default_factory=list)
+    probabilistic_edges: int = 0
+    links_considered: int = 0
+    links_accepted: int = 0
+    links_refused: dict = field(default_factory=dict)
+    model_path: str = ""
+    model_version: int = 0
+    model_trained: bool = False
+    changes: dict = field(default_factory=dict)
+    overrides: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+    charts: dict = field(default_factory=dict)
+
+
+def _override_rids(con: duckdb.DuckDBPyConnection, pairs) -> tuple[list[tuple[int, int]], list[str]]:
+    """Map '<source>:<id>' override pairs to record ids; unknown records are reported, not fatal."""
+    found, missing = [], []
+    for pair in pairs:
+        (sa, ia), (sb, ib) = pair.records()
+        rows = con.execute(
+            "SELECT source, source_record_id, rid FROM identity.records "
+            "WHERE (source = ? AND source_record_id = ?) OR (source = ? AND source_record_id = ?)",
+            [sa, ia, sb, ib],
+        ).fetchall()
+        rid = {(r[0], r[1]): r[2] for r in rows}
+        if (sa, ia) in rid and (sb, ib) in rid:
+            found.append((rid[(sa, ia)], rid[(sb, ib)]))
+        else:
+            missing.append(f"{pair.a} ~ {pair.b}")
+    return found, missing
+
+
+def _write_components(con: duckdb.DuckDBPyConnection, labels: np.ndarray) -> None:
+    table = pa.table({"rid": pa.array(np.arange(len(labels)), pa.int64()), "component": pa.array(labels, pa.int64())})
+    con.register("_components", table)
+    con.execute("CREATE OR REPLACE TABLE identity.record_components AS SELECT * FROM _components")
+    con.unregister("_components")
+
+
+def _deterministic_components(
+    con: duckdb.DuckDBPyConnection, n_records: int, must: list[tuple[int, int]], cannot: list[tuple[int, int]]
+) -> int:
+    edges = con.execute("SELECT rid_l, rid_r FROM identity.deterministic_edges").fetchnumpy()
+    left = np.concatenate([edges["rid_l"], np.array([m[0] for m in must], dtype=np.int64)])
+    right = np.concatenate([edges["rid_r"], np.array([m[1] for m in must], dtype=np.int64)])
+    labels = clustering.components(n_records, left, right)
+    # A cannot-link pair inside one component: replay that component's edges without the bridge.
+    split = 0
+    for a, b in cannot:
+        if labels[a] != labels[b]:
+            continue
+        component = labels[a]
+        members = np.flatnonzero(labels == component).tolist()
+        member_set = set(members)
+        mask = np.isin(left, members)
+        comp_edges = [(int(l), int(r)) for l, r in zip(left[mask], right[mask]) if r in member_set]
+        forbidden = {frozenset(p) for p in cannot if p[0] in member_set and p[1] in member_set}
+        for node, root in clustering.split_for_cannot_link(members, comp_edges, forbidden).items():
+            labels[node] = root
+        split += 1
+    _write_components(con, labels)
+    return split
+
+
+def _build_nodes(con: duckdb.DuckDBPyConnection) -> int:
+    """Distinct comparable attribute combinations per deterministic component (Splink's input)."""
+    columns = ", ".join(splink_model.NODE_COLUMNS)
+    any_present = " OR ".join(f"r.{c} IS NOT NULL" for c in splink_model.NODE_COLUMNS)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE identity.component_strength AS
+        SELECT c.component, bool_or(u.rid IS NOT NULL) AS strong
+        FROM identity.record_components c
+        LEFT JOIN (SELECT DISTINCT v.rid FROM identity.identifier_values v
+                   ANTI JOIN identity.shared_identifiers s USING (id_type, id_value)) u USING (rid)
+        GROUP BY ALL
+        """
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE identity.nodes AS
+        SELECT row_number() OVER (ORDER BY min(r.rid)) AS node_id, c.component, any_value(s.strong) AS strong,
+               arg_min(r.source, r.rid) AS source, min(r.rid) AS first_rid, count(*) AS records, {columns}
+        FROM identity.records r JOIN identity.record_components c USING (rid)
+        JOIN identity.component_strength s USING (component)
+        WHERE {any_present}
+        GROUP BY c.component, {columns}
+        """
+    )
+    return con.execute("SELECT count(*) FROM identity.nodes").fetchall()[0][0]
+
+
+def _component_links(con: duckdb.DuckDBPyConnection) -> list[tuple[int, int, float, float]]:
+    return con.execute(
+        """
+        SELECT least(component_l, component_r) AS a, greatest(component_l, component_r) AS b,
+               max(match_weight) AS w, max(match_probability) AS p
+        FROM identity.probabilistic_edges WHERE component_l <> component_r
+        GROUP BY ALL
+        """
+    ).fetchall()
+
+
+def _component_facts(con: duckdb.DuckDBPyConnection, cannot: list[tuple[int, int]]) -> dict[int, clustering.ComponentFacts]:
+    rows = con.execute(
+        """
+        WITH linked AS (
+            SELECT component_l AS component FROM identity.probabilistic_edges
+            UNION SELECT component_r FROM identity.probabilistic_edges
+        )
+        SELECT c.component, count(*) AS records, any_value(s.strong) AS strong,
+               list(DISTINCT r.date_of_birth) FILTER (WHERE r.date_of_birth IS NOT NULL),
+               list(DISTINCT r.account_id) FILTER (WHERE r.account_id IS NOT NULL)
+        FROM identity.record_components c SEMI JOIN linked USING (component)
+        JOIN identity.records r USING (rid) JOIN identity.component_strength s USING (component)
+        GROUP BY ALL
+        """
+    ).fetchall()
+    labels = dict(con.execute("SELECT rid, component FROM identity.record_components").fetchall()) if cannot else {}
+    tags: dict[int, set[int]] = {}
+    for tag, (a, b) in enumerate(cannot):
+        tags.setdefault(labels[a], set()).add(tag)
+        tags.setdefault(labels[b], set()).add(tag)
+    return {
+        comp: clustering.ComponentFacts(records, bool(strong), frozenset(dobs or []), frozenset(accounts or []),
+                                        frozenset(tags.get(comp, set())))
+        for comp, records, strong, dobs, accounts in rows
+    }
+
+
+def resolve(
+    con: duckdb.DuckDBPyConnection,
+    config: IdentityConfig,
+    overrides: Overrides,
+    model_dir: Path,
+    run_id: str,
+    retrain: bool = False,
+    charts_dir: Path | None = None,
+) -> ResolutionSummary:
+    """Resolve standardized.identity_records into identity.customer_xref (and companions)."""
+    summary = ResolutionSummary()
+    clock = time.perf_counter
+    t0 = clock()
+    con.execute("CREATE SCHEMA IF NOT EXISTS identity")
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE identity.records AS
+        SELECT row_number() OVER (ORDER BY source, source_record_id) - 1 AS rid, {", ".join(RECORD_COLUMNS)}
+        FROM standardized.identity_records
+        """
+    )
+    summary.records = con.execute("SELECT count(*) FROM identity.records").fetchall()[0][0]
+    summary.deterministic = deterministic.build_identifier_tables(con, config.deterministic)
+    must, missing_must = _override_rids(con, overrides.must_link)
+    cannot, missing_cannot = _override_rids(con, overrides.cannot_link)
+    split = _deterministic_components(con, summary.records, must, cannot)
+    summary.overrides = {"must_link": len(must), "cannot_link": len(cannot), "components_split_by_cannot_link": split,
+                         "unknown_records": missing_must + missing_cannot}
+    summary.seconds["deterministic"] = round(clock() - t0, 2)
+
+    t1 = clock()
+    summary.splink_nodes = _build_nodes(con)
+    sources = con.execute("SELECT count(DISTINCT source) FROM identity.nodes").fetchall()[0][0]
+    if summary.splink_nodes >= 2 and sources >= 1:
+        linker, model = splink_model.train_or_load(con, config.probabilistic, model_dir, retrain)
+        summary.model_path, summary.model_version, summary.model_trained = str(model.path), model.version, model.trained
+        summary.seconds["splink_train"] = round(model.seconds, 2)
+        t2 = clock()
+        summary.comparisons_by_rule = splink_model.count_comparisons(linker, config.probabilistic)
+        summary.probabilistic_edges = splink_model.predict_edges(con, linker, config.probabilistic)
+        summary.seconds["splink_predict"] = round(clock() - t2, 2)
+        if charts_dir is not None:
+            summary.charts = {k: str(v) for k, v in splink_model.save_charts(linker, con, charts_dir).items()}
+    else:
+        con.execute(
+            "CREATE OR REPLACE TABLE identity.probabilistic_edges (component_l BIGINT, component_r BIGINT, "
+            "match_weight DOUBLE, match_probability DOUBLE, node_id_l BIGINT, node_id_r BIGINT)"
+        )
+
+    t3 = clock()
+    links = _component_links(con)
+    facts = _component_facts(con, cannot)
+    guard = clustering.GuardSettings(
+        match_probability=config.probabilistic.match_probability,
+        weak_record_probability=config.probabilistic.weak_record_probability,
+        overwhelming_match_weight=config.clustering.overwhelming_match_weight,
+        conflict_attributes=tuple(config.clustering.conflict_attributes),
+    )
+    roots, decisions = clustering.guarded_merge(facts, links, guard)
+    summary.links_considered = len(decisions)
+    summary.links_accepted = sum(d.accepted for d in decisions)
+    for d in decisions:
+        if not d.accepted:
+            key = d.reason.split(" ")[0] if d.reason.startswith(("probability", "would")) else d.reason
+            summary.links_refused[key] = summary.links_refused.get(key, 0) + 1
+    decision_table = pa.table({
+        "component_l": pa.array([d.left for d in decisions], pa.int64()),
+        "component_r": pa.array([d.right for d in decisions], pa.int64()),
+        "match_weight": pa.array([d.match_weight for d in decisions], pa.float64()),
+        "match_probability": pa.array([d.match_probability for d in decisions], pa.float64()),
+        "accepted": pa.array([d.accepted for d in decisions], pa.bool_()),
+        "reason": pa.array([d.reason for d in decisions], pa.string()),
+    })
+    root_table = pa.table({"component": pa.array(list(roots.keys()), pa.int64()),
+                           "cluster": pa.array(list(roots.values()), pa.int64())})
+    con.register("_decisions", decision_table)
+    con.register("_roots", root_table)
+    con.execute("CREATE OR REPLACE TABLE identity.link_decisions AS SELECT * FROM _decisions")
+    con.execute(
+        """
+        CREATE OR REPLACE TABLE identity.clusters AS
+        SELECT c.rid, coalesce(r.cluster, c.component) AS cluster, c.component
+        FROM identity.record_components c LEFT JOIN _roots r USING (component)
+        """
+    )
+    con.unregister("_decisions")
+    con.unregister("_roots")
+    summary.seconds["clustering"] = round(clock() - t3, 2)
+
+    t4 = clock()
+    summary.changes = stable_ids.assign_stable_ids(con, run_id)
+    con.execute(
+        """
+        CREATE OR REPLACE TABLE identity.customer_xref AS
+        WITH component_size AS (SELECT component, count(*) AS n FROM identity.clusters GROUP BY ALL),
+        accepted AS (
+            SELECT component, max(match_probability) AS p FROM (
+                SELECT component_l AS component, match_probability FROM identity.link_decisions WHERE accepted
+                UNION ALL
+                SELECT component_r, match_probability FROM identity.link_decisions WHERE accepted)
+            GROUP BY ALL
+        )
+        SELECT r.source, r.source_record_id, ids.customer_id,
+               CASE WHEN a.p IS NOT NULL THEN 'probabilistic'
+                    WHEN s.n > 1 THEN 'deterministic' ELSE 'single' END AS match_kind,
+               CASE WHEN a.p IS NOT NULL THEN a.p WHEN s.n > 1 THEN 1.0 END AS match_probability,
+               c.component, c.cluster
+        FROM identity.clusters c JOIN identity.records r USING (rid)
+        JOIN identity.cluster_ids ids USING (cluster)
+        JOIN component_size s USING (component)
+        LEFT JOIN accepted a USING (component)
+        """
+    )
+    summary.customers = con.execute("SELECT count(DISTINCT customer_id) FROM identity.customer_xref").fetchall()[0][0]
+    summary.seconds["stable_ids"] = round(clock() - t4, 2)
+    con.execute(f"DROP SCHEMA IF EXISTS {splink_model.SPLINK_SCHEMA} CASCADE")
+    return summary

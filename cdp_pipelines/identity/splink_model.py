@@ -1,0 +1,183 @@
+"""Probabilistic matching with Splink 5 on DuckDB: settings built from config, trained without
+labels, saved as a versioned JSON model and reused until a retrain is asked for.
+
+Splink compares *identity nodes*: the distinct attribute combinations within each deterministic
+component. Records that are already linked by a strong identifier are compared once, and pairs
+inside one component are never generated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import splink.comparison_library as cl
+from splink import Linker, SettingsCreator
+from splink.backends.duckdb import DuckDBAPI
+
+from cdp_pipelines.identity.config import ProbabilisticConfig
+
+NODE_COLUMNS = ("given_name", "first_name", "last_name", "date_of_birth", "email", "phone", "postcode", "city", "address_line")
+SPLINK_SCHEMA = "identity_work"
+
+
+def blocking_rule_sql(columns: list[str]) -> str:
+    """Columns equal on both sides, never within one deterministic component."""
+    equal = " AND ".join(f"l.{c} = r.{c}" for c in columns)
+    return f"{equal} AND l.component <> r.component"
+
+
+def settings_dict(config: ProbabilisticConfig) -> dict:
+    """The Splink settings (as data) generated from the identity config."""
+    comparisons = []
+    for spec in config.comparisons:
+        comparison_class = getattr(cl, spec.type, None)
+        if comparison_class is None:
+            raise ValueError(f"unknown Splink comparison {spec.type!r} for column {spec.column!r}")
+        comparison = comparison_class(spec.column, **spec.args)
+        if spec.tf:
+            comparison = comparison.configure(term_frequency_adjustments=True)
+        comparisons.append(comparison)
+    creator = SettingsCreator(
+        link_type="link_and_dedupe",
+        unique_id_column_name="node_id",
+        comparisons=comparisons,
+        blocking_rules_to_generate_predictions=[blocking_rule_sql(r) for r in config.blocking_rules],
+        additional_columns_to_retain=["component", "strong"],
+        retain_intermediate_calculation_columns=True,
+        retain_matching_columns=True,
+    )
+    return creator.create_settings_dict(sql_dialect_str="duckdb")
+
+
+def settings_fingerprint(config: ProbabilisticConfig) -> str:
+    """Changes when anything that shapes the model changes, so a stale model is not reused."""
+    payload = json.dumps(
+        {"comparisons": [c.model_dump() for c in config.comparisons], "blocking": config.blocking_rules,
+         "training": config.training.model_dump()},
+        sort_keys=True, default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass
+class ModelInfo:
+    path: Path
+    version: int
+    trained: bool
+    fingerprint: str
+    seconds: float
+
+
+def _model_files(model_dir: Path) -> list[Path]:
+    return sorted(model_dir.glob("model_v*.json"), key=lambda p: int(p.stem.split("_v")[1]))
+
+
+def latest_model(model_dir: Path, fingerprint: str) -> Path | None:
+    """The newest saved model trained with the current settings, if any."""
+    for path in reversed(_model_files(model_dir)):
+        manifest = path.with_suffix(".manifest.json")
+        if manifest.exists() and json.loads(manifest.read_text()).get("fingerprint") == fingerprint:
+            return path
+    return None
+
+
+def register_node_tables(api: DuckDBAPI, con: duckdb.DuckDBPyConnection) -> list:
+    """One Splink input table per source (link_and_dedupe across sources)."""
+    sources = [row[0] for row in con.execute("SELECT DISTINCT source FROM identity.nodes ORDER BY 1").fetchall()]
+    columns = ", ".join(("node_id", "component", "strong", *NODE_COLUMNS))
+    frames = []
+    for source in sources:
+        table = f"{SPLINK_SCHEMA}.nodes_{source}"
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {columns} FROM identity.nodes WHERE source = ?", [source])
+        frames.append(api.register(table, table_name=source))
+    return frames
+
+
+def train_or_load(
+    con: duckdb.DuckDBPyConnection,
+    config: ProbabilisticConfig,
+    model_dir: Path,
+    retrain: bool,
+) -> tuple[Linker, ModelInfo]:
+    """A linker over identity.nodes with a trained model (reused when settings are unchanged)."""
+    started = time.perf_counter()
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {SPLINK_SCHEMA}")
+    api = DuckDBAPI(con, output_schema=SPLINK_SCHEMA)
+    frames = register_node_tables(api, con)
+    fingerprint = settings_fingerprint(config)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    existing = None if retrain else latest_model(model_dir, fingerprint)
+    if existing is not None:
+        linker = Linker(frames, str(existing), log_level=logging.WARNING)
+        return linker, ModelInfo(existing, int(existing.stem.split("_v")[1]), False, fingerprint,
+                                 time.perf_counter() - started)
+
+    linker = Linker(frames, settings_dict(config), log_level=logging.WARNING)
+    training = config.training
+    linker.training.estimate_probability_two_random_records_match(
+        [blocking_rule_sql(r) for r in training.prior_rules], recall=training.prior_recall
+    )
+    linker.training.estimate_u_using_random_sampling(max_pairs=training.u_max_pairs, seed=training.seed)
+    for rule in training.em_blocking_rules:
+        linker.training.estimate_parameters_using_expectation_maximisation(
+            blocking_rule_sql(rule), fix_u_probabilities=True
+        )
+    existing_versions = _model_files(model_dir)
+    version = (int(existing_versions[-1].stem.split("_v")[1]) + 1) if existing_versions else 1
+    path = model_dir / f"model_v{version}.json"
+    linker.misc.save_model_to_json(str(path), overwrite=True)
+    path.with_suffix(".manifest.json").write_text(json.dumps({
+        "version": version,
+        "fingerprint": fingerprint,
+        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "nodes": con.execute("SELECT count(*) FROM identity.nodes").fetchall()[0][0],
+    }, indent=2))
+    return linker, ModelInfo(path, version, True, fingerprint, time.perf_counter() - started)
+
+
+def count_comparisons(linker: Linker, config: ProbabilisticConfig) -> list[dict]:
+    """Comparisons generated by each blocking rule (after removing earlier rules' pairs)."""
+    records = linker.blocking_analysis.count_comparisons_from_blocking_rules(
+        [blocking_rule_sql(r) for r in config.blocking_rules]
+    ) if hasattr(linker.blocking_analysis, "count_comparisons_from_blocking_rules") else []
+    out = []
+    for rule, record in zip(config.blocking_rules, records):
+        out.append({"rule": "+".join(rule), "comparisons": int(getattr(record, "row_count", 0)),
+                    "cumulative": int(getattr(record, "cumulative_rows", 0))})
+    return out
+
+
+def predict_edges(con: duckdb.DuckDBPyConnection, linker: Linker, config: ProbabilisticConfig) -> int:
+    """Score candidate pairs and keep those above keep_probability in identity.probabilistic_edges."""
+    predictions = linker.inference.predict(threshold_match_probability=config.keep_probability)
+    con.execute(
+        f"CREATE OR REPLACE TABLE identity.probabilistic_edges AS "
+        f"SELECT * FROM {predictions.physical_name}"
+    )
+    return con.execute("SELECT count(*) FROM identity.probabilistic_edges").fetchall()[0][0]
+
+
+def save_charts(linker: Linker, con: duckdb.DuckDBPyConnection, out_dir: Path, sample_edges: int = 5) -> dict[str, Path]:
+    """The model's match-weight chart and a waterfall of sample edges, as HTML files."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    charts: dict[str, Path] = {}
+    match_weights = out_dir / "match_weights.html"
+    linker.visualisations.match_weights_chart().save(str(match_weights))
+    charts["match_weights_chart"] = match_weights
+    rows = con.execute(
+        f"SELECT * FROM identity.probabilistic_edges ORDER BY match_weight DESC, node_id_l, node_id_r "
+        f"LIMIT {int(sample_edges)}"
+    ).df()
+    if len(rows):
+        records = json.loads(rows.to_json(orient="records", date_format="iso"))
+        waterfall = out_dir / "waterfall_sample_edges.html"
+        linker.visualisations.waterfall_chart(records, filter_nulls=True).save(str(waterfall))
+        charts["waterfall_chart"] = waterfall
+    return charts
