@@ -1,0 +1,45 @@
+"""Connection helpers: one clear line when PostgreSQL is unreachable, safe identifier quoting."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+
+class ServingError(RuntimeError):
+    """A serving operation failed for a reason a human can act on (message is one line)."""
+
+
+class ServingConnectionError(ServingError):
+    """PostgreSQL could not be reached or refused the login."""
+
+
+def describe_target(url: str) -> str:
+    """host:port/db of a URL, without user or password, for messages and logs."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "<unparseable PostgreSQL URL>"
+    host = info.get("host") or "localhost"
+    return f"{host}:{info.get('port') or 5432}/{info.get('dbname') or '?'}"
+
+
+def connect(url: str, *, autocommit: bool = False, **kwargs) -> psycopg.Connection:
+    """Open a connection, turning connection failures into a one-line ServingConnectionError."""
+    try:
+        return psycopg.connect(url, autocommit=autocommit, connect_timeout=10, **kwargs)
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise ServingConnectionError(
+            f"cannot connect to PostgreSQL at {describe_target(url)}: {reason}"
+        ) from None
+
+
+def ident(*parts: str) -> sql.Identifier:
+    """A (possibly schema-qualified) quoted identifier."""
+    return sql.Identifier(*parts)
+
+
+def ident_list(names) -> sql.Composed:
+    return sql.SQL(", ").join(sql.Identifier(n) for n in names)
