@@ -183,7 +183,10 @@ def _plan(rule: ResolvedRule) -> _Planned:
 def _blank_as_missing(values: pd.Series) -> pd.Series:
     if not (pd.api.types.is_string_dtype(values) or values.dtype == object):
         return values
-    blank = values.str.strip().eq("").fillna(False).astype(bool)
+    try:
+        blank = values.str.strip().eq("").fillna(False).astype(bool)
+    except AttributeError:  # object column without text, e.g. datetime.date values
+        return values
     return values.mask(blank) if blank.any() else values
 
 
@@ -449,10 +452,10 @@ def _distinct_sample(values: list[Any]) -> list[Any]:
 def mask_value(value: Any, column: str | None = None) -> Any:
     """Hide personal data but keep enough to recognise the problem.
 
-    Emails keep their first character and domain, phones their last two digits; numbers and
-    booleans (counts, not personal data) pass; everything else becomes '***'.
+    Emails keep their first character and domain, phones their last two digits, everything
+    else becomes '***'. Only missing values and booleans pass unchanged.
     """
-    if value is None or isinstance(value, (bool, int, float)):
+    if value is None or isinstance(value, bool):
         return value
     text = str(value)
     if "@" in text:

@@ -1,0 +1,224 @@
+"""Quality gates: suites from config/quality.yaml applied with Great Expectations 1.x.
+
+GX is slow to import, so each scenario validates once (module-scoped fixtures) and several tests
+read the same report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cdp_pipelines.ingest.quality import QualityReport, mask_value, validate_frame
+from cdp_pipelines.ingest.quality_suites import QualityConfigError, get_suite, load_suites
+from cdp_pipelines.settings import PROJECT_ROOT
+
+CONFIG = PROJECT_ROOT / "config" / "quality.yaml"
+RAW_COLUMNS = {"email": "Email Address", "date_of_birth": "DOB"}
+
+
+def raw_profile_frame(rows: int = 200) -> pd.DataFrame:
+    """A raw table as ingest writes it: every original column as text, plus lineage columns."""
+    return pd.DataFrame(
+        {
+            "_record_id": [f"crm-{i}" for i in range(rows)],
+            "_file": "crm_accounts.csv",
+            "_row_number": [str(i + 2) for i in range(rows)],
+            "account_id": [f"A{i:05d}" for i in range(rows)],
+            "Email Address": [f"person{i}@example.com" if i % 5 else "" for i in range(rows)],
+            "DOB": [f"19{50 + i % 50}-0{1 + i % 9}-15" for i in range(rows)],
+            "updated_at": [f"2024-03-{1 + i % 28:02d} 10:{i % 60:02d}:00" for i in range(rows)],
+        }
+    )
+
+
+def validate_profile(df: pd.DataFrame, **overrides) -> QualityReport:
+    arguments = dict(
+        suite_name="profile",
+        source_name="crm_accounts",
+        record_id_column="account_id",
+        timestamp_column="updated_at",
+        required_columns=["account_id", "Email Address"],
+        config_path=CONFIG,
+        column_map=RAW_COLUMNS,
+    )
+    return validate_frame(df, **{**arguments, **overrides})
+
+
+@pytest.fixture(scope="module")
+def clean_report() -> QualityReport:
+    return validate_profile(raw_profile_frame())
+
+
+@pytest.fixture(scope="module")
+def duplicate_report() -> QualityReport:
+    df = raw_profile_frame()
+    df.loc[10:19, "account_id"] = "A00001"
+    return validate_profile(df)
+
+
+@pytest.fixture(scope="module")
+def warning_report() -> QualityReport:
+    df = raw_profile_frame()
+    df.loc[0:59, "Email Address"] = [f"Person {i} at example.com" for i in range(60)]
+    return validate_profile(df)
+
+
+def test_clean_frame_passes(clean_report):
+    assert clean_report.passed_blocking and clean_report.success
+    assert clean_report.failures == []
+    stats = clean_report.statistics
+    assert stats["unsuccessful_expectations"] == 0
+    assert stats["evaluated_expectations"] == stats["successful_expectations"] >= 6
+    assert stats["success_percent"] == 100.0
+    assert "crm_accounts" in clean_report.message and "passed" in clean_report.message
+
+
+def test_duplicate_ids_fail_blocking_and_name_the_column(duplicate_report):
+    assert not duplicate_report.passed_blocking
+    [failure] = duplicate_report.blocking_failures
+    assert failure["expectation"] == "expect_column_values_to_be_unique"
+    assert failure["column"] == "account_id"
+    assert failure["unexpected_count"] == 11  # ten copies and the original
+    assert failure["sample"] == ["A00001"]
+    assert duplicate_report.message.startswith(
+        "crm_accounts: column 'account_id' has 11 duplicate values (5.5%)"
+    )
+
+
+def test_missing_required_column_is_reported_without_gx_error():
+    df = raw_profile_frame().drop(columns=["Email Address"])
+    report = validate_profile(df, required_columns=["account_id", "Email Address", "segment"])
+    assert not report.passed_blocking
+    [failure] = report.blocking_failures
+    assert failure["expectation"] == "expect_table_columns_to_include"
+    assert failure["observed_value"]["missing"] == ["Email Address", "segment"]
+    assert "account_id" in failure["observed_value"]["found"]
+    assert "missing required columns 'Email Address', 'segment'" in report.message
+    assert "found: _record_id" in report.message
+    assert {"column": "Email Address", "reason": "column not in table"}.items() <= report.skipped[0].items()
+
+
+def test_empty_frame_is_a_blocking_no_rows_failure():
+    report = validate_profile(raw_profile_frame().iloc[0:0])
+    assert not report.passed_blocking and report.row_count == 0
+    assert [f["problem"] for f in report.failures] == ["table has no rows"]
+    assert "no rows" in report.message
+    assert report.statistics["unsuccessful_expectations"] == 1
+
+
+def test_mostly_unparseable_timestamps_fail_the_event_suite():
+    rows = 100
+    df = pd.DataFrame(
+        {
+            "event_id": [f"e{i}" for i in range(rows)],
+            "event_time": ["2024-05-01T12:00:00Z" if i % 4 == 0 else f"yesterday-{i}" for i in range(rows)],
+        }
+    )
+    report = validate_frame(
+        df,
+        suite_name="event",
+        source_name="web_events",
+        record_id_column="event_id",
+        timestamp_column="event_time",
+        required_columns=[],
+        config_path=CONFIG,
+    )
+    assert not report.passed_blocking
+    [failure] = report.blocking_failures
+    assert failure["expectation"] == "expect_column_values_to_be_dateutil_parseable"
+    assert failure["unexpected_count"] == 75
+    assert failure["sample"][0] == "yesterday-1"
+    assert "column 'event_time' has 75 values that do not parse as timestamps (75%" in report.message
+    assert "at most 5% allowed" in report.message
+    assert {s["column"] for s in report.skipped} == {"email"}  # optional column absent here
+
+
+def test_warning_failure_leaves_blocking_gate_passed(warning_report):
+    assert warning_report.passed_blocking and not warning_report.success
+    [failure] = warning_report.warning_failures
+    assert failure["column"] == "Email Address" and failure["severity"] == "warning"
+    assert failure["unexpected_count"] == 60
+    assert len(failure["sample"]) == 5
+    assert "1 warning: column 'Email Address' has 60 values that are not email addresses" in (
+        warning_report.message
+    )
+
+
+def test_metadata_is_json_and_masks_samples(duplicate_report, warning_report):
+    metadata = duplicate_report.to_metadata()
+    assert json.loads(json.dumps(metadata)) == metadata
+    assert metadata["passed_blocking"] is False and metadata["blocking_failures"] == 1
+    assert metadata["failures"][0]["sample"] == ["***"]
+    masked = warning_report.to_metadata()["failures"][0]["sample"]
+    assert all(value == "***" for value in masked)  # no '@', so nothing is kept
+    raw = warning_report.to_metadata(mask=False)["failures"][0]["sample"]
+    assert raw[0] == "Person 0 at example.com"
+
+
+def test_mask_value_keeps_only_what_identifies_the_problem():
+    assert mask_value("jane.doe@Example.com") == "j***@Example.com"
+    assert mask_value("+44 7946 000123") == "***23"
+    assert mask_value(447946000123, column="phone") == "***23"
+    assert mask_value("Jane") == "***"
+    assert mask_value(None) is None
+
+
+def test_standardized_suite_checks_canonical_forms():
+    rows = 50
+    df = pd.DataFrame(
+        {
+            "source": "crm_accounts",
+            "source_record_id": [f"r{i}" for i in range(rows)],
+            "email": [f"p{i}@example.com" for i in range(rows)],
+            "phone": ["+447946000123"] * rows,
+            "phone_kind": ["mobile"] * rows,
+            "country": ["GB"] * rows,
+            "postcode": [None] * 40 + ["SW1A 1AA"] * 10,
+            "date_of_birth": [dt.date(1980, 1, 1)] * (rows - 1) + [dt.date(1850, 1, 1)],
+            "observed_at": pd.Timestamp("2024-01-01"),
+        }
+    )
+    df.loc[3, "phone"] = "07946 000123"
+    df.loc[4, "email"] = "Upper@Example.com"
+    report = validate_frame(
+        df,
+        suite_name="standardized_profile",
+        source_name="crm_accounts",
+        record_id_column="source_record_id",
+        timestamp_column="observed_at",
+        required_columns=[],
+        config_path=CONFIG,
+    )
+    blocking = {f["column"] for f in report.blocking_failures}
+    warning = {f["column"] for f in report.warning_failures}
+    assert blocking == {"phone", "email"}
+    assert warning == {"postcode", "date_of_birth"}
+    assert "column 'phone' has 1 phone numbers not in E.164 form (2%)" in report.message
+    email = next(f for f in report.failures if f["column"] == "email")
+    assert report.to_metadata()["failures"][report.failures.index(email)]["sample"] == ["U***@Example.com"]
+
+
+def test_suites_come_from_yaml_with_severities_and_inheritance():
+    suites = load_suites(CONFIG)
+    assert {"profile", "event", "standardized", "standardized_profile"} <= set(suites)
+    child, parent = suites["standardized_profile"], suites["standardized"]
+    assert child.rules[: len(parent.rules)] == parent.rules
+    assert all(rule.severity in {"blocking", "warning"} for s in suites.values() for rule in s.rules)
+    with pytest.raises(QualityConfigError, match="unknown quality suite 'nope'"):
+        get_suite("nope", CONFIG)
+
+
+def test_malformed_yaml_is_rejected_with_its_location(tmp_path: Path):
+    path = tmp_path / "quality.yaml"
+    path.write_text(
+        "suites:\n  profile:\n    expectations:\n"
+        "      - expectation: expect_column_values_to_be_unique\n        column: id\n"
+        "        severity: fatal\n"
+    )
+    with pytest.raises(QualityConfigError, match="suite 'profile', expectation #1: severity"):
+        load_suites(path)
