@@ -172,7 +172,8 @@ def _plan(rule: ResolvedRule) -> _Planned:
     checked by parsing once, vectorised, and asking GX that the unparseable leftovers be null.
     """
     if rule.spec.expectation == _DATEUTIL_PARSEABLE:
-        return _Planned(rule, "expect_column_values_to_be_null", _unparsed_name(rule.column), rule.kwargs)
+        helper = _unparsed_name(rule.column)
+        return _Planned(rule, "expect_column_values_to_be_null", helper, rule.kwargs)
     if rule.spec.parse:
         kwargs = {key: _as_utc_bound(value) if key in {"min_value", "max_value"} else value
                   for key, value in rule.kwargs.items()}
@@ -286,7 +287,6 @@ def _failure_from_result(plan: _Planned, result: Any) -> dict[str, Any] | None:
     if result is not None and result.success:
         return None
     details = dict(result.result or {}) if result is not None else {}
-    exception = (result.exception_info or {}) if result is not None else {}
     failure = {
         "expectation": rule.spec.expectation,
         "column": rule.column,
@@ -296,11 +296,23 @@ def _failure_from_result(plan: _Planned, result: Any) -> dict[str, Any] | None:
         "unexpected_percent": _rounded(details.get("unexpected_percent")),
         "sample": _distinct_sample(details.get("partial_unexpected_list") or []),
     }
-    error_text = exception.get("exception_message") if exception.get("raised_exception") else None
-    if result is None:
-        error_text = "no result returned"
+    error_text = _exception_message(result.exception_info) if result is not None else "no result"
+    if error_text:
+        failure["error"] = error_text
     failure["problem"] = _problem(rule, failure, error_text)
     return failure
+
+
+def _exception_message(info: Any) -> str | None:
+    """GX reports errors flat or keyed by metric; keep the first message, never the traceback."""
+    if not isinstance(info, Mapping):
+        return None
+    candidates = [info] if "raised_exception" in info else list(info.values())
+    for candidate in candidates:
+        if isinstance(candidate, Mapping) and candidate.get("raised_exception"):
+            text = str(candidate.get("exception_message") or "error").strip()
+            return text.splitlines()[0] if text else "error"
+    return None
 
 
 # --- describing failures -----------------------------------------------------------------------
@@ -311,8 +323,7 @@ def _problem(rule: ResolvedRule, failure: dict[str, Any], error_text: str | None
     kind = rule.spec.expectation
     where = f"column '{rule.column}'" if rule.column else "table"
     if error_text:
-        first_line = str(error_text).strip().splitlines()[0] if str(error_text).strip() else "error"
-        return f"{where}: {kind} could not be evaluated ({first_line})"
+        return f"{where}: {kind} could not be evaluated ({error_text})"
     count, percent = failure["unexpected_count"], failure["unexpected_percent"]
     if kind == "expect_table_row_count_to_be_between":
         return f"table has {failure['observed_value']} rows, expected {_range(rule.kwargs)}"
@@ -366,7 +377,8 @@ def _message(source: str, suite: str, rows: int, evaluated: int, failures: list[
         passed = evaluated - len(warning)
         text = f"{source}: passed all blocking checks ({passed} of {evaluated} passed; {scope})."
     if warning:
-        text += f" {len(warning)} warning{'s' if len(warning) > 1 else ''}: " + "; ".join(warning) + "."
+        label = "warning" if len(warning) == 1 else "warnings"
+        text += f" {len(warning)} {label}: " + "; ".join(warning) + "."
     return text
 
 
