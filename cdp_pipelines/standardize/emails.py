@@ -1,0 +1,52 @@
+"""Canonical email addresses: one form per mailbox, so aliases of the same inbox match."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from email_validator import EmailNotValidError, validate_email
+
+from cdp_pipelines.standardize.config import StandardizeConfig, default_config
+from cdp_pipelines.standardize.junk import Status, is_blank, is_junk_email, is_placeholder
+
+_STRIP_CHARS = " \t\r\n\"'<>;,"
+
+
+def _apply_provider_rules(local_part: str, domain: str, config: StandardizeConfig) -> tuple[str, str]:
+    """Provider aliases (googlemail.com -> gmail.com), dropped dots and +tags where they are ignored."""
+    domain = config.email_provider_aliases.get(domain, domain)
+    if domain in config.email_remove_plus_tags:
+        local_part = local_part.split("+", 1)[0]
+    if domain in config.email_remove_dots:
+        local_part = local_part.replace(".", "")
+    return local_part, domain
+
+
+def classify_email(value: str | None, config: StandardizeConfig | None = None) -> tuple[str | None, Status]:
+    """Canonical address and what happened; syntax checked by email-validator without DNS."""
+    if is_blank(value):
+        return None, Status.MISSING
+    config = config or default_config()
+    text = str(value).strip().strip(_STRIP_CHARS)
+    if text.lower().startswith("mailto:"):
+        text = text[len("mailto:"):]
+    if is_placeholder(text, "email", config):
+        return None, Status.JUNK
+    if "@" in text and is_junk_email(*text.lower().rsplit("@", 1), config):
+        return None, Status.JUNK
+    try:
+        checked = validate_email(text, check_deliverability=False)
+    except EmailNotValidError:
+        return None, Status.INVALID
+    local_part, domain = _apply_provider_rules(checked.local_part.lower(), checked.domain.lower(), config)
+    if not local_part:
+        return None, Status.INVALID
+    if is_junk_email(local_part, domain, config):
+        return None, Status.JUNK
+    return f"{local_part}@{domain}", Status.OK
+
+
+@lru_cache(maxsize=65536)
+def canonical_email(value: str | None) -> str | None:
+    """Lower-cased, validated address with provider rules applied; None for invalid or junk."""
+    return classify_email(value)[0]

@@ -1,0 +1,278 @@
+"""standardize_frame: every canonical attribute of a raw frame, normalised in one pass.
+
+Each attribute is normalised once per distinct value (pd.factorize, then a take), because
+customer data repeats itself: a million rows rarely hold more than a few hundred thousand
+distinct emails or phones, and the libraries doing the work cost microseconds per value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from cdp_pipelines.standardize import addresses, dates, emails, names, phones, postcodes
+from cdp_pipelines.standardize.config import StandardizeConfig, default_config
+from cdp_pipelines.standardize.junk import Status, is_blank, is_placeholder
+
+CANONICAL_COLUMNS: tuple[str, ...] = (
+    "first_name", "last_name", "full_name", "given_name", "email", "phone", "phone_kind",
+    "date_of_birth", "address_line", "city", "postcode", "country", "loyalty_card",
+    "web_user_id", "cookie_id", "social_handle", "order_number", "account_id",
+)
+"""Identity attributes of docs/architecture.md, in the order standardized tables hold them."""
+
+OUTPUT_COLUMNS: tuple[str, ...] = (*CANONICAL_COLUMNS, "observed_at")
+INPUT_COLUMNS: tuple[str, ...] = (
+    "first_name", "last_name", "full_name", "email", "phone", "date_of_birth", "address_line",
+    "city", "postcode", "country", "loyalty_card", "web_user_id", "cookie_id", "social_handle",
+    "order_number", "account_id", "observed_at",
+)
+IDENTIFIER_COLUMNS: tuple[str, ...] = ("loyalty_card", "web_user_id", "cookie_id", "account_id", "order_number")
+_KEY_SEPARATOR = "\x1f"
+
+Classifier = Callable[[Any], tuple[Any, Status]]
+
+
+@dataclass(frozen=True)
+class StandardizeOutcome:
+    """Normalised frame plus, per input attribute, how many rows held junk or invalid values."""
+
+    frame: pd.DataFrame
+    junk_counts: dict[str, int] = field(default_factory=dict)
+    invalid_counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Mapped:
+    values: np.ndarray  # one object per row, None where missing
+    junk: int
+    invalid: int
+
+
+def _map_unique(values: pd.Series | np.ndarray, classify: Classifier) -> _Mapped:
+    """Classify each distinct value once and spread results back to rows, counting by status."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    outcomes = [classify(value) for value in uniques]
+    results = np.empty(len(outcomes) + 1, dtype=object)  # last slot serves code -1 (missing)
+    results[:-1] = [value for value, _ in outcomes]
+    results[-1] = None
+    statuses = np.array([status.value for _, status in outcomes] or [""], dtype=object)[: len(outcomes)]
+    rows_per_unique = np.bincount(codes[codes >= 0], minlength=len(uniques))
+    return _Mapped(
+        values=results[codes],
+        junk=int(rows_per_unique[statuses == Status.JUNK.value].sum()),
+        invalid=int(rows_per_unique[statuses == Status.INVALID.value].sum()),
+    )
+
+
+def _paired_keys(values: pd.Series, context: pd.Series) -> pd.Series:
+    """value + separator + context, so (phone, region) pairs are classified once each."""
+    return values.astype("str") + _KEY_SEPARATOR + context.astype("str").fillna("")
+
+
+def _split_key(key: str) -> tuple[str, str | None]:
+    value, context = key.rsplit(_KEY_SEPARATOR, 1)
+    return value, context or None
+
+
+def _text(values: np.ndarray, index: pd.Index) -> pd.Series:
+    return pd.Series(values, index=index, dtype="str")
+
+
+class _Standardizer:
+    """Holds the raw frame, the output columns and the counts while attributes are processed."""
+
+    def __init__(self, raw: pd.DataFrame, default_region: str, config: StandardizeConfig) -> None:
+        self.raw = raw
+        self.index = raw.index
+        self.default_region = default_region.upper()
+        self.config = config
+        self.out: dict[str, Any] = {}
+        self.junk: dict[str, int] = {}
+        self.invalid: dict[str, int] = {}
+
+    def has(self, column: str) -> bool:
+        return column in self.raw.columns
+
+    def column(self, column: str) -> pd.Series:
+        return self.raw[column] if self.has(column) else pd.Series(None, index=self.index, dtype="str")
+
+    def record(self, attribute: str, mapped: _Mapped) -> np.ndarray:
+        if self.has(attribute):
+            self.junk[attribute] = self.junk.get(attribute, 0) + mapped.junk
+            self.invalid[attribute] = self.invalid.get(attribute, 0) + mapped.invalid
+        return mapped.values
+
+    def simple(self, attribute: str, classify: Classifier) -> None:
+        if self.has(attribute):
+            self.out[attribute] = _text(self.record(attribute, _map_unique(self.raw[attribute], classify)), self.index)
+
+    def country(self) -> None:
+        self.simple("country", lambda v: postcodes.classify_country(v, self.config))
+
+    def region_context(self) -> pd.Series:
+        """Per-row phone region: the row's country when known, else the default region."""
+        country = self.out.get("country")
+        if country is None:
+            return pd.Series(self.default_region, index=self.index, dtype="str")
+        return country.fillna(self.default_region)
+
+    def phone(self) -> None:
+        if not self.has("phone"):
+            return
+        config = self.config
+
+        def classify(key: str) -> tuple[str | None, Status]:
+            value, region = _split_key(key)
+            return phones.classify_phone(value, region or self.default_region, config)
+
+        keys = _paired_keys(self.raw["phone"], self.region_context()).where(self.raw["phone"].notna())
+        phone = _text(self.record("phone", _map_unique(keys, classify)), self.index)
+        self.out["phone"] = phone
+        kinds = _map_unique(phone, lambda e164: (phones.kind_of_e164(e164, config), Status.OK))
+        self.out["phone_kind"] = _text(kinds.values, self.index)
+
+    def postcode(self) -> None:
+        if not self.has("postcode"):
+            return
+        config, default_country = self.config, self.default_region
+
+        def classify(key: str) -> tuple[str | None, Status]:
+            value, country = _split_key(key)
+            return postcodes.classify_postcode(value, country, default_country=default_country, config=config)
+
+        country = self.out.get("country", pd.Series(None, index=self.index, dtype="str"))
+        keys = _paired_keys(self.raw["postcode"], country).where(self.raw["postcode"].notna())
+        self.out["postcode"] = _text(self.record("postcode", _map_unique(keys, classify)), self.index)
+
+    def person_names(self) -> None:
+        """first/last from their columns, filled from a split full_name; full_name rebuilt from parts."""
+        config = self.config
+        first = self.record("first_name", _map_unique(self.column("first_name"), lambda v: names.classify_name_part(v, "first_name", config)))
+        last = self.record("last_name", _map_unique(self.column("last_name"), lambda v: names.classify_name_part(v, "last_name", config)))
+        first, last = _text(first, self.index), _text(last, self.index)
+        full = pd.Series(None, index=self.index, dtype="str")
+        if self.has("full_name"):
+            parts = self.record("full_name", _map_unique(self.raw["full_name"], lambda v: _classify_full_name(v, config)))
+            split = pd.DataFrame(
+                [p if p is not None else (None, None, None) for p in parts],
+                index=self.index, columns=["first", "last", "full"], dtype="str",
+            ) if len(parts) else pd.DataFrame(index=self.index, columns=["first", "last", "full"], dtype="str")
+            first, last, full = first.fillna(split["first"]), last.fillna(split["last"]), split["full"]
+        built = first.str.cat(last, sep=" ", na_rep="").str.strip().replace("", None)
+        self.out["first_name"], self.out["last_name"] = first, last
+        self.out["full_name"] = full.fillna(built)
+        given = _map_unique(first, lambda v: (names.resolve_nickname(v, config), Status.OK))
+        self.out["given_name"] = _text(given.values, self.index)
+
+    def date_of_birth(self, formats: tuple[str, ...] | None) -> None:
+        if not self.has("date_of_birth"):
+            return
+        formats = formats or self.config.date_formats(True)
+        today = date.today()
+        mapped = _map_unique(
+            self.raw["date_of_birth"],
+            lambda v: dates.classify_date(v, formats, reference=today, config=self.config),
+        )
+        days = np.array([np.datetime64(d, "D") if d else np.datetime64("NaT", "D") for d in self.record("date_of_birth", mapped)], dtype="datetime64[D]")
+        self.out["date_of_birth"] = pd.Series(pa.array(days, from_pandas=True, type=pa.date32()), index=self.index, dtype=pd.ArrowDtype(pa.date32()))
+
+    def observed_at(self, formats: tuple[str, ...] | None) -> None:
+        if not self.has("observed_at"):
+            return
+        raw = self.raw["observed_at"]
+        parsed = dates.parse_timestamps(raw, formats, self.config)
+        parsed.index = self.index
+        failed = _map_unique(raw.where(parsed.isna()), lambda v: _failure_status(v, "observed_at", self.config))
+        self.record("observed_at", failed)
+        self.out["observed_at"] = parsed
+
+    def identifiers(self) -> None:
+        for attribute in IDENTIFIER_COLUMNS:
+            self.simple(attribute, lambda v, a=attribute: _classify_identifier(v, a, self.config))
+        self.simple("social_handle", lambda v: _classify_social_handle(v, self.config))
+
+    def frame(self) -> pd.DataFrame:
+        columns = {}
+        for column in OUTPUT_COLUMNS:
+            if column in self.out:
+                columns[column] = self.out[column]
+            elif column == "date_of_birth":
+                columns[column] = pd.Series(pd.array([None] * len(self.index), dtype=pd.ArrowDtype(pa.date32())), index=self.index)
+            elif column == "observed_at":
+                columns[column] = pd.Series(pd.NaT, index=self.index, dtype="datetime64[us]")
+            else:
+                columns[column] = pd.Series(None, index=self.index, dtype="str")
+        return pd.DataFrame(columns, index=self.index)
+
+
+def _classify_full_name(value: Any, config: StandardizeConfig) -> tuple[tuple[str | None, str | None, str | None] | None, Status]:
+    """(first, last, full) match forms from a full name; full keeps the middle names, not titles."""
+    if is_blank(value):
+        return None, Status.MISSING
+    if is_placeholder(value, "full_name", config):
+        return None, Status.JUNK
+    _, first, middle, last, _ = names.split_name(value)
+    first, middle, last = (names.clean_name_part(p) for p in (first, middle, last))
+    full = " ".join(p for p in (first, middle, last) if p)
+    return ((first, last, full), Status.OK) if full else (None, Status.INVALID)
+
+
+def _failure_status(value: Any, attribute: str, config: StandardizeConfig) -> tuple[None, Status]:
+    """Why a non-empty value did not parse: placeholder junk or an invalid value."""
+    if is_blank(value):
+        return None, Status.MISSING
+    return None, Status.JUNK if is_placeholder(value, attribute, config) else Status.INVALID
+
+
+def _classify_identifier(value: Any, attribute: str, config: StandardizeConfig) -> tuple[str | None, Status]:
+    """Trimmed, inner whitespace removed, upper-cased; placeholders are junk."""
+    if is_blank(value):
+        return None, Status.MISSING
+    if is_placeholder(value, attribute, config):
+        return None, Status.JUNK
+    return "".join(str(value).split()).upper(), Status.OK
+
+
+def _classify_social_handle(value: Any, config: StandardizeConfig) -> tuple[str | None, Status]:
+    """Lower-case handle without leading "@" or profile URL; invalid when it breaks the pattern."""
+    if is_blank(value):
+        return None, Status.MISSING
+    if is_placeholder(value, "social_handle", config):
+        return None, Status.JUNK
+    handle = str(value).strip().rstrip("/").rsplit("/", 1)[-1].lstrip("@").lower()
+    return (handle, Status.OK) if config.social_handle.match(handle) else (None, Status.INVALID)
+
+
+def standardize_frame(
+    raw: pd.DataFrame,
+    *,
+    default_region: str = "GB",
+    date_formats: tuple[str, ...] | None = None,
+    timestamp_formats: tuple[str, ...] | None = None,
+    config: StandardizeConfig | None = None,
+) -> StandardizeOutcome:
+    """Normalise the canonical attribute columns of `raw` (raw strings, any subset).
+
+    The result has every column of OUTPUT_COLUMNS on raw's index; attributes absent from
+    `raw` are all-null. Country is never defaulted, but `default_region` is used to read
+    phones and postcodes of rows without a country. Counts cover only columns present in raw.
+    """
+    standardizer = _Standardizer(raw, default_region, config or default_config())
+    standardizer.country()
+    standardizer.phone()
+    standardizer.simple("email", lambda v: emails.classify_email(v, standardizer.config))
+    standardizer.person_names()
+    standardizer.date_of_birth(date_formats)
+    standardizer.simple("address_line", lambda v: addresses.classify_address_line(v, standardizer.config))
+    standardizer.simple("city", lambda v: addresses.classify_city(v, standardizer.config))
+    standardizer.postcode()
+    standardizer.identifiers()
+    standardizer.observed_at(timestamp_formats)
+    return StandardizeOutcome(standardizer.frame(), dict(standardizer.junk), dict(standardizer.invalid))

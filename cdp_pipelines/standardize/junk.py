@@ -1,0 +1,90 @@
+"""Placeholder detection: values typed to fill a field rather than to describe anyone.
+
+Junk is told apart from invalid values so data-quality reports can say "the form was filled
+with N/A" separately from "the value was malformed".
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from functools import lru_cache
+
+from cdp_pipelines.standardize.config import StandardizeConfig, default_config
+
+
+class Status(str, Enum):
+    """What happened to one raw value during standardization."""
+
+    OK = "ok"
+    MISSING = "missing"
+    JUNK = "junk"
+    INVALID = "invalid"
+
+
+_IGNORED_IN_KEY = re.compile(r"[\s./\\_\-]+")
+_DIGITS = "0123456789"
+
+
+def placeholder_key(value: str) -> str:
+    """Comparison form of a value: case-folded, without spaces, dots, slashes, underscores, hyphens."""
+    return _IGNORED_IN_KEY.sub("", value).casefold()
+
+
+def is_blank(value: object) -> bool:
+    """None, NaN and whitespace-only strings are simply missing, not junk."""
+    if value is None:
+        return True
+    if isinstance(value, float) and value != value:
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def is_placeholder(value: str | None, attribute: str | None = None, config: StandardizeConfig | None = None) -> bool:
+    """True for filler such as "N/A", "unknown", "-", "xxxx" (lists in config/standardize.yaml)."""
+    if is_blank(value):
+        return False
+    return _is_placeholder(str(value), attribute, config or default_config())
+
+
+@lru_cache(maxsize=65536)
+def _is_placeholder(value: str, attribute: str | None, config: StandardizeConfig) -> bool:
+    text = value.strip()
+    if not any(ch.isalnum() for ch in text):
+        return True
+    key = placeholder_key(text)
+    if attribute and key in config.placeholder_exemptions.get(attribute, ()):
+        return False
+    if key in config.placeholders or (attribute and key in config.placeholders_by_attribute.get(attribute, ())):
+        return True
+    return len(key) >= config.repeated_char_min_length and len(set(key)) == 1
+
+
+def is_sequential_digits(digits: str) -> bool:
+    """Digit runs such as 1234567 or 9876543 (wrapping 9->0 allowed), typed to pass a form."""
+    if len(digits) < 6 or not digits.isdigit():
+        return False
+    ascending = "".join(_DIGITS[(int(digits[0]) + i) % 10] for i in range(len(digits)))
+    descending = "".join(_DIGITS[(int(digits[0]) - i) % 10] for i in range(len(digits)))
+    return digits in (ascending, descending)
+
+
+def is_junk_phone_digits(digits: str, config: StandardizeConfig | None = None) -> bool:
+    """A phone digit string that is configured junk, one repeated digit, or a digit run."""
+    config = config or default_config()
+    if not digits:
+        return False
+    if digits in config.phone_junk_numbers or len(set(digits)) == 1:
+        return True
+    return config.phone_reject_sequences and is_sequential_digits(digits)
+
+
+def is_junk_email(local_part: str, domain: str, config: StandardizeConfig | None = None) -> bool:
+    """Configured junk addresses, local parts (noreply, test) and domains (example.com)."""
+    config = config or default_config()
+    local_part, domain = local_part.lower(), domain.lower()
+    if f"{local_part}@{domain}" in config.email_junk_addresses:
+        return True
+    if local_part in config.email_junk_local_parts or placeholder_key(local_part) in config.placeholders:
+        return True
+    return domain in config.email_junk_domains or domain.rsplit(".", 1)[-1] in config.email_junk_domains
