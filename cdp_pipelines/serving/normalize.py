@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from cdp_pipelines.standardize.emails import canonical_email
+from cdp_pipelines.standardize.phones import normalize_phone
+
 # keyword accepted by lookup() → identifier_type stored in identity_lookup
 IDENTIFIER_TYPES = {
     "phone": "phone",
@@ -23,20 +26,10 @@ IDENTIFIER_TYPES = {
 
 
 def _phone(value: str, default_region: str) -> str | None:
-    try:
-        from cdp_pipelines.standardize.phones import normalize_phone
-    except ImportError:  # standardization not installed: accept values already in E.164
-        text = value.strip().replace(" ", "")
-        return text if text.startswith("+") and text[1:].isdigit() else None
     return normalize_phone(value, default_region)
 
 
 def _email(value: str, default_region: str) -> str | None:
-    try:
-        from cdp_pipelines.standardize.emails import canonical_email
-    except ImportError:  # standardization not installed: accept values already canonical
-        text = value.strip().lower()
-        return text if "@" in text else None
     return canonical_email(value)
 
 

@@ -1,0 +1,203 @@
+"""Publishing to a real PostgreSQL: init, versions, roles, guard, rollback, type mapping."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import psycopg
+import pytest
+from psycopg import errors
+
+from cdp_pipelines.serving import (
+    PublishError, ServingConnectionError, ServingError, current_version, init_serving, publish, rollback,
+)
+
+try:
+    from cdp_tests.postgres_fixtures import build_serving_warehouse, postgres_server_url, serving_db  # noqa: F401
+except ImportError:  # cdp_tests is not a package: pytest put this folder on sys.path
+    from postgres_fixtures import build_serving_warehouse, postgres_server_url, serving_db  # noqa: F401
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def duck():
+    con = duckdb.connect()
+    build_serving_warehouse(con, 20)
+    yield con
+    con.close()
+
+
+def _catalog_snapshot(url: str) -> list:
+    with psycopg.connect(url) as conn:
+        return conn.execute("""
+            SELECT n.nspname, n.nspacl::text,
+                   (SELECT array_agg(c.relname || ':' || coalesce(c.relacl::text, '') ORDER BY c.relname)
+                    FROM pg_class c WHERE c.relnamespace = n.oid),
+                   (SELECT array_agg(p.proname || ':' || md5(p.prosrc) || coalesce(p.proacl::text, ''))
+                    FROM pg_proc p WHERE p.pronamespace = n.oid)
+            FROM pg_namespace n WHERE n.nspname LIKE 'cdp%' ORDER BY 1""").fetchall()
+
+
+def _as_role(url: str, role: str, query: str):
+    with psycopg.connect(url) as conn:
+        conn.execute(f'SET ROLE "{role}"')
+        return conn.execute(query).fetchall()
+
+
+def test_init_is_idempotent(serving_db):
+    init_serving(serving_db.url, config_path=serving_db.config_path)
+    first = _catalog_snapshot(serving_db.url)
+    init_serving(serving_db.url, config_path=serving_db.config_path)
+    assert _catalog_snapshot(serving_db.url) == first
+    with psycopg.connect(serving_db.url) as conn:
+        roles = conn.execute(
+            "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = ANY(%s) ORDER BY 1",
+            [[serving_db.channel_role, serving_db.marketing_role]],
+        ).fetchall()
+    assert roles == sorted([(serving_db.channel_role, False), (serving_db.marketing_role, False)])
+    assert current_version(serving_db.url, config_path=serving_db.config_path) is None
+
+
+def test_publish_creates_version_views_and_log(serving_db, duck):
+    result = publish(serving_db.url, duck, config_path=serving_db.config_path)
+    assert (result.version, result.schema) == (1, "cdp_v1")
+    assert result.row_counts["identity_lookup"] == 160 and result.row_counts["escalations"] == 6
+    with psycopg.connect(serving_db.url) as conn:
+        assert conn.execute("SELECT count(*), min(_publish_version) FROM cdp.customer_360").fetchone() == (20, 1)
+        status, counts = conn.execute("SELECT status, row_counts FROM cdp_admin.publish_log").fetchone()
+        assert status == "published" and counts == result.row_counts
+        pks = conn.execute("""
+            SELECT c.relname FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+            WHERE k.contype = 'p' AND c.relnamespace = 'cdp_v1'::regnamespace ORDER BY 1""").fetchall()
+        assert [p for (p,) in pks] == sorted(
+            ["contact_context", "customer_360", "customer_sentiment", "identity_lookup", "journeys",
+             "segment_membership"])
+
+
+def test_types_are_mapped(serving_db, duck):
+    publish(serving_db.url, duck, config_path=serving_db.config_path)
+    with psycopg.connect(serving_db.url) as conn:
+        types = dict(conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'cdp_v1' AND table_name = 'customer_360'").fetchall())
+        row = conn.execute(
+            "SELECT date_of_birth, is_vip, last_seen_at, channels, address, lifetime_value "
+            "FROM cdp.customer_360 WHERE customer_id = 'C000002'").fetchone()
+        empty, null = conn.execute(
+            "SELECT empty_text, notes FROM cdp.contact_context WHERE customer_id = 'C000004'").fetchone()
+    assert types["date_of_birth"] == "date" and types["is_vip"] == "boolean"
+    assert types["last_seen_at"] == "timestamp without time zone" and types["lifetime_value"] == "double precision"
+    assert types["channels"] == "jsonb" and types["address"] == "jsonb" and types["_publish_version"] == "integer"
+    assert row == (dt.date(1980, 1, 3), True, dt.datetime(2024, 5, 1, 9, 2), ["web", "store"],
+                   {"city": "Leeds", "postcode": "LS1 1AA"}, 21.0)
+    assert (empty, null) == ("", None)  # empty string and NULL survive COPY distinctly
+
+
+def test_channel_role_reads_views_only(serving_db, duck):
+    publish(serving_db.url, duck, config_path=serving_db.config_path)
+    role = serving_db.channel_role
+    assert _as_role(serving_db.url, role, "SELECT count(*) FROM cdp.identity_lookup") == [(160,)]
+    for forbidden in ("SELECT * FROM cdp_v1.customer_360", "SELECT * FROM cdp_admin.publish_log",
+                      "SELECT * FROM cdp_marketing.customer_360"):
+        with pytest.raises(errors.InsufficientPrivilege):
+            _as_role(serving_db.url, role, forbidden)
+    for write in ("DELETE FROM cdp.customer_360",
+                  "UPDATE cdp.customer_360 SET first_name = 'x'",
+                  "INSERT INTO cdp.identity_lookup (identifier_type, identifier_value, customer_id) VALUES ('a','b','c')",
+                  "CREATE TABLE cdp.sneaky (x int)"):
+        with pytest.raises(errors.InsufficientPrivilege):
+            _as_role(serving_db.url, role, write)
+
+
+def test_marketing_role_sees_narrow_views(serving_db, duck):
+    publish(serving_db.url, duck, config_path=serving_db.config_path)
+    role = serving_db.marketing_role
+    with psycopg.connect(serving_db.url) as conn:
+        conn.execute(f'SET ROLE "{role}"')
+        cur = conn.execute("SELECT * FROM cdp_marketing.customer_360 LIMIT 1")
+        c360 = [d.name for d in cur.description]
+        cur = conn.execute("SELECT * FROM cdp_marketing.contact_context LIMIT 1")
+        context = [d.name for d in cur.description]
+        views = [v for (v,) in conn.execute(
+            "SELECT table_name FROM information_schema.views WHERE table_schema = 'cdp_marketing'")]
+    assert "first_name" in c360 and "agent_notes" not in c360 and "date_of_birth" not in c360
+    assert "notes" not in context and "next_best_action" in context
+    assert "identity_lookup" not in views and "escalations" not in views
+    for forbidden in ("SELECT * FROM cdp.customer_360", "SELECT * FROM cdp_v1.customer_360",
+                      "SELECT * FROM cdp_admin.current"):
+        with pytest.raises(errors.InsufficientPrivilege):
+            _as_role(serving_db.url, role, forbidden)
+
+
+def test_rollback_and_keep_versions(serving_db, duck):
+    cfg = serving_db.config_path
+    publish(serving_db.url, duck, config_path=cfg)
+    build_serving_warehouse(duck, 20, tag="b")
+    publish(serving_db.url, duck, config_path=cfg)
+    build_serving_warehouse(duck, 25, tag="c")
+    third = publish(serving_db.url, duck, config_path=cfg)
+    assert third.dropped_schemas == ["cdp_v1"]
+    assert rollback(serving_db.url, config_path=cfg) == 2
+    assert current_version(serving_db.url, config_path=cfg) == 2
+    with psycopg.connect(serving_db.url) as conn:
+        assert conn.execute("SELECT count(*), min(build_tag), min(_publish_version) FROM cdp.customer_360").fetchone() == (20, "b", 2)
+        assert conn.execute("SELECT count(*) FROM cdp_marketing.customer_360").fetchone() == (20,)
+        assert conn.execute("SELECT status FROM cdp_admin.publish_log WHERE version = 3").fetchone() == ("rolled_back",)
+    with pytest.raises(ServingError, match="no earlier version is kept"):
+        rollback(serving_db.url, config_path=cfg)
+    fourth = publish(serving_db.url, duck, config_path=cfg)
+    assert fourth.version == 4 and sorted(fourth.dropped_schemas) == ["cdp_v3"]
+
+
+def test_empty_table_is_refused_and_previous_stays(serving_db, duck):
+    cfg = serving_db.config_path
+    publish(serving_db.url, duck, config_path=cfg)
+    duck.execute("DELETE FROM marts.escalations")
+    with pytest.raises(PublishError, match=r"marts\.escalations .*served 6 rows"):
+        publish(serving_db.url, duck, config_path=cfg)
+    assert current_version(serving_db.url, config_path=cfg) == 1
+    with psycopg.connect(serving_db.url) as conn:
+        assert conn.execute("SELECT count(*) FROM cdp.escalations").fetchone() == (6,)
+
+
+def test_missing_tables(serving_db, duck):
+    duck.execute("DROP TABLE segments.membership")
+    result = publish(serving_db.url, duck, config_path=serving_db.config_path)
+    assert result.row_counts["segment_membership"] == 0  # optional: published empty
+    duck.execute("DROP TABLE marts.journeys")
+    with pytest.raises(PublishError, match=r"marts\.journeys \(served as journeys\)"):
+        publish(serving_db.url, duck, config_path=serving_db.config_path)
+
+
+def test_duplicate_key_fails_cleanly(serving_db, duck):
+    publish(serving_db.url, duck, config_path=serving_db.config_path)
+    duck.execute("INSERT INTO marts.customer_sentiment SELECT * FROM marts.customer_sentiment LIMIT 1")
+    with pytest.raises(PublishError, match="duplicate primary key"):
+        publish(serving_db.url, duck, config_path=serving_db.config_path)
+    with psycopg.connect(serving_db.url) as conn:
+        assert conn.execute("SELECT status FROM cdp_admin.publish_log WHERE version = 2").fetchone() == ("failed",)
+        assert conn.execute("SELECT to_regnamespace('cdp_v2')").fetchone() == (None,)
+    assert current_version(serving_db.url, config_path=serving_db.config_path) == 1
+
+
+def test_changed_columns_recreate_views(serving_db, duck):
+    publish(serving_db.url, duck, config_path=serving_db.config_path)
+    duck.execute("ALTER TABLE marts.customer_360 DROP COLUMN build_tag")
+    duck.execute("ALTER TABLE marts.customer_360 ALTER COLUMN lifetime_value TYPE VARCHAR")
+    publish(serving_db.url, duck, config_path=serving_db.config_path)
+    with psycopg.connect(serving_db.url) as conn:
+        cols = dict(conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'cdp' AND table_name = 'customer_360'").fetchall())
+    assert "build_tag" not in cols and cols["lifetime_value"] == "text"
+    assert _as_role(serving_db.url, serving_db.channel_role, "SELECT count(*) FROM cdp.customer_360") == [(20,)]
+
+
+def test_unreachable_server_is_one_clear_line(tmp_path):
+    url = "postgresql://postgres@127.0.0.1:1/nowhere"
+    with pytest.raises(ServingConnectionError) as info:
+        init_serving(url)
+    message = str(info.value)
+    assert "127.0.0.1:1/nowhere" in message and "\n" not in message
