@@ -18,7 +18,7 @@ from cdp_pipelines.ingest.quality_suites import QualityConfigError, get_suite, l
 from cdp_pipelines.settings import PROJECT_ROOT
 
 CONFIG = PROJECT_ROOT / "config" / "quality.yaml"
-RAW_COLUMNS = {"email": "Email Address", "date_of_birth": "DOB"}
+RAW_COLUMNS = {"email": "Email Address", "date_of_birth": ["DOB"], "full_name": ["first", "last"]}
 
 
 def raw_profile_frame(rows: int = 200) -> pd.DataFrame:

@@ -90,12 +90,13 @@ def validate_frame(
     timestamp_column: str | None,
     required_columns: list[str],
     config_path: Path | None = None,
-    column_map: Mapping[str, str] | None = None,
+    column_map: Mapping[str, str | list[str]] | None = None,
 ) -> QualityReport:
     """Run suite `suite_name` on `df` and report every failure with its severity.
 
-    `column_map` maps canonical attributes to this table's columns (e.g. {"email": "Email"}) so
-    placeholders such as `{email}` in the YAML find raw source columns.
+    `column_map` maps canonical attributes to this table's columns (e.g. {"email": "Email"}, or
+    a source's `mapping` from sources.yaml) so placeholders such as `{email}` in the YAML find
+    raw source columns. Without it, `{email}` means a column named `email`.
     """
     started = time.perf_counter()
     suite = get_suite(suite_name, config_path)

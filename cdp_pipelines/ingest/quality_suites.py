@@ -151,10 +151,19 @@ def _build_rule(path: str, suite: str, position: int, entry: Any) -> RuleSpec:
 def placeholder_values(
     record_id_column: str,
     timestamp_column: str | None,
-    column_map: Mapping[str, str] | None,
+    column_map: Mapping[str, str | list[str]] | None,
 ) -> dict[str, str | None]:
-    """What each `{name}` stands for in this table; canonical names default to themselves."""
-    values: dict[str, str | None] = dict(column_map or {})
+    """What each `{name}` stands for in this table; canonical names default to themselves.
+
+    `column_map` may be a source's `mapping` from sources.yaml as is: an attribute built from
+    several columns (e.g. a full name from two) has no single column to check, so it is skipped.
+    """
+    values: dict[str, str | None] = {}
+    for attribute, columns in (column_map or {}).items():
+        if isinstance(columns, str):
+            values[attribute] = columns
+        else:
+            values[attribute] = columns[0] if len(columns) == 1 else None
     values["record_id"] = record_id_column
     values["timestamp"] = timestamp_column
     return values
