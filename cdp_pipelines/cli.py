@@ -1,0 +1,170 @@
+"""The `cdp` command line: generate data, run the pipeline, evaluate and explain identities.
+
+Stage-specific command groups (segments, serving, lookup) live beside their stage and are
+mounted here. Errors a user can fix are printed as one readable line with exit code 2; a failed
+pipeline run exits with 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from cdp_pipelines import settings
+
+app = typer.Typer(help="Customer data platform: one trusted view of each customer.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+console = Console(stderr=True)
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _apply_paths(data_dir: Path | None, warehouse: Path | None, sources: Path | None = None) -> None:
+    """Point every component at the chosen folders through the environment, read once by settings."""
+    if data_dir is not None:
+        if not data_dir.is_dir():
+            fail(f"data folder {data_dir} does not exist")
+        os.environ[settings.ENV_DATA_DIR] = str(data_dir.resolve())
+    if warehouse is not None:
+        os.environ[settings.ENV_WAREHOUSE] = str(warehouse.resolve())
+    if sources is not None:
+        if not sources.is_file():
+            fail(f"sources file {sources} does not exist")
+        os.environ[settings.ENV_SOURCES_FILE] = str(sources.resolve())
+
+
+@app.command()
+def generate(
+    persons: Annotated[int, typer.Option(min=1, help="How many people to simulate.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 42,
+    out: Annotated[Path, typer.Option(help="Folder for the source files.")] = Path("data/generated"),
+    truth_out: Annotated[Optional[Path], typer.Option(help="Ground-truth CSV (default OUT/ground_truth.csv).")] = None,
+) -> None:
+    """Write realistic five-source omnichannel data with ground truth."""
+    from cdp_pipelines.synthetic import generate_dataset
+
+    started = time.perf_counter()
+    with console.status(f"Generating {persons:,} persons ..."):
+        summary = generate_dataset(persons=persons, seed=seed, out_dir=out, truth_out=truth_out)
+    console.print(f"Wrote {out} in {time.perf_counter() - started:.1f}s")
+    for name, count in summary.record_counts.items():
+        console.print(f"  {name:<20} {count:>10,}")
+
+
+@app.command()
+def run(
+    data_dir: Annotated[Optional[Path], typer.Option(help="Folder with the source files (default: the sample).")] = None,
+    warehouse: Annotated[Optional[Path], typer.Option(help="DuckDB warehouse file.")] = None,
+    sources: Annotated[Optional[Path], typer.Option(help="Sources file (default data/sources.yaml).")] = None,
+    retrain: Annotated[bool, typer.Option(help="Train a new identity model even if one is saved.")] = False,
+) -> None:
+    """Materialize the whole graph in-process on the embedded DuckDB warehouse."""
+    _apply_paths(data_dir, warehouse, sources)
+    from cdp_pipelines.runner import run_full_refresh
+
+    outcome = run_full_refresh(retrain=retrain, console=console)
+    print(json.dumps(outcome.summary, indent=2, default=str))
+    if not outcome.success:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def evaluate(
+    truth: Annotated[Path, typer.Option(help="Ground-truth CSV: source,source_record_id,person_id.")],
+    warehouse: Annotated[Optional[Path], typer.Option(help="DuckDB warehouse file.")] = None,
+) -> None:
+    """Print pairwise and B-cubed precision/recall/F1 of the resolved identities as JSON."""
+    import duckdb
+
+    from cdp_pipelines.identity.evaluation import evaluate as evaluate_identities
+
+    path = warehouse or settings.warehouse_path()
+    if not path.exists():
+        fail(f"warehouse {path} does not exist; run `cdp run` first")
+    if not truth.exists():
+        fail(f"truth file {truth} does not exist")
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        report = evaluate_identities(con, truth)
+    except duckdb.CatalogException:
+        fail(f"warehouse {path} has no identity.customer_xref; run `cdp run` first")
+    finally:
+        con.close()
+    print(json.dumps(report, indent=2))
+
+
+@app.command()
+def explain(
+    customer_id: Annotated[str, typer.Argument(help="The customer id to explain.")],
+    warehouse: Annotated[Optional[Path], typer.Option(help="DuckDB warehouse file.")] = None,
+    show_pii: Annotated[bool, typer.Option(help="Show personal data unmasked.")] = False,
+) -> None:
+    """Show a customer's records and the edges (rules or match weights) that joined them."""
+    import duckdb
+
+    from cdp_pipelines.identity.explain import explain_customer, render_explanation
+
+    path = warehouse or settings.warehouse_path()
+    if not path.exists():
+        fail(f"warehouse {path} does not exist; run `cdp run` first")
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        explanation = explain_customer(con, customer_id)
+    finally:
+        con.close()
+    if explanation is None:
+        fail(f"no customer {customer_id!r} in {path}")
+    render_explanation(explanation, Console(), show_pii=show_pii or settings.show_pii())
+
+
+def _mount_stage_commands() -> None:
+    """Command groups that live beside their stage."""
+    from importlib import import_module
+
+    for module_name, attribute, name in (
+        ("cdp_pipelines.segments.cli", "app", "segments"),
+        ("cdp_pipelines.serving.cli", "app", "serving"),
+    ):
+        try:
+            module = import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name != module_name:
+                raise
+            continue
+        app.add_typer(getattr(module, attribute), name=name)
+    try:
+        from cdp_pipelines.serving.cli import lookup
+    except ImportError:
+        return
+    app.command(name="lookup")(lookup)
+
+
+_mount_stage_commands()
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as error:
+        console.print(f"[bold red]error:[/] {error}")
+        sys.exit(EXIT_USAGE)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The defs folder: one small module per stage, each contributing its Dagster definitions."""

@@ -1,0 +1,42 @@
+"""Asset metadata every stage shows in the UI: row counts, null rates, masked previews."""
+
+from __future__ import annotations
+
+import dagster as dg
+import duckdb
+
+from cdp_pipelines.privacy import mask_frame
+
+OWNERS = ["team:data-platform"]
+
+
+def row_count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    return int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
+
+
+def preview(con: duckdb.DuckDBPyConnection, table: str, limit: int = 10, columns: list[str] | None = None) -> dg.MetadataValue:
+    """First rows of a table as Markdown, with personal data masked."""
+    select = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+    frame = con.execute(f"SELECT {select} FROM {table} LIMIT {int(limit)}").df()
+    frame = mask_frame(frame)
+    for column in frame.columns:
+        frame[column] = frame[column].astype("string").str.slice(0, 60)
+    return dg.MetadataValue.md(frame.to_markdown(index=False) if len(frame) else "_(no rows)_")
+
+
+def null_rates(con: duckdb.DuckDBPyConnection, table: str, columns: list[str]) -> dict[str, float]:
+    """Share of missing values per column (0..1)."""
+    if not columns:
+        return {}
+    parts = ", ".join(f'avg(CASE WHEN "{c}" IS NULL THEN 1.0 ELSE 0.0 END)' for c in columns)
+    values = con.execute(f"SELECT {parts} FROM {table}").fetchall()[0]
+    return {c: round(float(v or 0.0), 4) for c, v in zip(columns, values)}
+
+
+def table_metadata(con: duckdb.DuckDBPyConnection, table: str, preview_columns: list[str] | None = None) -> dict:
+    """The metadata every table-producing asset reports."""
+    return {
+        "dagster/row_count": dg.MetadataValue.int(row_count(con, table)),
+        "table": dg.MetadataValue.text(table),
+        "preview": preview(con, table, columns=preview_columns),
+    }
