@@ -108,37 +108,38 @@ def _cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def timestamp_checker(formats: list[str]) -> Callable[[str], bool]:
-    """A strict test for timestamps: ISO 8601 first, then the source's strptime formats.
+def timestamp_validity(values: list[str | None], formats: list[str]) -> list[bool]:
+    """Which non-blank values parse as timestamps, by the same rules standardization uses.
 
-    Only validity is decided here; standardization parses the values into TIMESTAMPs.
+    Uses the vectorised parser of cdp_pipelines.standardize.dates (ISO 8601, the source's
+    formats, then the project-wide formats); a strict ISO-or-strptime test stands in when that
+    module cannot be imported.
     """
-    formats = list(formats)
-
-    def is_valid(value: str) -> bool:
-        text = value.strip()
-        try:
-            datetime.fromisoformat(text)
-            return True
-        except ValueError:
-            pass
-        for fmt in formats:
-            try:
-                datetime.strptime(text, fmt)
-                return True
-            except ValueError:
-                continue
-        return False
-
-    return is_valid
-
-
-def _is_iso(value: str) -> bool:
     try:
-        datetime.fromisoformat(value)
+        import pandas as pd
+
+        from cdp_pipelines.standardize.config import default_config
+        from cdp_pipelines.standardize.dates import parse_timestamps
+    except ImportError:
+        return [v is not None and _strictly_parses(v.strip(), formats) for v in values]
+    all_formats = tuple(dict.fromkeys([*formats, *default_config().timestamp_formats]))
+    parsed = parse_timestamps(pd.Series(values, dtype="str"), all_formats)
+    return parsed.notna().tolist()
+
+
+def _strictly_parses(text: str, formats: list[str]) -> bool:
+    try:
+        datetime.fromisoformat(text)
         return True
     except ValueError:
-        return False
+        pass
+    for fmt in formats:
+        try:
+            datetime.strptime(text, fmt)
+            return True
+        except ValueError:
+            continue
+    return False
 
 
 def _file_label(path: Path, data_dir: Path) -> str:
@@ -159,19 +160,19 @@ def _visible_text(text: str) -> str:
     return text
 
 
+
 class RowStager:
     """Applies the row checks of one source and collects staged and quarantined rows.
 
-    Format readers call ``set_columns`` once per file (or ``add_object`` with growing keys) and
-    then ``add_values`` / ``add_object`` / ``quarantine`` once per data row. Staged rows are kept
-    only until a chunk is full, then turned into Arrow columns.
+    Format readers call ``start_file`` (via read_source), ``set_columns`` for a header or
+    schema, then once per data row ``add_values`` / ``add_object`` / ``quarantine``. Rows wait
+    in a chunk so timestamps can be checked column-wise; the surviving rows then become Arrow
+    columns and the chunk is dropped.
     """
 
     def __init__(self, source: SourceConfig) -> None:
         self.source = source
         self.rows_read = 0
-        self._is_valid_timestamp = timestamp_checker(source.timestamp_parse_formats)
-        self._timestamp_required = source.kind == "event"
         self._first_seen: dict[str, int] = {}
         self._file_labels: list[str] = []
         self._all_columns: dict[str, None] = {}
@@ -191,12 +192,12 @@ class RowStager:
         self._format_raw: Callable[[Any], str] = str
         self._id_index = self._ts_index = -1
         self._chunk_ids: list[str] = []
-        self._chunk_rows: list[Any] = []
         self._chunk_numbers: list[int] = []
-        self.file_rows = 0
+        self._chunk_rows: list[Any] = []
+        self._chunk_raw: list[Any] = []
 
     def set_raw_formatter(self, format_raw: Callable[[Any], str]) -> None:
-        """How to show a row's original content in the quarantine (called lazily)."""
+        """How to show a row's original content in the quarantine (called only when needed)."""
         self._format_raw = format_raw
 
     def set_columns(self, columns: list[str]) -> None:
@@ -241,39 +242,41 @@ class RowStager:
 
     # -- per row --------------------------------------------------------------------------
     def add_values(self, row_number: int, values: list[str | None]) -> None:
-        """Stage a row given as values in the order passed to ``set_columns``."""
+        """A row given as values in the order passed to ``set_columns``."""
         self.rows_read += 1
-        self.file_rows += 1
-        record_id = self._checked_id(row_number, values[self._id_index],
-                                     values[self._ts_index] if self._ts_index >= 0 else None,
-                                     values)
-        if record_id is not None:
-            self._chunk_ids.append(record_id)
-            self._chunk_numbers.append(row_number)
-            self._chunk_rows.append(values)
-            if len(self._chunk_rows) >= CHUNK_ROWS:
-                self._flush()
+        record_id = values[self._id_index]
+        if record_id is None or not (record_id := record_id.strip()):
+            self._quarantine_row(row_number, None, values,
+                                 f"missing record id in column {self.source.record_id}")
+            return
+        self._chunk_ids.append(record_id)
+        self._chunk_numbers.append(row_number)
+        self._chunk_rows.append(values)
+        self._chunk_raw.append(values)
+        if len(self._chunk_rows) >= CHUNK_ROWS:
+            self._flush()
 
     def add_object(self, row_number: int, values: dict[str, str | None], raw: Any) -> None:
-        """Stage a row given as a column -> text mapping (JSON lines); new keys become columns."""
+        """A row given as column -> text (JSON lines); keys not seen before become columns."""
         self.rows_read += 1
-        self.file_rows += 1
         for column in values:
             if column not in self._file_columns:
                 self._add_column(column)
-        timestamp = values.get(self.source.timestamp) if self.source.timestamp else None
-        record_id = self._checked_id(row_number, values.get(self.source.record_id), timestamp, raw)
-        if record_id is not None:
-            self._chunk_ids.append(record_id)
-            self._chunk_numbers.append(row_number)
-            self._chunk_rows.append(values)
-            if len(self._chunk_rows) >= CHUNK_ROWS:
-                self._flush()
+        record_id = values.get(self.source.record_id)
+        if record_id is None or not (record_id := record_id.strip()):
+            self._quarantine_row(row_number, None, raw,
+                                 f"missing record id in column {self.source.record_id}")
+            return
+        self._chunk_ids.append(record_id)
+        self._chunk_numbers.append(row_number)
+        self._chunk_rows.append(values)
+        self._chunk_raw.append(raw)
+        if len(self._chunk_rows) >= CHUNK_ROWS:
+            self._flush()
 
     def quarantine(self, row_number: int, record_id: str | None, raw: Any, reason: str) -> None:
         """Set a row aside with its original content and the reason it cannot be staged."""
         self.rows_read += 1
-        self.file_rows += 1
         self._quarantine_row(row_number, record_id, raw, reason)
 
     def _quarantine_row(self, row_number: int, record_id: str | None, raw: Any, reason: str) -> None:
@@ -285,45 +288,6 @@ class RowStager:
         q["raw_content"].append(_visible_text(self._format_raw(raw)))
         q["reason"].append(reason)
 
-    def _checked_id(
-        self, row_number: int, record_id: str | None, timestamp: str | None, raw: Any
-    ) -> str | None:
-        """The stripped record id if the row passes the row checks; otherwise quarantine it."""
-        source = self.source
-        if record_id is None or not (record_id := record_id.strip()):
-            self._quarantine_row(row_number, None, raw,
-                                 f"missing record id in column {source.record_id}")
-            return None
-        if timestamp is None or not timestamp.strip():
-            if self._timestamp_required:
-                self._count_bad_timestamp("(missing)")
-                self._quarantine_row(row_number, record_id, raw,
-                                     f"missing timestamp in column {source.timestamp}")
-                return None
-        elif not _is_iso(timestamp) and not self._is_valid_timestamp(timestamp):
-            self._count_bad_timestamp(timestamp)
-            self._quarantine_row(row_number, record_id, raw,
-                                 f"unparseable timestamp {timestamp[:60]!r} in column "
-                                 f"{source.timestamp}")
-            return None
-        position = (self._file_index << 40) | row_number
-        first = self._first_seen.setdefault(record_id, position)
-        if first != position:
-            self._duplicates += 1
-            if len(self._duplicate_examples) < 3:
-                self._duplicate_examples.append(record_id)
-            first_file = self._file_labels[first >> 40]
-            self._quarantine_row(row_number, record_id, raw,
-                                 f"duplicate record id, first seen in file {first_file} "
-                                 f"row {first & ((1 << 40) - 1)}")
-            return None
-        return record_id
-
-    def _count_bad_timestamp(self, value: str) -> None:
-        self._bad_timestamps += 1
-        if len(self._bad_timestamp_examples) < 3:
-            self._bad_timestamp_examples.append(value[:60])
-
     def _add_column(self, column: str) -> None:
         if column in META_COLUMNS:
             raise self.contract_error(
@@ -333,8 +297,18 @@ class RowStager:
         self._file_columns[column] = None
         self._all_columns[column] = None
 
+    # -- per chunk ------------------------------------------------------------------------
     def _flush(self) -> None:
         rows = self._chunk_rows
+        if not rows:
+            return
+        keep = self._rows_passing_checks()
+        ids, numbers = self._chunk_ids, self._chunk_numbers
+        if len(keep) < len(rows):
+            ids = [ids[i] for i in keep]
+            numbers = [numbers[i] for i in keep]
+            rows = [rows[i] for i in keep]
+        self._chunk_ids, self._chunk_numbers, self._chunk_rows, self._chunk_raw = [], [], [], []
         if not rows:
             return
         columns = list(self._file_columns)
@@ -343,14 +317,65 @@ class RowStager:
         else:
             texts = [list(values) for values in zip(*rows)]
         arrays = {
-            "_record_id": pa.array(self._chunk_ids, pa.string()),
+            "_record_id": pa.array(ids, pa.string()),
             "_file": pa.array([self.file_label] * len(rows), pa.string()),
-            "_row_number": pa.array(self._chunk_numbers, pa.int64()),
+            "_row_number": pa.array(numbers, pa.int64()),
         }
         for column, values in zip(columns, texts):
             arrays[column] = pa.array(values, pa.string())
         self._tables.append(pa.table(arrays))
-        self._chunk_ids, self._chunk_rows, self._chunk_numbers = [], [], []
+
+    def _rows_passing_checks(self) -> list[int]:
+        """Positions in the chunk that pass the timestamp and duplicate checks; quarantine the rest."""
+        source, rows, raws = self.source, self._chunk_rows, self._chunk_raw
+        ids, numbers = self._chunk_ids, self._chunk_numbers
+        timestamps: list[str | None] | None = None
+        valid: list[bool] = []
+        if source.timestamp:
+            if isinstance(rows[0], dict):
+                timestamps = [row.get(source.timestamp) for row in rows]
+            else:
+                timestamps = [row[self._ts_index] for row in rows]
+            valid = timestamp_validity(timestamps, source.timestamp_parse_formats)
+        keep: list[int] = []
+        file_bits = self._file_index << 40
+        first_seen = self._first_seen
+        for i, record_id in enumerate(ids):
+            if timestamps is not None and not valid[i]:
+                value = timestamps[i]
+                if value is None or not value.strip():
+                    if source.kind == "event":
+                        self._count_bad_timestamp("(missing)")
+                        self._quarantine_row(numbers[i], record_id, raws[i],
+                                             f"missing timestamp in column {source.timestamp}")
+                        continue
+                else:
+                    self._count_bad_timestamp(value)
+                    self._quarantine_row(numbers[i], record_id, raws[i],
+                                         f"unparseable or out-of-range timestamp {value[:60]!r} in column "
+                                         f"{source.timestamp}")
+                    continue
+            position = file_bits | numbers[i]
+            first = first_seen.setdefault(record_id, position)
+            if first != position:
+                self._count_duplicate(record_id)
+                self._quarantine_row(numbers[i], record_id, raws[i],
+                                     f"duplicate record id, first seen in file "
+                                     f"{self._file_labels[first >> 40]} row "
+                                     f"{first & ((1 << 40) - 1)}")
+                continue
+            keep.append(i)
+        return keep
+
+    def _count_bad_timestamp(self, value: str) -> None:
+        self._bad_timestamps += 1
+        if len(self._bad_timestamp_examples) < 3:
+            self._bad_timestamp_examples.append(value[:60])
+
+    def _count_duplicate(self, record_id: str) -> None:
+        self._duplicates += 1
+        if len(self._duplicate_examples) < 3:
+            self._duplicate_examples.append(record_id)
 
     # -- whole source ---------------------------------------------------------------------
     def result(self, files: list[Path]) -> IngestResult:
