@@ -6,7 +6,9 @@ view on the new one, never a mix and never a half-loaded table.
 
 from __future__ import annotations
 
+import random
 import re
+import time
 from pathlib import Path
 
 import psycopg
@@ -109,8 +111,10 @@ def swap_views(
 ) -> None:
     """In one transaction: every stable and marketing view → cdp_v<version>, current updated.
 
-    Retries when readers' locks make it wait too long or a deadlock is detected; it sets a short
-    deadlock_timeout so that, in a lock cycle with a reader, the swap is the one that yields.
+    All existing views are locked first, in config order (identity_lookup first: the order the
+    lookup function reads them), so the lookup and single-view readers can never deadlock with
+    the swap. A reader joining views in another order can; a short deadlock_timeout makes the
+    swap the one that yields, and it retries after a short random pause.
     """
     source = cfg.version_schema(version)
     columns = table_columns(conn, source)
@@ -120,7 +124,8 @@ def swap_views(
         try:
             with conn.transaction():
                 conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(cfg.lock_timeout)))
-                conn.execute("SET LOCAL deadlock_timeout = '100ms'")
+                conn.execute("SET LOCAL deadlock_timeout = '50ms'")
+                _lock_existing_views(conn, cfg)
                 for spec in cfg.tables:
                     if spec.name not in columns:
                         continue
@@ -147,6 +152,21 @@ def swap_views(
         f"could not switch views to {source}: readers held locks for too long "
         f"({cfg.swap_attempts} attempts, lock_timeout {cfg.lock_timeout}): {last_error}"
     )
+
+
+def _lock_existing_views(conn, cfg: ServingConfig) -> None:
+    names = [(cfg.stable_schema, t.name) for t in cfg.tables]
+    names += [(cfg.marketing_schema, t.name) for t in cfg.tables]
+    existing = {
+        (schema, name)
+        for schema, name in conn.execute(
+            "SELECT table_schema, table_name FROM information_schema.views WHERE table_schema = ANY(%s)",
+            [[cfg.stable_schema, cfg.marketing_schema]],
+        )
+    }
+    ordered = [sql.Identifier(*n) for n in names if n in existing]
+    if ordered:
+        conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.SQL(", ").join(ordered)))
 
 
 def _point_view(conn, schema: str, view: str, source: str, cols: list[str], role: str) -> None:

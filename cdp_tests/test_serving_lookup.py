@@ -1,0 +1,102 @@
+"""Lookup by every identifier type, with the same normalisation the pipeline applies."""
+
+from __future__ import annotations
+
+import duckdb
+import psycopg
+import pytest
+
+from cdp_pipelines.serving import ServingClient, lookup, publish
+
+try:
+    from cdp_tests.postgres_fixtures import build_serving_warehouse, postgres_server_url, serving_db  # noqa: F401
+except ImportError:  # cdp_tests is not a package: pytest put this folder on sys.path
+    from postgres_fixtures import build_serving_warehouse, postgres_server_url, serving_db  # noqa: F401
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def published(serving_db):
+    duck = duckdb.connect()
+    build_serving_warehouse(duck, 20)
+    publish(serving_db.url, duck, config_path=serving_db.config_path)
+    duck.close()
+    return serving_db
+
+
+@pytest.mark.parametrize(
+    ("keyword", "typed", "identifier_type"),
+    [
+        ("email", "  Cust7@MAIL.co.uk ", "email"),
+        ("phone", "07700 900007", "phone"),
+        ("phone", "+44 7700 900007", "phone"),
+        ("card", " lc000007 ", "loyalty_card"),
+        ("cookie", " ck-7-AbC ", "cookie_id"),
+        ("order", "ord-7", "order_number"),
+        ("account", "acc7 ", "account_id"),
+        ("web_user", "wu_7", "web_user_id"),
+        ("social", "@Handle_7", "social_handle"),
+    ],
+)
+def test_lookup_each_identifier_type(published, keyword, typed, identifier_type):
+    [hit] = lookup(published.url, **{keyword: typed})
+    assert hit["customer_id"] == "C000007"
+    assert hit["matched_on"] == [identifier_type] and hit["candidates"] == 1 and hit["version"] == 1
+    assert hit["profile"]["first_name"] == "First7" and "customer_id" not in hit["profile"]
+    assert hit["contact_context"]["next_best_action"] == "offer_2"
+    assert hit["sentiment"]["label"] == "neutral"
+    assert hit["segments"] == ["all"]
+
+
+def test_lookup_context_lists(published):
+    [hit] = lookup(published.url, account="ACC6")
+    assert hit["segments"] == ["all", "even"]
+    assert hit["escalations"] == [{"escalation_id": "E6", "reason": "late delivery", "agent_comment": "customer angry"}]
+
+
+def test_cookie_is_case_sensitive(published):
+    assert lookup(published.url, cookie="CK-7-ABC") == []
+
+
+def test_shared_phone_returns_every_candidate(published):
+    hits = lookup(published.url, phone="07700900001")
+    assert [h["customer_id"] for h in hits] == ["C000001", "C000002"]
+    assert {h["candidates"] for h in hits} == {2}
+
+
+def test_several_identifiers_are_or_combined(published):
+    hits = lookup(published.url, email="cust3@mail.co.uk", card="LC000003", order="ORD-4")
+    assert [(h["customer_id"], h["matched_on"]) for h in hits] == [
+        ("C000003", ["email", "loyalty_card"]), ("C000004", ["order_number"])]
+
+
+def test_unknown_and_junk_inputs(published):
+    assert lookup(published.url, email="nobody@mail.co.uk") == []
+    assert lookup(published.url, phone="not a phone") == []  # normalises to nothing: no query
+    assert lookup(published.url) == []
+
+
+def test_client_reuses_one_connection_and_reconnects(published):
+    with ServingClient(published.url, config_path=published.config_path) as client:
+        assert client.lookup_email("cust5@mail.co.uk")[0]["customer_id"] == "C000005"
+        first = client.conn
+        for value in ["LC000005", "lc000006"]:
+            assert client.lookup_card(value)
+        assert client.conn is first
+        client.lookup_phone("07700900009")
+        client.lookup_cookie("ck-9-AbC")
+        client.lookup_order("ORD-9")
+        assert client.lookup_account("ACC9")[0]["customer_id"] == "C000009"
+        with psycopg.connect(published.url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [first.info.backend_pid])
+        assert client.lookup_email("cust5@mail.co.uk")[0]["customer_id"] == "C000005"
+
+
+def test_channel_role_can_run_lookup_and_marketing_cannot(published):
+    with psycopg.connect(published.url, autocommit=True) as conn:
+        conn.execute(f'SET ROLE "{published.channel_role}"')
+        assert lookup(conn, card="LC000002")[0]["customer_id"] == "C000002"
+        conn.execute(f'SET ROLE "{published.marketing_role}"')
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            lookup(conn, card="LC000002")
