@@ -1,0 +1,133 @@
+"""Run the whole graph in-process (what `cdp run` does), with progress and a short summary.
+
+Runs are recorded in the Dagster instance at $DAGSTER_HOME (default data/dagster_home), so they
+also appear in the UI started with the same DAGSTER_HOME.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from cdp_pipelines import settings
+
+STEP_DONE = {"STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED", "STEP_UP_FOR_RETRY"}
+
+
+@dataclass
+class RunOutcome:
+    success: bool
+    run_id: str
+    summary: dict = field(default_factory=dict)
+
+
+def dagster_instance() -> dg.DagsterInstance:
+    """The persistent local instance (run history visible in `dagster dev`)."""
+    home = os.environ.get("DAGSTER_HOME") or str(settings.PROJECT_ROOT / "data" / "dagster_home")
+    Path(home).mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = home
+    return dg.DagsterInstance.get()
+
+
+def load_definitions() -> dg.Definitions:
+    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+
+
+def _watch(instance: dg.DagsterInstance, run_id: str, total: int, finished: threading.Event, console: Console) -> None:
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        task = progress.add_task("starting", total=total)
+        seen = 0
+        while True:
+            done = finished.wait(0.5)
+            records = instance.all_logs(run_id) if instance.has_run(run_id) else []
+            steps = [r for r in records if r.dagster_event and r.dagster_event.event_type_value in STEP_DONE]
+            started = [r for r in records if r.dagster_event and r.dagster_event.event_type_value == "STEP_START"]
+            if len(steps) != seen or started:
+                seen = len(steps)
+                current = started[-1].step_key if started else "starting"
+                progress.update(task, completed=min(seen, total), description=current[:48])
+            if done:
+                progress.update(task, completed=total, description="done")
+                return
+
+
+def run_full_refresh(retrain: bool = False, console: Console | None = None) -> RunOutcome:
+    """Materialize every asset and run every check, returning success and a summary."""
+    console = console or Console(stderr=True)
+    started = time.perf_counter()
+    defs = load_definitions()
+    job = defs.resolve_job_def("full_refresh")
+    instance = dagster_instance()
+    run_id = str(uuid.uuid4())
+    run_config = {
+        "ops": {"identity__identity_graph": {"config": {"retrain": retrain}}},
+        "loggers": {"console": {"config": {"log_level": "ERROR"}}},
+    }
+    finished = threading.Event()
+    total = len(job.graph.nodes)
+    watcher = threading.Thread(target=_watch, args=(instance, run_id, total, finished, console), daemon=True)
+    watcher.start()
+    try:
+        result = job.execute_in_process(run_config=run_config, instance=instance, run_id=run_id, raise_on_error=False)
+    finally:
+        finished.set()
+        watcher.join(timeout=5)
+    failed_checks = [
+        {"asset": e.asset_key.to_user_string(), "check": e.check_name, "description": e.description}
+        for e in result.get_asset_check_evaluations() if not e.passed
+    ]
+    failed_steps = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    skipped = [e.step_key for e in result.all_events if e.event_type_value == "STEP_SKIPPED"]
+    summary = {
+        "run_id": run_id,
+        "success": result.success and not failed_checks,
+        "seconds": round(time.perf_counter() - started, 1),
+        "warehouse": str(settings.warehouse_path()),
+        **warehouse_summary(settings.warehouse_path()),
+        "failed_checks": failed_checks,
+        "failed_steps": failed_steps,
+        "skipped_steps": skipped,
+    }
+    blocking_failed = [c for c in failed_checks if c["asset"]]
+    for check in blocking_failed:
+        console.print(f"[bold red]check failed[/] {check['asset']} {check['check']}: {check['description']}")
+    return RunOutcome(success=result.success and not failed_steps and not blocking_failed and not skipped,
+                      run_id=run_id, summary=summary)
+
+
+def warehouse_summary(path: Path) -> dict:
+    """Records per source, customers resolved and tables written, read back from the warehouse."""
+    if not path.exists():
+        return {}
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        tables = con.execute(
+            "SELECT schema_name || '.' || table_name, estimated_size FROM duckdb_tables() "
+            "WHERE schema_name NOT IN ('main', 'identity_work') ORDER BY 1"
+        ).fetchall()
+        summary: dict = {"tables_written": len(tables)}
+        names = {t for t, _ in tables}
+        if "quality.ingest_runs" in names:
+            rows = con.execute(
+                "SELECT source, arg_max(rows_read, ingested_at), arg_max(rows_staged, ingested_at), "
+                "arg_max(rows_quarantined, ingested_at) FROM quality.ingest_runs GROUP BY ALL ORDER BY 1"
+            ).fetchall()
+            summary["records_per_source"] = {s: {"read": r, "staged": st, "quarantined": q} for s, r, st, q in rows}
+        if "identity.customer_xref" in names:
+            summary["customers_resolved"] = con.execute(
+                "SELECT count(DISTINCT customer_id) FROM identity.customer_xref"
+            ).fetchall()[0][0]
+        summary["tables"] = {t: int(n) for t, n in tables}
+        return summary
+    finally:
+        con.close()

@@ -1,0 +1,170 @@
+"""Dagster assets of the standardize stage: one standardized table per source, and the union
+of their identity attributes that identity resolution reads."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+import pyarrow as pa
+
+from cdp_pipelines import settings
+from cdp_pipelines.ingest.assets import current_source, raw_key
+from cdp_pipelines.ingest.quality import validate_frame
+from cdp_pipelines.ingest.sources_config import ADDRESS_JOINER, SourceConfig, load_sources
+from cdp_pipelines.metadata import OWNERS, null_rates, table_metadata
+from cdp_pipelines.resources import ProjectPathsResource, WarehouseResource
+from cdp_pipelines.standardize.frame import OUTPUT_COLUMNS, standardize_frame
+
+IDENTITY_RECORDS = dg.AssetKey(["standardized", "identity_records"])
+META = ("_record_id", "_file", "_row_number")
+
+
+def standardized_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["standardized", name])
+
+
+def join_columns(parts: list[pd.Series], index: pd.Index) -> pd.Series:
+    """Join several text columns with ", ", skipping blanks (vectorised, no per-row Python)."""
+    joined = pd.Series(None, index=index, dtype="object")
+    for part in parts:
+        part = part.where(part.notna() & (part.astype("string").str.strip() != ""))
+        both = joined.notna() & part.notna()
+        combined = joined.astype("object") + ADDRESS_JOINER + part.astype("object")
+        joined = joined.where(part.isna(), part).where(~both, combined)
+    return joined
+
+
+def mapped_frame(raw: pd.DataFrame, source: SourceConfig) -> pd.DataFrame:
+    """Source columns renamed to canonical attributes (several address columns joined)."""
+    mapped = pd.DataFrame(index=raw.index)
+    for attribute, columns in source.mapping.items():
+        if isinstance(columns, list):
+            mapped[attribute] = join_columns([raw[c] for c in columns if c in raw], raw.index)
+        elif columns in raw:
+            mapped[attribute] = raw[columns]
+    if source.timestamp and source.timestamp in raw:
+        mapped["observed_at"] = raw[source.timestamp]
+    return mapped
+
+
+def standardize_source(raw: pd.DataFrame, source: SourceConfig):
+    """The standardized table of one source: canonical columns, then originals as src_*."""
+    outcome = standardize_frame(
+        mapped_frame(raw, source),
+        default_region=source.default_region,
+        date_formats=tuple(source.date_formats) or None,
+        timestamp_formats=tuple(source.timestamp_parse_formats()) or None,
+    )
+    table = outcome.frame
+    table.insert(0, "source_record_id", raw["_record_id"].to_numpy())
+    table.insert(0, "source", source.name)
+    originals = {f"src_{c}": raw[c].to_numpy() for c in raw.columns if c not in META}
+    table = pd.concat([table, pd.DataFrame(originals, index=table.index)], axis=1)
+    return table, outcome
+
+
+def build_standardized_asset(declared: SourceConfig) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=standardized_key(declared.name),
+        deps=[raw_key(declared.name)],
+        group_name="standardize",
+        kinds={"duckdb", "pandas"},
+        owners=OWNERS,
+        description=f"`{declared.name}` with canonical identity attributes (E.164 phones, canonical "
+                    "emails, names with nicknames resolved, dates, postcodes, countries); placeholder "
+                    "junk becomes missing and is counted. Original values are kept as `src_*` columns.",
+    )
+    def _standardized(context: dg.AssetExecutionContext, warehouse: WarehouseResource, paths: ProjectPathsResource):
+        source = current_source(paths, declared.name, declared)
+        with warehouse.connect() as con:
+            raw = con.execute(f"SELECT * FROM raw.{source.name}").arrow().read_all().to_pandas(types_mapper=None)
+            table, outcome = standardize_source(raw, source)
+            con.execute("CREATE SCHEMA IF NOT EXISTS standardized")
+            arrow = pa.Table.from_pandas(table, preserve_index=False)
+            con.register("_standardized", arrow)
+            con.execute(f"CREATE OR REPLACE TABLE standardized.{source.name} AS SELECT * FROM _standardized")
+            con.unregister("_standardized")
+            target = f"standardized.{source.name}"
+            present = [c for c in OUTPUT_COLUMNS if table[c].notna().any()]
+            metadata = {
+                **table_metadata(con, target, preview_columns=["source_record_id", *present[:10]]),
+                "rows_in": len(raw),
+                "junk_values_removed": dg.MetadataValue.json(outcome.junk_counts),
+                "invalid_values": dg.MetadataValue.json(outcome.invalid_counts),
+                "null_rates": dg.MetadataValue.json(null_rates(con, target, list(OUTPUT_COLUMNS))),
+            }
+        context.log.info(f"{source.name}: standardized {len(table)} rows; junk removed {sum(outcome.junk_counts.values())}")
+        return dg.MaterializeResult(metadata=metadata)
+
+    return _standardized
+
+
+def build_standardized_checks(declared: SourceConfig) -> list[dg.AssetChecksDefinition]:
+    key = standardized_key(declared.name)
+
+    @dg.asset_check(asset=key, name="rows_reconcile", blocking=True,
+                    description="Every staged raw row has exactly one standardized row.")
+    def _reconcile(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        with warehouse.connect() as con:
+            raw_rows, std_rows, distinct = con.execute(
+                f"SELECT (SELECT count(*) FROM raw.{declared.name}), (SELECT count(*) FROM standardized.{declared.name}), "
+                f"(SELECT count(DISTINCT source_record_id) FROM standardized.{declared.name})"
+            ).fetchall()[0]
+        passed = raw_rows == std_rows == distinct
+        return dg.AssetCheckResult(
+            passed=passed, metadata={"raw_rows": raw_rows, "standardized_rows": std_rows, "distinct_ids": distinct},
+            description=None if passed else f"{declared.name}: {raw_rows} raw rows became {std_rows} standardized rows",
+        )
+
+    @dg.asset_check(asset=key, name="standardized_quality",
+                    description="Standardized values look right: E.164 phones, lower-case emails, ISO countries.")
+    def _quality(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        with warehouse.connect() as con:
+            frame = con.execute(
+                f"SELECT source_record_id, {', '.join(OUTPUT_COLUMNS)} FROM standardized.{declared.name}"
+            ).df()
+        suite = f"standardized_{declared.kind}"
+        report = validate_frame(frame, suite_name=suite, source_name=declared.name, record_id_column="source_record_id",
+                                timestamp_column=None, required_columns=[])
+        return dg.AssetCheckResult(
+            passed=report.passed_blocking,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=report.message,
+            metadata={k: dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else v
+                      for k, v in report.to_metadata(mask=not settings.show_pii()).items()},
+        )
+
+    return [_reconcile, _quality]
+
+
+def build_identity_records_asset(sources: list[SourceConfig]) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=IDENTITY_RECORDS,
+        deps=[standardized_key(s.name) for s in sources],
+        group_name="standardize",
+        kinds={"duckdb"},
+        owners=OWNERS,
+        description="Every source record's canonical identity attributes, one row per record: "
+                    "the input of identity resolution.",
+    )
+    def _identity_records(warehouse: WarehouseResource) -> dg.MaterializeResult:
+        columns = ", ".join(("source", "source_record_id", *OUTPUT_COLUMNS))
+        union = "\nUNION ALL\n".join(f"SELECT {columns} FROM standardized.{s.name}" for s in sources)
+        with warehouse.connect() as con:
+            con.execute(f"CREATE OR REPLACE TABLE standardized.identity_records AS {union}")
+            per_source = con.execute(
+                "SELECT source, count(*) FROM standardized.identity_records GROUP BY ALL ORDER BY 1"
+            ).fetchall()
+            metadata = {**table_metadata(con, "standardized.identity_records", preview_columns=["source", "source_record_id"]),
+                        "records_per_source": dg.MetadataValue.json({s: int(n) for s, n in per_source})}
+        return dg.MaterializeResult(metadata=metadata)
+
+    return _identity_records
+
+
+def build_standardize_definitions(sources_file) -> dg.Definitions:
+    sources = load_sources(sources_file).sources
+    return dg.Definitions(
+        assets=[*(build_standardized_asset(s) for s in sources), build_identity_records_asset(sources)],
+        asset_checks=[c for s in sources for c in build_standardized_checks(s)],
+    )
