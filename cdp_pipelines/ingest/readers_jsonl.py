@@ -32,18 +32,19 @@ def read_jsonl_file(path: Path, source: SourceConfig, stager: RowStager) -> None
         for line in handle:
             if row_number == 0 and line.startswith(_BOM):
                 line = line[len(_BOM):]
-            line = line.strip()
+            raw = line.rstrip(b"\r\n")
+            line = raw.strip()
             if not line:
                 continue  # a blank line holds no record
             row_number += 1
             try:
                 record = loads(line)
             except orjson.JSONDecodeError as exc:
-                stager.quarantine(row_number, None, line, _parse_failure(line, exc))
+                stager.quarantine(row_number, None, raw, _parse_failure(line, exc))
                 continue
             if type(record) is not dict:
                 kind = _JSON_TYPE_NAMES.get(type(record), type(record).__name__)
-                stager.quarantine(row_number, None, line,
+                stager.quarantine(row_number, None, raw,
                                   f"expected a JSON object, found {kind}")
                 continue
             values = {
@@ -52,7 +53,7 @@ def read_jsonl_file(path: Path, source: SourceConfig, stager: RowStager) -> None
                 else dumps(value).decode()
                 for key, value in record.items()
             }
-            stager.add_object(row_number, values, line)
+            stager.add_object(row_number, values, raw)
     if row_number == 0:
         raise stager.contract_error("contains only blank lines, expected one JSON object per line")
     stager.check_required_columns()
