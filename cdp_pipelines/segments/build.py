@@ -1,0 +1,172 @@
+"""Segment membership: who matches a rule, intersected with consent, written to one table.
+
+Consent is enforced by construction. The user's rule only ever sits inside the `matched` CTE;
+the final SELECT always joins the customers holding an opt-in for every consent the channel
+needs (from `profiles.consent`, the resolved source of truth). No rule can widen that join.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+from cdp_pipelines.segments.config import SegmentDefinition, SegmentsConfig
+from cdp_pipelines.segments.validation import (
+    BASE_ALIAS,
+    BASE_TABLE,
+    CONSENT_TABLE,
+    ValidatedRule,
+    check_rule_runs,
+    validate_rule,
+    warehouse_schema,
+)
+
+MEMBERSHIP_TABLE = "segments.membership"
+CHANGES_TABLE = "segments.membership_changes"
+BUILDS_TABLE = "segments.builds"
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    segment: str
+    matched: int
+    """Customers the rule selects, before consent."""
+    members: int
+    """Customers in the segment: matched and consented for the channel."""
+    added: int
+    removed: int
+    consent_channels: tuple[str, ...]
+
+    @property
+    def excluded_by_consent(self) -> int:
+        return self.matched - self.members
+
+
+def consented_sql(consent_channels: tuple[str, ...]) -> str:
+    """Customers whose every consent record for each needed channel says opt_in."""
+    if not consent_channels:
+        raise ValueError("a channel needs at least one consent")
+    listed = ", ".join(f"'{c}'" for c in consent_channels)
+    return f"""
+        SELECT CAST(customer_id AS VARCHAR) AS customer_id
+        FROM {CONSENT_TABLE}
+        WHERE channel IN ({listed})
+        GROUP BY customer_id
+        HAVING count(DISTINCT channel) = {len(consent_channels)} AND bool_and(status = 'opt_in')
+    """
+
+
+def matched_sql(validated: ValidatedRule) -> str:
+    """Customers the rule selects, before consent."""
+    return (f"SELECT DISTINCT CAST({BASE_ALIAS}.customer_id AS VARCHAR) AS customer_id "
+            f"FROM {BASE_TABLE} AS {BASE_ALIAS} WHERE {validated.sql}")
+
+
+def membership_sql(validated: ValidatedRule, consent_channels: tuple[str, ...]) -> str:
+    """Members: the rule's customers that hold every needed opt-in."""
+    return f"""
+        WITH matched AS ({matched_sql(validated)}),
+             consented AS ({consented_sql(consent_channels)})
+        SELECT matched.customer_id FROM matched JOIN consented USING (customer_id)
+    """
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS segments")
+    con.execute(f"CREATE TABLE IF NOT EXISTS {MEMBERSHIP_TABLE} "
+                "(segment VARCHAR, customer_id VARCHAR, added_at TIMESTAMP)")
+    con.execute(f"CREATE TABLE IF NOT EXISTS {CHANGES_TABLE} "
+                "(segment VARCHAR, customer_id VARCHAR, change VARCHAR, changed_at TIMESTAMP, run_id VARCHAR)")
+    con.execute(f"CREATE TABLE IF NOT EXISTS {BUILDS_TABLE} (segment VARCHAR, built_at TIMESTAMP, run_id VARCHAR, "
+                "channel VARCHAR, rule VARCHAR, matched BIGINT, members BIGINT, added BIGINT, removed BIGINT)")
+
+
+def validate_segment(con: duckdb.DuckDBPyConnection, segment: SegmentDefinition) -> ValidatedRule:
+    """Check the rule against the warehouse's actual columns and bind it without reading data."""
+    validated = validate_rule(segment.name, segment.rule, warehouse_schema(con))
+    check_rule_runs(con, validated)
+    return validated
+
+
+def build_segment(con: duckdb.DuckDBPyConnection, segment: SegmentDefinition, config: SegmentsConfig,
+                  run_id: str = "") -> BuildResult:
+    """Replace the segment's rows in segments.membership, keeping `added_at` for customers who
+    stay, and log who joined and who left."""
+    validated = validate_segment(con, segment)
+    consent_channels = config.consent_channels(segment.channel)
+    ensure_tables(con)
+    name = segment.name
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _segment_new AS {membership_sql(validated, consent_channels)}")
+        matched = con.execute(f"SELECT count(*) FROM ({matched_sql(validated)})").fetchone()[0]
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _segment_diff AS
+                SELECT coalesce(n.customer_id, o.customer_id) AS customer_id,
+                       CASE WHEN o.customer_id IS NULL THEN 'added'
+                            WHEN n.customer_id IS NULL THEN 'removed' ELSE 'kept' END AS change,
+                       o.added_at
+                FROM _segment_new n
+                FULL OUTER JOIN (SELECT * FROM {MEMBERSHIP_TABLE} WHERE segment = ?) o USING (customer_id)""",
+            [name],
+        )
+        con.execute(f"DELETE FROM {MEMBERSHIP_TABLE} WHERE segment = ?", [name])
+        con.execute(
+            f"""INSERT INTO {MEMBERSHIP_TABLE}
+                SELECT ?, customer_id, coalesce(added_at, now()::TIMESTAMP) FROM _segment_diff
+                WHERE change <> 'removed'""",
+            [name],
+        )
+        con.execute(
+            f"""INSERT INTO {CHANGES_TABLE}
+                SELECT ?, customer_id, change, now()::TIMESTAMP, ? FROM _segment_diff WHERE change <> 'kept'""",
+            [name, run_id],
+        )
+        members, added, removed = con.execute(
+            "SELECT count(*) FILTER (change <> 'removed'), count(*) FILTER (change = 'added'), "
+            "count(*) FILTER (change = 'removed') FROM _segment_diff"
+        ).fetchone()
+        con.execute(f"INSERT INTO {BUILDS_TABLE} VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?)",
+                    [name, run_id, segment.channel, validated.sql, matched, members, added, removed])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.execute("DROP TABLE IF EXISTS _segment_new")
+        con.execute("DROP TABLE IF EXISTS _segment_diff")
+    return BuildResult(segment=name, matched=int(matched), members=int(members), added=int(added),
+                       removed=int(removed), consent_channels=consent_channels)
+
+
+def members_without_consent(con: duckdb.DuckDBPyConnection, segment: str, consent_channels: tuple[str, ...]) -> int:
+    """Members of a segment lacking a needed opt-in right now (should always be 0)."""
+    return int(con.execute(
+        f"""SELECT count(*) FROM {MEMBERSHIP_TABLE} m
+            WHERE m.segment = ?
+              AND NOT EXISTS (SELECT 1 FROM ({consented_sql(consent_channels)}) c WHERE c.customer_id = m.customer_id)""",
+        [segment],
+    ).fetchone()[0])
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+    schema, table = qualified.split(".", 1)
+    return bool(con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, table]
+    ).fetchone()[0])
+
+
+def built_segments(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Segments built at least once in this warehouse."""
+    if not _has_table(con, BUILDS_TABLE):
+        return set()
+    return {row[0] for row in con.execute(f"SELECT DISTINCT segment FROM {BUILDS_TABLE}").fetchall()}
+
+
+def member_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Members per built segment (a built segment with no members counts 0)."""
+    if not _has_table(con, MEMBERSHIP_TABLE):
+        return {}
+    counts = {s: int(n) for s, n in con.execute(f"SELECT segment, count(*) FROM {MEMBERSHIP_TABLE} GROUP BY ALL").fetchall()}
+    return {name: counts.get(name, 0) for name in built_segments(con) | set(counts)}
