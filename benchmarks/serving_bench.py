@@ -1,0 +1,165 @@
+"""Serving benchmark: publish 1M customers to PostgreSQL, then hammer lookups from 16 clients.
+
+    .venv/bin/python benchmarks/serving_bench.py --url postgresql://postgres@127.0.0.1:5432/postgres
+
+Builds the warehouse tables in an in-memory DuckDB with range(), publishes them into a fresh
+database (cdp_bench_<random>, dropped at the end unless --keep), then runs --clients processes,
+each with its own connection, doing lookups by random identifiers for --seconds. Reports publish
+seconds and lookup p50/p95/p99 latency and throughput. --rate N paces each client to N lookups/s
+(open loop, like real channel traffic); 0 means as fast as possible (closed loop, saturation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import random
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import duckdb
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cdp_pipelines.serving import ServingClient, publish  # noqa: E402
+
+KEYWORD = {"email": "email", "phone": "phone", "loyalty_card": "card", "cookie_id": "cookie"}
+
+
+def build_warehouse(duck: duckdb.DuckDBPyConnection, n: int) -> None:
+    """~2.5 identifiers per customer: every one has an email, 70% a phone, 40% a card, 40% a cookie."""
+    cid = "printf('C%08d', i)"
+    duck.execute("CREATE SCHEMA marts; CREATE SCHEMA segments; CREATE SCHEMA serving")
+    duck.execute(f"""CREATE TABLE marts.customer_360 AS SELECT {cid} AS customer_id,
+        'First' || (i % 5000) AS first_name, 'Last' || (i % 20000) AS last_name,
+        'cust' || i || '@mail.co.uk' AS email, DATE '1950-01-01' + (i % 20000)::INTEGER AS date_of_birth,
+        printf('LS%d %dAA', i % 30, i % 9) AS postcode, (i % 1000) * 1.25 AS lifetime_value,
+        (i % 37)::INTEGER AS orders_count, i % 10 = 0 AS is_vip,
+        TIMESTAMP '2024-01-01' + to_seconds(i % 10000000) AS last_seen_at,
+        ['web', 'store', 'app'][1:1 + (i % 3)::INTEGER] AS channels,
+        CASE WHEN i % 3 = 0 THEN 'email' ELSE 'sms' END AS preferred_channel
+        FROM range({n}) t(i)""")
+    duck.execute(f"""CREATE TABLE marts.contact_context AS SELECT {cid} AS customer_id,
+        TIMESTAMP '2024-06-01' + to_seconds(i % 1000000) AS last_contact_at,
+        (i % 4)::INTEGER AS open_cases, 'note about customer ' || i AS notes,
+        'offer_' || (i % 12) AS next_best_action, (i % 5)::INTEGER AS contacts_last_30d
+        FROM range({n}) t(i)""")
+    duck.execute(f"""CREATE TABLE marts.journeys AS SELECT 'J' || i AS journey_id, {cid} AS customer_id,
+        'stage_' || (i % 6) AS stage, TIMESTAMP '2024-03-01' + to_seconds(i % 5000000) AS started_at
+        FROM range({n}) t(i)""")
+    duck.execute(f"""CREATE TABLE marts.customer_sentiment AS SELECT {cid} AS customer_id,
+        ((i % 200) / 100.0 - 1)::DOUBLE AS score, ['negative','neutral','positive'][1 + (i % 3)::INTEGER] AS label
+        FROM range({n}) t(i)""")
+    duck.execute(f"""CREATE TABLE marts.escalations AS SELECT 'E' || i AS escalation_id, {cid} AS customer_id,
+        'late delivery' AS reason, 'agent comment ' || i AS agent_comment
+        FROM range({n}) t(i) WHERE i % 20 = 0""")
+    duck.execute(f"""CREATE TABLE segments.membership AS SELECT s AS segment, {cid} AS customer_id
+        FROM range({n}) t(i), (VALUES ('all_customers'), ('vip'), ('lapsed')) v(s)
+        WHERE s = 'all_customers' OR (s = 'vip' AND i % 10 = 0) OR (s = 'lapsed' AND i % 3 = 1)""")
+    duck.execute(f"""CREATE TABLE serving.identity_lookup AS
+        SELECT 'email' AS identifier_type, 'cust' || i || '@mail.co.uk' AS identifier_value, {cid} AS customer_id
+        FROM range({n}) t(i)
+        UNION ALL SELECT 'phone', '+4477' || printf('%08d', i), {cid} FROM range({n}) t(i) WHERE i % 10 < 7
+        UNION ALL SELECT 'loyalty_card', printf('LC%09d', i), {cid} FROM range({n}) t(i) WHERE i % 5 < 2
+        UNION ALL SELECT 'cookie_id', 'ck_' || md5(i::VARCHAR), {cid} FROM range({n}) t(i) WHERE i % 5 >= 3""")
+
+
+def sample_identifiers(duck: duckdb.DuckDBPyConnection, k: int) -> list[tuple[str, str]]:
+    rows = duck.execute(
+        f"SELECT identifier_type, identifier_value FROM serving.identity_lookup USING SAMPLE {k} ROWS"
+    ).fetchall()
+    return [(KEYWORD[t], v) for t, v in rows]
+
+
+def client_worker(url: str, identifiers, seconds: float, rate: float, seed: int, out) -> None:
+    rng = random.Random(seed)
+    latencies, misses, errors = [], 0, 0
+    interval = 1.0 / rate if rate > 0 else 0.0
+    with ServingClient(url) as client:
+        client.lookup(email="warmup@mail.co.uk")
+        deadline = time.perf_counter() + seconds
+        next_at = time.perf_counter()
+        while (now := time.perf_counter()) < deadline:
+            if interval:
+                if now < next_at:
+                    time.sleep(next_at - now)
+                next_at += interval * rng.expovariate(1.0)
+            keyword, value = rng.choice(identifiers)
+            t0 = time.perf_counter()
+            try:
+                hits = client.lookup(**{keyword: value})
+            except Exception:  # counted, reported, never silently ignored
+                errors += 1
+                continue
+            latencies.append(time.perf_counter() - t0)
+            misses += not hits
+    out.put((latencies, misses, errors))
+
+
+def run_clients(url: str, identifiers, clients: int, seconds: float, rate: float) -> dict:
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=client_worker, args=(url, identifiers, seconds, rate, i, out))
+             for i in range(clients)]
+    for p in procs:
+        p.start()
+    results = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    lat = sorted(x for r in results for x in r[0])
+    q = statistics.quantiles(lat, n=100, method="inclusive")
+    return {
+        "lookups": len(lat), "misses": sum(r[1] for r in results), "errors": sum(r[2] for r in results),
+        "throughput_per_s": round(len(lat) / seconds),
+        "p50_ms": round(q[49] * 1000, 2), "p95_ms": round(q[94] * 1000, 2), "p99_ms": round(q[98] * 1000, 2),
+        "max_ms": round(lat[-1] * 1000, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/postgres",
+                        help="server URL; a fresh database is created next to this one")
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--rate", type=float, nargs="*", default=[0, 50],
+                        help="lookups/s per client for each run; 0 = closed loop")
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
+    args = parser.parse_args()
+
+    name = f"cdp_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(args.url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    info = conninfo_to_dict(args.url)
+    info["dbname"] = name
+    url = make_conninfo(**info)
+    try:
+        duck = duckdb.connect()
+        duck.execute("SET threads = 2; SET preserve_insertion_order = false")
+        t0 = time.perf_counter()
+        build_warehouse(duck, args.customers)
+        print(f"built warehouse: {args.customers:,} customers in {time.perf_counter() - t0:.1f}s")
+        for attempt in (1, 2):
+            result = publish(url, duck)
+            print(f"publish #{attempt}: version {result.version}, {sum(result.row_counts.values()):,} rows "
+                  f"in {result.seconds:.1f}s  {result.row_counts}")
+        identifiers = sample_identifiers(duck, 50_000)
+        for rate in args.rate:
+            label = "closed loop" if rate == 0 else f"{rate:g}/s per client"
+            stats = run_clients(url, identifiers, args.clients, args.seconds, rate)
+            print(f"lookups, {args.clients} clients, {label}, {args.seconds:g}s: {stats}")
+    finally:
+        if not args.keep:
+            with psycopg.connect(args.url, autocommit=True) as admin:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+if __name__ == "__main__":
+    main()
