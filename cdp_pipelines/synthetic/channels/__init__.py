@@ -1,0 +1,1 @@
+"""One module per source system; each turns people (and stories) into that system's records."""
