@@ -56,7 +56,8 @@ def contract_error(source: SourceConfig, data_dir: Path) -> str:
 
 def good_rows(count: int, start: int = 1) -> str:
     return "".join(
-        f"{i},Person {i},p{i}@example.com,2024-03-01T10:00:00\n" for i in range(start, start + count)
+        f"{i},Person {i},p{i}@example.com,2024-03-01T10:00:00\n"
+        for i in range(start, start + count)
     )
 
 
@@ -132,7 +133,8 @@ def test_malformed_json_line_is_quarantined_and_the_rest_staged(tmp_path):
     assert result.table.column("_record_id").to_pylist() == ["1", "3"]
     assert result.table.column("_row_number").to_pylist() == [1, 4]
     quarantine = result.quarantine.to_pylist()
-    assert quarantine[0]["row_number"] == 2 and quarantine[0]["reason"].startswith("malformed JSON: ")
+    assert quarantine[0]["row_number"] == 2
+    assert quarantine[0]["reason"].startswith("malformed JSON: ")
     assert quarantine[0]["raw_content"] == lines[1]
     assert quarantine[1]["reason"] == "expected a JSON object, found an array"
     assert {q["source"] for q in quarantine} == {"shop"}
@@ -378,9 +380,11 @@ def test_a_million_csv_rows_read_quickly(tmp_path):
         handle.write(",".join(columns) + "\n")
         filler = ",".join(f"value {i}" for i in range(11))
         for i in range(1_000_000):
-            handle.write(f"{i},Person {i},p{i}@example.com,2024-03-01T10:{i % 60:02d}:00,{filler}\n")
-    started = time.perf_counter()
+            timestamp = f"2024-03-01T10:{i % 60:02d}:00"
+            handle.write(f"{i},Person {i},p{i}@example.com,{timestamp},{filler}\n")
+    # CPU time rather than wall time: the test machine may be shared with other jobs.
+    started = time.process_time()
     result = read(make_source(), tmp_path)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert result.table.num_rows == 1_000_000
-    assert elapsed < 15, f"took {elapsed:.1f} s"
+    assert elapsed < 15, f"took {elapsed:.1f} s of CPU time"

@@ -27,7 +27,7 @@ _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 
 def read_csv_file(path: Path, source: SourceConfig, stager: RowStager) -> None:
     """Feed every data row of one CSV file to the stager."""
-    options = source.csv_options
+    options = source.csv_options()
     encoding = options.encoding
     encoding_name = codecs.lookup(encoding).name
     if encoding_name == "utf-8":

@@ -24,7 +24,9 @@ _JSON_TYPE_NAMES = {list: "an array", str: "a string", int: "a number", float: "
 def read_jsonl_file(path: Path, source: SourceConfig, stager: RowStager) -> None:
     """Feed every non-blank line of one JSON lines file to the stager."""
     if path.stat().st_size == 0:
-        raise stager.contract_error("the file is empty (0 bytes), expected one JSON object per line")
+        raise stager.contract_error(
+            "the file is empty (0 bytes), expected one JSON object per line"
+        )
     stager.set_raw_formatter(_raw_line)
     dumps, loads = orjson.dumps, orjson.loads
     row_number = 0

@@ -66,7 +66,8 @@ def _as_text(column: pa.Array) -> tuple[list[str | None], bool]:
         column, kind = column.dictionary_decode(), kind.value_type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         return column.to_pylist(), False
-    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind):
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) \
+            or pa.types.is_fixed_size_binary(kind):
         return [None if v is None else v.decode("utf-8", "surrogateescape")
                 for v in column.to_pylist()], True
     if pa.types.is_nested(kind):

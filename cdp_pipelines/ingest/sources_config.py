@@ -164,12 +164,10 @@ class SourceConfig(BaseModel):
             raise ValueError(f"'csv' options only apply to format csv, not {self.format}")
         return self
 
-    @property
     def csv_options(self) -> CsvOptions:
         """The CSV options, with defaults when the entry gives none."""
         return self.csv or CsvOptions()
 
-    @property
     def mapped_columns(self) -> list[str]:
         """Source columns used by the mapping, in mapping order, without repeats."""
         columns: list[str] = []
@@ -179,7 +177,6 @@ class SourceConfig(BaseModel):
                     columns.append(name)
         return columns
 
-    @property
     def required_column_names(self) -> list[str]:
         """Columns every file must have: the declared list, or record id + mapped columns.
 
@@ -188,16 +185,14 @@ class SourceConfig(BaseModel):
         """
         declared = self.required_columns
         if declared is None:
-            declared = [self.record_id, *self.mapped_columns]
+            declared = [self.record_id, *self.mapped_columns()]
         columns = [self.record_id, *([self.timestamp] if self.timestamp else []), *declared]
         return list(dict.fromkeys(columns))
 
-    @property
     def declared_columns(self) -> set[str]:
         """Every column the entry mentions; anything else in a file is an extra column."""
-        return {*self.required_column_names, *self.mapped_columns}
+        return {*self.required_column_names(), *self.mapped_columns()}
 
-    @property
     def timestamp_parse_formats(self) -> list[str]:
         """strptime formats tried after ISO 8601 for the timestamp column."""
         return [*self.timestamp_formats, *self.date_formats]
@@ -228,9 +223,8 @@ class SourcesConfig(BaseModel):
         for source in self.sources:
             if source.name == name:
                 return source
-        raise KeyError(f"no source named {name!r}; known: {', '.join(self.names)}")
+        raise KeyError(f"no source named {name!r}; known: {', '.join(self.names())}")
 
-    @property
     def names(self) -> list[str]:
         return [source.name for source in self.sources]
 
@@ -273,7 +267,8 @@ def _describe_validation_error(path: Path, document: dict, error: ValidationErro
         elif loc:
             where = "top level"
         field = ".".join(str(part) for part in loc)
-        lines.append(f"  - {where}" + (f", field {field!r}" if field else "") + f": {_message(detail)}")
+        field_part = f", field {field!r}" if field else ""
+        lines.append(f"  - {where}{field_part}: {_message(detail)}")
     return "\n".join(lines)
 
 
