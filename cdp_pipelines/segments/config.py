@@ -20,6 +20,8 @@ CHANNELS: tuple[str, ...] = ("email", "sms", "ads", "direct_mail")
 SEGMENTS_FILE = "segments.yaml"
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 # Dagster owners: an email address or "team:<name>".
+# Names of the stage's own tables and assets, which a segment may not take.
+RESERVED_NAMES = frozenset({"membership", "membership_changes", "builds", "exports"})
 OWNER_PATTERN = re.compile(r"^(team:[A-Za-z0-9_.-]+|[^@\s]+@[^@\s]+\.[^@\s]+)$")
 
 # Hashed identifiers for ad platforms' customer-list uploads; the only columns an ads export has.
@@ -65,6 +67,8 @@ class SegmentDefinition(BaseModel):
     def _snake_case(cls, value: str) -> str:
         if not NAME_PATTERN.fullmatch(value):
             raise ValueError(f"name {value!r} must be snake_case (lower-case letters, digits, underscores)")
+        if value in RESERVED_NAMES:
+            raise ValueError(f"name {value!r} is reserved; reserved names: {sorted(RESERVED_NAMES)}")
         return value
 
     @field_validator("owner")
