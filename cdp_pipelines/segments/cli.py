@@ -1,0 +1,121 @@
+"""`cdp segments`: list the declared segments, check their rules, export one to a file.
+
+Mistakes a user can fix (bad definition, unknown segment, missing warehouse) print one line and
+exit with code 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import duckdb
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cdp_pipelines import settings
+from cdp_pipelines.segments.build import member_counts, validate_segment
+from cdp_pipelines.segments.config import SEGMENTS_FILE, SegmentConfigError, SegmentsConfig, load_segments
+from cdp_pipelines.segments.export import EXPORT_FORMATS, export_segment
+from cdp_pipelines.segments.validation import validate_rule
+
+EXIT_USAGE = 2
+
+app = typer.Typer(help="Segments: audiences declared in config/segments.yaml, exported with consent enforced.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+errors = Console(stderr=True)
+
+ConfigOption = Annotated[Optional[Path], typer.Option("--config", help="Segments file (default config/segments.yaml).")]
+WarehouseOption = Annotated[Optional[Path], typer.Option("--warehouse", help="DuckDB warehouse file.")]
+
+
+def _fail(message: str) -> None:
+    errors.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
+def _load(config: Path | None) -> SegmentsConfig:
+    path = config or settings.config_dir() / SEGMENTS_FILE
+    try:
+        loaded = load_segments(path)
+        for segment in loaded.segments:
+            validate_rule(segment.name, segment.rule)
+    except SegmentConfigError as error:
+        _fail(str(error))
+    return loaded
+
+
+def _connect(warehouse: Path | None, required: bool = True) -> duckdb.DuckDBPyConnection | None:
+    path = warehouse or settings.warehouse_path()
+    if not path.exists():
+        if required:
+            _fail(f"warehouse {path} does not exist; run `cdp run` first")
+        return None
+    try:
+        return duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as error:
+        _fail(f"cannot open warehouse {path}: {str(error).splitlines()[0]}")
+
+
+@app.command("list")
+def list_segments(config: ConfigOption = None, warehouse: WarehouseOption = None) -> None:
+    """Show every segment: name, channel, owner and current member count."""
+    loaded = _load(config)
+    con = _connect(warehouse, required=False)
+    try:
+        counts = member_counts(con) if con is not None else {}
+    finally:
+        if con is not None:
+            con.close()
+    table = Table("name", "channel", "owner", "members")
+    for segment in loaded.segments:
+        members = counts.get(segment.name)
+        table.add_row(segment.name, segment.channel, segment.owner, "-" if members is None else f"{members:,}")
+    Console(width=160).print(table)
+
+
+@app.command()
+def validate(config: ConfigOption = None, warehouse: WarehouseOption = None) -> None:
+    """Check every rule; with a warehouse, also against its real tables and columns."""
+    loaded = _load(config)
+    con = _connect(warehouse, required=False)
+    try:
+        for segment in loaded.segments:
+            if con is not None:
+                validate_segment(con, segment)
+    except SegmentConfigError as error:
+        _fail(str(error))
+    finally:
+        if con is not None:
+            con.close()
+    where = "against the warehouse" if con is not None else "syntax, tables and functions only (no warehouse)"
+    typer.echo(f"{len(loaded.segments)} segment(s) valid: {where}")
+
+
+@app.command()
+def export(
+    name: Annotated[str, typer.Argument(help="The segment to export.")],
+    out: Annotated[Path, typer.Option("--out", help="File to write.")],
+    fmt: Annotated[str, typer.Option("--format", help=f"One of: {', '.join(EXPORT_FORMATS)}.")] = "csv",
+    warehouse: WarehouseOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write a built segment's consented members to a CSV or Parquet file."""
+    if fmt not in EXPORT_FORMATS:
+        _fail(f"unknown format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+    loaded = _load(config)
+    try:
+        segment = loaded.get(name)
+    except SegmentConfigError as error:
+        _fail(str(error))
+    con = _connect(warehouse)
+    try:
+        result = export_segment(con, segment, loaded, out, fmt)
+    except SegmentConfigError as error:
+        _fail(str(error))
+    except duckdb.Error as error:
+        _fail(f"segment {name!r}: export failed: {str(error).splitlines()[0]}")
+    finally:
+        con.close()
+    typer.echo(f"{result.rows} row(s) of {name} ({', '.join(result.columns)}) -> {result.path}")
