@@ -1,0 +1,165 @@
+"""Dagster assets of the profiles stage: erasure, active xref, golden profiles, identifiers, consent.
+
+Everything downstream of identity reads profiles.active_xref, the xref without customers on the
+erasure list, so an erased person is absent from profiles, context, segments and serving alike.
+"""
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import dagster as dg
+import yaml
+
+from cdp_pipelines import settings
+from cdp_pipelines.metadata import OWNERS, table_metadata
+from cdp_pipelines.privacy import mask_value
+from cdp_pipelines.profiles import consent as consent_rules
+from cdp_pipelines.profiles import suppression
+from cdp_pipelines.profiles.identifiers import CUSTOMER_IDENTIFIERS, build_customer_identifiers, identifier_counts, records_sql
+from cdp_pipelines.profiles.survivorship import (
+    GOLDEN_PROFILE, build_golden_profile, fill_rates_and_winning_sources, load_survivorship_config,
+)
+from cdp_pipelines.resources import ProjectPathsResource, WarehouseResource
+
+XREF = dg.AssetKey(["identity", "customer_xref"])
+IDENTITY_RECORDS = dg.AssetKey(["standardized", "identity_records"])
+SUPPRESSED = dg.AssetKey(["profiles", "suppressed_customers"])
+AUDIT = dg.AssetKey(["profiles", "erasure_audit"])
+ACTIVE_XREF = dg.AssetKey(["profiles", "active_xref"])
+GOLDEN = dg.AssetKey(["profiles", "golden_profile"])
+IDENTIFIERS = dg.AssetKey(["profiles", "customer_identifiers"])
+CONSENT = dg.AssetKey(["profiles", "consent"])
+CONSENT_SIGNALS = dg.AssetKey(["profiles", "consent_signals"])
+SURVIVORSHIP_FILE = "survivorship.yaml"
+CONSENT_FILE = "consent.yaml"
+GROUP = "profiles"
+
+
+def _sources_named_in(file_name: str, keys: tuple[str, ...]) -> list[dg.AssetKey]:
+    """standardized.<source> tables a config file reads, for lineage; the run validates the file."""
+    try:
+        content = yaml.safe_load((settings.config_dir() / file_name).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    names: set[str] = set()
+    if "attributes" in keys:
+        for rule in (content.get("attributes") or {}).values():
+            names.update((rule or {}).get("display") or {})
+    if "signals" in keys:
+        names.update(s.get("source") for s in content.get("signals") or [] if isinstance(s, dict))
+    return [dg.AssetKey(["standardized", n]) for n in sorted(n for n in names if isinstance(n, str))]
+
+
+def suppression_path(paths: ProjectPathsResource) -> Path:
+    configured = getattr(paths, "suppression_file", None)
+    return Path(configured) if configured else suppression.suppression_file()
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(SUPPRESSED, deps=[XREF, IDENTITY_RECORDS],
+                     description="Customers with any identifier whose SHA-256 hash is on the erasure list, "
+                                 "recomputed every run so later records of an erased person stay out.",
+                     kinds={"duckdb"}, owners=OWNERS, group_name=GROUP),
+        dg.AssetSpec(AUDIT, deps=[XREF, IDENTITY_RECORDS],
+                     description="Per erasure request: customers and records suppressed, first and last "
+                                 "run that applied it. Holds no personal data.",
+                     kinds={"duckdb"}, owners=OWNERS, group_name=GROUP),
+    ],
+)
+def erasure_requests_applied(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                             paths: ProjectPathsResource):
+    """Match the hashed erasure list against every identifier of every resolved customer."""
+    path = suppression_path(paths)
+    with warehouse.connect() as con:
+        summary = suppression.apply_erasure_requests(con, path, datetime.now(timezone.utc))
+        suppressed_meta = table_metadata(con, suppression.SUPPRESSED)
+        audit_meta = table_metadata(con, suppression.AUDIT)
+    context.log.info(f"{summary['requests']} erasure list entries -> {summary['customers_suppressed']} customers suppressed")
+    yield dg.MaterializeResult(asset_key=SUPPRESSED, metadata={
+        **suppressed_meta, **summary, "erasure_list": dg.MetadataValue.path(str(path))})
+    yield dg.MaterializeResult(asset_key=AUDIT, metadata=audit_meta)
+
+
+@dg.asset(key=ACTIVE_XREF, deps=[XREF, SUPPRESSED], kinds={"duckdb"}, owners=OWNERS, group_name=GROUP)
+def active_xref(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """identity.customer_xref minus suppressed customers: the xref every profile, context,
+    segment and serving model reads, so erasure applies everywhere by construction."""
+    with warehouse.connect() as con:
+        suppression.build_active_xref(con)
+        meta = table_metadata(con, suppression.ACTIVE_XREF)
+        removed = con.execute(
+            f"SELECT (SELECT count(*) FROM {suppression.XREF}) - (SELECT count(*) FROM {suppression.ACTIVE_XREF})"
+        ).fetchall()[0][0]
+    return dg.MaterializeResult(metadata={**meta, "records_suppressed": int(removed)})
+
+
+@dg.asset(key=GOLDEN, deps=[ACTIVE_XREF, IDENTITY_RECORDS, *_sources_named_in(SURVIVORSHIP_FILE, ("attributes",))],
+          kinds={"duckdb"}, owners=OWNERS, group_name=GROUP)
+def golden_profile(warehouse: WarehouseResource, paths: ProjectPathsResource) -> dg.MaterializeResult:
+    """One row per active customer; each attribute chosen by the rule declared in
+    config/survivorship.yaml, with the source, record and time it came from."""
+    config = load_survivorship_config(paths.config_path(SURVIVORSHIP_FILE))
+    with warehouse.connect() as con:
+        build_golden_profile(con, config, records_sql(suppression.ACTIVE_XREF))
+        fill, shares = fill_rates_and_winning_sources(con, config)
+        meta = table_metadata(con, GOLDEN_PROFILE, preview_columns=[
+            "customer_id", "records", "sources", "first_seen", "last_seen", *list(config.attributes)[:6]])
+    return dg.MaterializeResult(metadata={
+        **meta,
+        "fill_rates": dg.MetadataValue.json(fill),
+        "winning_source_shares": dg.MetadataValue.json(shares),
+        "rules": dg.MetadataValue.json({a: r.rule for a, r in config.attributes.items()}),
+    })
+
+
+def _masked_identifier_preview(con, limit: int = 10) -> dg.MetadataValue:
+    frame = con.execute(
+        f"SELECT customer_id, identifier_type, identifier_value, first_seen, last_seen, records, sources "
+        f"FROM {CUSTOMER_IDENTIFIERS} LIMIT {int(limit)}"
+    ).df()
+    if not settings.show_pii():
+        frame["identifier_value"] = [mask_value(v, t) for v, t in zip(frame["identifier_value"], frame["identifier_type"])]
+    frame = frame.astype("string")
+    return dg.MetadataValue.md(frame.to_markdown(index=False) if len(frame) else "_(no rows)_")
+
+
+@dg.asset(key=IDENTIFIERS, deps=[ACTIVE_XREF, IDENTITY_RECORDS], kinds={"duckdb"}, owners=OWNERS, group_name=GROUP)
+def customer_identifiers(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Every identifier each active customer is known by, with when and where it was seen:
+    what lookups and channel systems key on."""
+    with warehouse.connect() as con:
+        build_customer_identifiers(con, suppression.ACTIVE_XREF)
+        meta = table_metadata(con, CUSTOMER_IDENTIFIERS, preview_columns=["customer_id", "identifier_type"])
+        meta["preview"] = _masked_identifier_preview(con)
+        counts = identifier_counts(con)
+    return dg.MaterializeResult(metadata={**meta, "identifiers_by_type": dg.MetadataValue.json(counts)})
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(CONSENT, deps=[ACTIVE_XREF, *_sources_named_in(CONSENT_FILE, ("signals",))],
+                     description="One row per active customer and channel: opt_in, opt_out or unknown, "
+                                 "from the most recent explicit choice, with its source record.",
+                     kinds={"duckdb"}, owners=OWNERS, group_name=GROUP),
+        dg.AssetSpec(CONSENT_SIGNALS, deps=[ACTIVE_XREF, *_sources_named_in(CONSENT_FILE, ("signals",))],
+                     description="Every explicit consent choice counted, per customer and channel: the "
+                                 "history behind profiles.consent.",
+                     kinds={"duckdb"}, owners=OWNERS, group_name=GROUP),
+    ],
+)
+def consent(context: dg.AssetExecutionContext, warehouse: WarehouseResource, paths: ProjectPathsResource):
+    """Resolve consent conservatively from the explicit signals declared in config/consent.yaml."""
+    config = consent_rules.load_consent_config(paths.config_path(CONSENT_FILE))
+    with warehouse.connect() as con:
+        summary = consent_rules.build_consent(con, config, suppression.ACTIVE_XREF)
+        consent_meta = table_metadata(con, consent_rules.CONSENT)
+        signals_meta = table_metadata(con, consent_rules.CONSENT_SIGNALS)
+        counts = consent_rules.status_counts(con)
+    if summary["skipped_signals"]:
+        context.log.warning(f"consent signals skipped (source table absent): {summary['skipped_signals']}")
+    yield dg.MaterializeResult(asset_key=CONSENT, metadata={
+        **consent_meta, "status_by_channel": dg.MetadataValue.json(counts),
+        "skipped_signals": dg.MetadataValue.json(summary["skipped_signals"]),
+        "undated_opt_ins_ignored": summary["undated_opt_ins_ignored"]})
+    yield dg.MaterializeResult(asset_key=CONSENT_SIGNALS, metadata=signals_meta)

@@ -1,0 +1,199 @@
+"""Consent per customer and channel from explicit signals only (config/consent.yaml).
+
+The most recent explicit choice wins; at the same instant an opt-out wins; an undated opt-in
+is ignored and an undated opt-out counts as the latest choice. Anything not declared as a
+signal (an e-receipt address, a purchase) never opts anyone in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from cdp_pipelines.profiles.config_files import (
+    COLUMN_NAME, SOURCE_NAME, ProfilesConfigError, literal, load_yaml_model, quoted, table_columns,
+)
+
+CONSENT = "profiles.consent"
+CONSENT_SIGNALS = "profiles.consent_signals"
+OLDEST = "TIMESTAMP '0001-01-01 00:00:00'"
+
+
+class ConsentValues(BaseModel):
+    opt_in: list[str]
+    opt_out: list[str]
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> "ConsentValues":
+        self.opt_in = [v.strip().lower() for v in self.opt_in]
+        self.opt_out = [v.strip().lower() for v in self.opt_out]
+        both = sorted(set(self.opt_in) & set(self.opt_out))
+        if both:
+            raise ValueError(f"{both} listed both as opt_in and opt_out")
+        return self
+
+
+class ConsentSignal(BaseModel):
+    """One original column that records an explicit choice on one channel."""
+
+    source: str
+    channel: str
+    column: str
+    decided_at_column: str | None = None
+    when: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        if not SOURCE_NAME.match(value):
+            raise ValueError(f"{value!r} is not a source name")
+        return value
+
+    @model_validator(mode="after")
+    def _columns(self) -> "ConsentSignal":
+        for column in [self.column, self.decided_at_column or "x", *self.when]:
+            if not COLUMN_NAME.match(column):
+                raise ValueError(f"{column!r} is not a column name")
+        return self
+
+    def columns(self) -> list[str]:
+        return [self.column, *([self.decided_at_column] if self.decided_at_column else []), *self.when]
+
+
+class ConsentConfig(BaseModel):
+    version: int = 1
+    channels: list[str]
+    values: ConsentValues
+    timestamp_formats: list[str] = Field(default_factory=list)
+    signals: list[ConsentSignal]
+
+    @model_validator(mode="after")
+    def _known_channels(self) -> "ConsentConfig":
+        unknown = sorted({s.channel for s in self.signals} - set(self.channels))
+        if unknown:
+            raise ValueError(f"signals use channel(s) {unknown} not listed in `channels`")
+        return self
+
+
+def load_consent_config(path: Path) -> ConsentConfig:
+    return load_yaml_model(path, ConsentConfig)
+
+
+def _timestamp(expression: str, formats: list[str]) -> str:
+    """ISO 8601 first, then the configured formats; NULL when nothing parses."""
+    text = f"nullif(trim({expression}), '')"
+    parsed = [f"try_cast({text} AS TIMESTAMP)"]
+    if formats:
+        parsed.append(f"try_strptime({text}, [{', '.join(literal(f) for f in formats)}])")
+    return f"coalesce({', '.join(parsed)})"
+
+
+def usable_signals(con: duckdb.DuckDBPyConnection, config: ConsentConfig) -> tuple[list[ConsentSignal], list[str]]:
+    """Signals whose source table exists (others are reported as skipped); a missing column is an error."""
+    usable, skipped = [], []
+    for signal in config.signals:
+        columns = table_columns(con, "standardized", signal.source)
+        if columns is None:
+            skipped.append(f"{signal.source}.{signal.column}")
+            continue
+        missing = [c for c in signal.columns() if c not in columns]
+        if missing:
+            raise ProfilesConfigError(
+                f"consent.yaml: signal {signal.source}.{signal.column} ({signal.channel}) needs column(s) "
+                f"{missing}, missing from standardized.{signal.source}"
+            )
+        usable.append(signal)
+    return usable, skipped
+
+
+def _signal_select(signal: ConsentSignal, config: ConsentConfig, xref: str) -> str:
+    choice = f"lower(trim(s.{quoted(signal.column)}))"
+    status = (
+        f"CASE WHEN {choice} IN ({', '.join(literal(v) for v in config.values.opt_out)}) THEN 'opt_out' "
+        f"WHEN {choice} IN ({', '.join(literal(v) for v in config.values.opt_in)}) THEN 'opt_in' END"
+    )
+    decided = "s.observed_at"
+    if signal.decided_at_column:
+        decided = f"coalesce({_timestamp('s.' + quoted(signal.decided_at_column), config.timestamp_formats)}, s.observed_at)"
+    filters = "".join(
+        f" AND lower(trim(s.{quoted(c)})) IN ({', '.join(literal(v.strip().lower()) for v in values)})"
+        for c, values in signal.when.items()
+    )
+    return (
+        f"SELECT x.customer_id, {literal(signal.channel)} AS channel, {status} AS status, "
+        f"CAST({decided} AS TIMESTAMP) AS decided_at, s.source, s.source_record_id "
+        f"FROM standardized.{quoted(signal.source)} AS s "
+        f"JOIN {xref} AS x ON x.source = s.source AND x.source_record_id = s.source_record_id "
+        f"WHERE TRUE{filters}"
+    )
+
+
+def build_consent(con: duckdb.DuckDBPyConnection, config: ConsentConfig, xref: str) -> dict:
+    """Write profiles.consent_signals (every counted explicit choice) and profiles.consent."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS profiles")
+    signals, skipped = usable_signals(con, config)
+    empty = ("SELECT CAST(NULL AS VARCHAR) AS customer_id, CAST(NULL AS VARCHAR) AS channel, "
+             "CAST(NULL AS VARCHAR) AS status, CAST(NULL AS TIMESTAMP) AS decided_at, "
+             "CAST(NULL AS VARCHAR) AS source, CAST(NULL AS VARCHAR) AS source_record_id WHERE FALSE")
+    union = " UNION ALL ".join(_signal_select(s, config, xref) for s in signals) or empty
+    ignored = con.execute(
+        f"SELECT count(*) FILTER (WHERE status = 'opt_in' AND decided_at IS NULL) FROM ({union})"
+    ).fetchall()[0][0]
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE {CONSENT_SIGNALS} AS
+        SELECT * FROM ({union})
+        WHERE status IS NOT NULL AND NOT (status = 'opt_in' AND decided_at IS NULL)
+        ORDER BY customer_id, channel, decided_at
+        """
+    )
+    channels = ", ".join(f"({literal(c)})" for c in config.channels)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE {CONSENT} AS
+        WITH latest AS (
+            SELECT customer_id, channel,
+                   arg_max(struct_pack(status := status, decided_at := decided_at, source := source,
+                                       source_record_id := source_record_id),
+                           struct_pack(undated_opt_out := decided_at IS NULL,
+                                       t := coalesce(decided_at, {OLDEST}),
+                                       opt_out := status = 'opt_out',
+                                       s := source, r := source_record_id)) AS choice
+            FROM {CONSENT_SIGNALS}
+            GROUP BY ALL
+        ),
+        customers AS (SELECT DISTINCT customer_id FROM {xref}),
+        channels(channel) AS (VALUES {channels})
+        SELECT c.customer_id, ch.channel,
+               coalesce(l.choice.status, 'unknown') AS status,
+               l.choice.decided_at AS decided_at,
+               l.choice.source AS source,
+               l.choice.source_record_id AS source_record_id
+        FROM customers c CROSS JOIN channels ch
+        LEFT JOIN latest l ON l.customer_id = c.customer_id AND l.channel = ch.channel
+        ORDER BY c.customer_id, ch.channel
+        """
+    )
+    return {"skipped_signals": skipped, "undated_opt_ins_ignored": int(ignored)}
+
+
+def status_counts(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for channel, status, n in con.execute(f"SELECT channel, status, count(*) FROM {CONSENT} GROUP BY ALL ORDER BY 1, 2").fetchall():
+        counts.setdefault(channel, {})[status] = int(n)
+    return counts
+
+
+def overridden_opt_outs(con: duckdb.DuckDBPyConnection) -> int:
+    """Opt-ins standing although an opt-out at the same time or later (or undated) exists: must be 0."""
+    return int(con.execute(
+        f"""
+        SELECT count(*) FROM {CONSENT} c
+        WHERE c.status = 'opt_in' AND EXISTS (
+            SELECT 1 FROM {CONSENT_SIGNALS} s
+            WHERE s.customer_id = c.customer_id AND s.channel = c.channel AND s.status = 'opt_out'
+              AND (s.decided_at IS NULL OR c.decided_at IS NULL OR s.decided_at >= c.decided_at))
+        """
+    ).fetchall()[0][0])

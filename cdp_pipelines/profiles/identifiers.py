@@ -1,0 +1,52 @@
+"""Every identifier each customer is known by, one row per (customer, type, value)."""
+
+from __future__ import annotations
+
+import duckdb
+
+from cdp_pipelines.profiles.config_files import quoted
+
+IDENTIFIER_TYPES = (
+    "email", "phone", "loyalty_card", "cookie_id", "web_user_id", "social_handle", "order_number", "account_id",
+)
+CUSTOMER_IDENTIFIERS = "profiles.customer_identifiers"
+
+
+def records_sql(xref: str) -> str:
+    """A customer's records: the xref joined to the canonical columns of every source record."""
+    return (
+        f"(SELECT x.customer_id, r.* FROM {xref} AS x "
+        f"JOIN standardized.identity_records AS r USING (source, source_record_id))"
+    )
+
+
+def identifier_rows_sql(xref: str, types: tuple[str, ...] = IDENTIFIER_TYPES) -> str:
+    """One row per (record, identifier) with a value: customer_id, source, source_record_id,
+    observed_at, identifier_type, identifier_value (missing values are left out by UNPIVOT)."""
+    casts = ", ".join(f"CAST({quoted(t)} AS VARCHAR) AS {quoted(t)}" for t in types)
+    return f"""(
+        UNPIVOT (SELECT customer_id, source, source_record_id, observed_at, {casts} FROM {records_sql(xref)})
+        ON {', '.join(quoted(t) for t in types)}
+        INTO NAME identifier_type VALUE identifier_value
+    )"""
+
+
+def build_customer_identifiers(con: duckdb.DuckDBPyConnection, xref: str) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS profiles")
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE {CUSTOMER_IDENTIFIERS} AS
+        SELECT customer_id, identifier_type, identifier_value,
+               min(observed_at) AS first_seen, max(observed_at) AS last_seen,
+               count(*) AS records, list_sort(list(DISTINCT source)) AS sources
+        FROM {identifier_rows_sql(xref)}
+        WHERE trim(identifier_value) <> ''
+        GROUP BY ALL
+        ORDER BY customer_id, identifier_type, identifier_value
+        """
+    )
+
+
+def identifier_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    rows = con.execute(f"SELECT identifier_type, count(*) FROM {CUSTOMER_IDENTIFIERS} GROUP BY ALL ORDER BY 1").fetchall()
+    return {t: int(n) for t, n in rows}

@@ -1,0 +1,263 @@
+"""Erasure requests: a list of hashed identifiers, and the customers it removes from every profile.
+
+The list (CSV: request_id, identifier_type, identifier_hash, requested_at) holds only SHA-256
+hashes of identifiers normalised exactly as standardization normalises them, so the list keeps
+no personal data and still matches every later record of the same person: suppression is
+recomputed from the hashes on every run.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+
+from cdp_pipelines import settings
+from cdp_pipelines.profiles.config_files import ProfilesConfigError, literal
+from cdp_pipelines.profiles.identifiers import IDENTIFIER_TYPES, identifier_rows_sql
+from cdp_pipelines.standardize.emails import canonical_email
+from cdp_pipelines.standardize.phones import normalize_phone
+
+ENV_SUPPRESSION_FILE = "CDP_SUPPRESSION_FILE"
+COLUMNS = ("request_id", "identifier_type", "identifier_hash", "requested_at")
+SUPPRESSED = "profiles.suppressed_customers"
+AUDIT = "profiles.erasure_audit"
+ACTIVE_XREF = "profiles.active_xref"
+XREF = "identity.customer_xref"
+_HASH = re.compile(r"^[0-9a-f]{64}$")
+
+
+def suppression_file() -> Path:
+    """The erasure list: CDP_SUPPRESSION_FILE, default data/suppression/erasure_requests.csv."""
+    value = os.environ.get(ENV_SUPPRESSION_FILE, "").strip()
+    if value:
+        return Path(value).expanduser().resolve()
+    return settings.PROJECT_ROOT / "data" / "suppression" / "erasure_requests.csv"
+
+
+def normalise_identifier(identifier_type: str, value: str, default_region: str = "GB") -> str:
+    """The standardized form of an identifier, the one stored in the warehouse and hashed."""
+    if identifier_type not in IDENTIFIER_TYPES:
+        raise ProfilesConfigError(f"unknown identifier type {identifier_type!r}; allowed: {list(IDENTIFIER_TYPES)}")
+    text = (value or "").strip()
+    if identifier_type == "email":
+        normalised = canonical_email(text)
+    elif identifier_type == "phone":
+        normalised = normalize_phone(text, default_region)
+    elif identifier_type == "social_handle":
+        normalised = text.rstrip("/").rsplit("/", 1)[-1].lstrip("@").lower()
+    else:
+        normalised = "".join(text.split()).upper()
+    if not normalised:
+        raise ProfilesConfigError(f"the {identifier_type} given is not a valid {identifier_type}; nothing recorded")
+    return normalised
+
+
+def identifier_hash(normalised_value: str) -> str:
+    """SHA-256 hex of the normalised value (DuckDB's sha256() gives the same string)."""
+    return hashlib.sha256(normalised_value.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ErasureRequest:
+    request_id: str
+    identifier_type: str
+    identifier_hash: str
+    requested_at: str
+
+
+def _existing(path: Path) -> list[dict[str, str]]:
+    if not path.exists() or path.stat().st_size == 0:
+        return []
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def add_erasure_request(
+    identifier_type: str, value: str, request_id: str, path: Path | None = None,
+    default_region: str = "GB", requested_at: datetime | None = None,
+) -> ErasureRequest:
+    """Append the hash of one identifier to the erasure list (created with its header if missing).
+
+    Recording the same request, type and identifier twice changes nothing.
+    """
+    request_id = (request_id or "").strip()
+    if not request_id or any(ch in request_id for ch in ",\n\r\""):
+        raise ProfilesConfigError("request id must be non-empty, without commas, quotes or line breaks")
+    path = Path(path) if path is not None else suppression_file()
+    digest = identifier_hash(normalise_identifier(identifier_type, value, default_region))
+    when = (requested_at or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
+    request = ErasureRequest(request_id, identifier_type, digest, when.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    existing = _existing(path)
+    for row in existing:
+        if (row.get("request_id"), row.get("identifier_type"), row.get("identifier_hash")) == (
+            request_id, identifier_type, digest
+        ):
+            return ErasureRequest(request_id, identifier_type, digest, row.get("requested_at", ""))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_header = not existing and (not path.exists() or path.stat().st_size == 0)
+    with path.open("a", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        if write_header:
+            writer.writerow(COLUMNS)
+        writer.writerow([request.request_id, request.identifier_type, request.identifier_hash, request.requested_at])
+    return request
+
+
+def load_erasure_requests(con: duckdb.DuckDBPyConnection, path: Path) -> int:
+    """Validate the list and load it as temp table erasure_requests; returns its row count.
+
+    A missing file is an error rather than an empty list: a mistyped path must not silently
+    bring erased people back.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ProfilesConfigError(
+            f"erasure list {path} not found; create it with the header {','.join(COLUMNS)} "
+            f"or point {ENV_SUPPRESSION_FILE} at the right file"
+        )
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None or [h.strip() for h in header] != list(COLUMNS):
+            raise ProfilesConfigError(f"{path}: header must be {','.join(COLUMNS)}, found {header}")
+        rows, problems = [], []
+        for line, row in enumerate(reader, start=2):
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(COLUMNS):
+                problems.append(f"line {line}: expected {len(COLUMNS)} fields, found {len(row)}")
+                continue
+            request_id, identifier_type, digest, requested_at = (cell.strip() for cell in row)
+            if not request_id:
+                problems.append(f"line {line}: empty request_id")
+            if identifier_type not in IDENTIFIER_TYPES:
+                problems.append(f"line {line}: unknown identifier_type {identifier_type!r}")
+            if not _HASH.match(digest):
+                problems.append(f"line {line}: identifier_hash must be 64 lower-case hex characters "
+                                "(a SHA-256 hash, never the identifier itself)")
+            rows.append((request_id, identifier_type, digest, requested_at or None))
+    if problems:
+        raise ProfilesConfigError(f"{path}: " + "; ".join(problems[:10]) + (" ..." if len(problems) > 10 else ""))
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE erasure_requests (request_id VARCHAR, identifier_type VARCHAR, "
+        "identifier_hash VARCHAR, requested_at TIMESTAMP)"
+    )
+    if rows:
+        con.executemany(
+            "INSERT INTO erasure_requests VALUES (?, ?, ?, try_cast(replace(?, 'Z', '') AS TIMESTAMP))", rows
+        )
+    return len(rows)
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    schema, name = table.split(".")
+    return bool(con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, name]
+    ).fetchall()[0][0])
+
+
+def apply_erasure_requests(con: duckdb.DuckDBPyConnection, path: Path, applied_at: datetime) -> dict:
+    """Rebuild profiles.suppressed_customers from the list and fold this run into profiles.erasure_audit.
+
+    Every identifier of every record is hashed on each run, so records arriving after the
+    request (same email, new order) are caught again. suppressed_at is kept from earlier runs.
+    """
+    con.execute("CREATE SCHEMA IF NOT EXISTS profiles")
+    requests = load_erasure_requests(con, path)
+    now = literal(applied_at.astimezone(timezone.utc).replace(tzinfo=None).isoformat(sep=" "))
+    previous = (
+        f"SELECT customer_id, request_id, matched_identifier_type, suppressed_at FROM {SUPPRESSED}"
+        if _table_exists(con, SUPPRESSED) else
+        "SELECT NULL::VARCHAR customer_id, NULL::VARCHAR request_id, NULL::VARCHAR matched_identifier_type, "
+        "NULL::TIMESTAMP suppressed_at WHERE FALSE"
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE suppression_matches AS
+        WITH ids AS (
+            SELECT customer_id, identifier_type, sha256(identifier_value) AS identifier_hash
+            FROM {identifier_rows_sql(XREF)}
+            WHERE identifier_type IN (SELECT identifier_type FROM erasure_requests)
+        )
+        SELECT DISTINCT i.customer_id, e.request_id, e.identifier_type AS matched_identifier_type
+        FROM ids i JOIN erasure_requests e USING (identifier_type, identifier_hash)
+        """
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE {SUPPRESSED} AS
+        WITH previous AS ({previous})
+        SELECT m.customer_id, m.request_id, m.matched_identifier_type,
+               coalesce(p.suppressed_at, TIMESTAMP {now}) AS suppressed_at
+        FROM suppression_matches m
+        LEFT JOIN previous p USING (customer_id, request_id, matched_identifier_type)
+        ORDER BY m.customer_id, m.request_id
+        """
+    )
+    con.execute(
+        f"""
+        CREATE TABLE IF NOT EXISTS {AUDIT} (
+            request_id VARCHAR, identifier_type VARCHAR, customers_suppressed BIGINT,
+            records_suppressed BIGINT, first_applied_at TIMESTAMP, last_applied_at TIMESTAMP)
+        """
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE {AUDIT} AS
+        WITH this_run AS (
+            SELECT e.request_id, e.identifier_type,
+                   count(DISTINCT s.customer_id) AS customers_suppressed,
+                   count(x.source_record_id) AS records_suppressed
+            FROM (SELECT DISTINCT request_id, identifier_type FROM erasure_requests) e
+            LEFT JOIN {SUPPRESSED} s ON s.request_id = e.request_id AND s.matched_identifier_type = e.identifier_type
+            LEFT JOIN {XREF} x ON x.customer_id = s.customer_id
+            GROUP BY ALL
+        )
+        SELECT coalesce(r.request_id, a.request_id) AS request_id,
+               coalesce(r.identifier_type, a.identifier_type) AS identifier_type,
+               coalesce(r.customers_suppressed, a.customers_suppressed) AS customers_suppressed,
+               coalesce(r.records_suppressed, a.records_suppressed) AS records_suppressed,
+               coalesce(a.first_applied_at, TIMESTAMP {now}) AS first_applied_at,
+               CASE WHEN r.request_id IS NULL THEN a.last_applied_at ELSE TIMESTAMP {now} END AS last_applied_at
+        FROM this_run r
+        FULL OUTER JOIN {AUDIT} a USING (request_id, identifier_type)
+        ORDER BY first_applied_at, request_id, identifier_type
+        """
+    )
+    customers, records = con.execute(
+        f"SELECT count(DISTINCT customer_id), (SELECT count(*) FROM {XREF} WHERE customer_id IN "
+        f"(SELECT customer_id FROM {SUPPRESSED})) FROM {SUPPRESSED}"
+    ).fetchall()[0]
+    unmatched = con.execute(f"SELECT count(*) FROM {AUDIT} WHERE last_applied_at = TIMESTAMP {now} "
+                            "AND customers_suppressed = 0").fetchall()[0][0]
+    return {"requests": requests, "customers_suppressed": int(customers), "records_suppressed": int(records),
+            "requests_matching_nobody": int(unmatched)}
+
+
+def build_active_xref(con: duckdb.DuckDBPyConnection) -> None:
+    """identity.customer_xref without suppressed customers: the only xref profile models read."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS profiles")
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE {ACTIVE_XREF} AS
+        SELECT x.* FROM {XREF} AS x
+        ANTI JOIN (SELECT DISTINCT customer_id FROM {SUPPRESSED}) AS s USING (customer_id)
+        """
+    )
+
+
+def requests_dropped_from_list(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Requests applied on an earlier run that are no longer on the list (erased people would return)."""
+    rows = con.execute(
+        f"SELECT DISTINCT request_id FROM {AUDIT} a WHERE NOT EXISTS "
+        f"(SELECT 1 FROM {AUDIT} b WHERE b.request_id = a.request_id AND b.last_applied_at = "
+        f"(SELECT max(last_applied_at) FROM {AUDIT})) ORDER BY 1"
+    ).fetchall()
+    return [r for (r,) in rows]

@@ -1,0 +1,237 @@
+"""Survivorship rules (config/survivorship.yaml) and the one-pass SQL that builds golden profiles.
+
+Each attribute's winner is an `arg_max` over the customer's records, ordered by a key the rule
+defines, so every attribute of every customer is decided in a single GROUP BY, whatever the
+number of rows. The winning record travels with the value, which gives provenance for free.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import duckdb
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from cdp_pipelines.profiles.config_files import (
+    CANONICAL_ATTRIBUTES, COLUMN_NAME, SOURCE_NAME, ProfilesConfigError, literal, load_yaml_model, quoted,
+    table_columns,
+)
+
+GOLDEN_PROFILE = "profiles.golden_profile"
+OLDEST = "TIMESTAMP '0001-01-01 00:00:00'"
+Rule = Literal["source_priority", "most_recent", "most_frequent", "most_complete"]
+
+
+class AttributeRule(BaseModel):
+    """How one attribute's winning record is chosen."""
+
+    rule: Rule
+    sources: list[str] = Field(default_factory=list)
+    other_sources: Literal["last", "ignore"] = "last"
+    exclude_sources: list[str] = Field(default_factory=list)
+    display: dict[str, str] | None = None
+
+    @field_validator("sources", "exclude_sources")
+    @classmethod
+    def _source_names(cls, value: list[str]) -> list[str]:
+        bad = [s for s in value if not SOURCE_NAME.match(s)]
+        if bad:
+            raise ValueError(f"{bad} are not source names (snake_case, as in the sources file)")
+        if len(set(value)) != len(value):
+            raise ValueError("a source is listed twice")
+        return value
+
+    @field_validator("display")
+    @classmethod
+    def _display_columns(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for source, column in (value or {}).items():
+            if not SOURCE_NAME.match(source) or not COLUMN_NAME.match(column):
+                raise ValueError(f"{source}: {column} must map a source name to a column name")
+        return value
+
+    @model_validator(mode="after")
+    def _priority_needs_sources(self) -> "AttributeRule":
+        if self.rule == "source_priority" and not self.sources:
+            raise ValueError("source_priority needs an ordered `sources` list")
+        if self.rule != "source_priority" and (self.sources or self.other_sources != "last"):
+            raise ValueError(f"`sources`/`other_sources` only apply to source_priority, not {self.rule}")
+        return self
+
+
+class SurvivorshipConfig(BaseModel):
+    version: int = 1
+    attributes: dict[str, AttributeRule]
+
+    @field_validator("attributes")
+    @classmethod
+    def _canonical(cls, value: dict[str, AttributeRule]) -> dict[str, AttributeRule]:
+        unknown = sorted(set(value) - set(CANONICAL_ATTRIBUTES))
+        if unknown:
+            raise ValueError(f"unknown attribute(s) {unknown}; allowed: {list(CANONICAL_ATTRIBUTES)}")
+        if not value:
+            raise ValueError("declare at least one attribute")
+        return value
+
+
+def load_survivorship_config(path: Path) -> SurvivorshipConfig:
+    return load_yaml_model(path, SurvivorshipConfig)
+
+
+def display_sources(config: SurvivorshipConfig) -> set[str]:
+    """Sources whose standardized table is read for original (display) forms."""
+    return {source for rule in config.attributes.values() for source in (rule.display or {})}
+
+
+def _ordering_key(attribute: str, rule: AttributeRule) -> str:
+    """A struct compared field by field: greater wins. Recency, then source and id break ties."""
+    recency = f"coalesce(observed_at, {OLDEST})"
+    if rule.rule == "source_priority":
+        ranks = " ".join(
+            f"WHEN {literal(s)} THEN {len(rule.sources) - i}" for i, s in enumerate(rule.sources)
+        )
+        first = f"CASE source {ranks} ELSE 0 END"
+    elif rule.rule == "most_frequent":
+        first = f"_freq_{attribute}"
+    elif rule.rule == "most_complete":
+        first = f"length(CAST({quoted(attribute)} AS VARCHAR))"
+    else:
+        first = "0"
+    return f"struct_pack(k := {first}, t := {recency}, s := source, r := source_record_id)"
+
+
+def _candidate_filter(attribute: str, rule: AttributeRule) -> str:
+    conditions = [f"{quoted(attribute)} IS NOT NULL"]
+    if rule.exclude_sources:
+        conditions.append(f"source NOT IN ({', '.join(literal(s) for s in rule.exclude_sources)})")
+    if rule.rule == "source_priority" and rule.other_sources == "ignore":
+        conditions.append(f"source IN ({', '.join(literal(s) for s in rule.sources)})")
+    return " AND ".join(conditions)
+
+
+def _title_case(expression: str) -> str:
+    return (f"array_to_string(list_transform(string_split({expression}, ' '), "
+            f"lambda w: upper(w[1]) || lower(w[2:])), ' ')")
+
+
+def _tidy_display(expression: str) -> str:
+    """Trimmed, single spaces; capitals when the original was typed all upper or all lower case."""
+    tidy = f"nullif(regexp_replace(trim(nfc_normalize({expression})), '\\s+', ' ', 'g'), '')"
+    return f"CASE WHEN upper({tidy}) = {tidy} OR lower({tidy}) = {tidy} THEN {_title_case(tidy)} ELSE {tidy} END"
+
+
+def check_display_columns(con: duckdb.DuckDBPyConnection, config: SurvivorshipConfig) -> dict[str, set[str]]:
+    """Display columns per source whose table exists; a named column missing from a table is an error.
+
+    A source without a standardized table (not ingested in this deployment) is skipped.
+    """
+    available: dict[str, set[str]] = {}
+    for attribute, rule in config.attributes.items():
+        for source, column in (rule.display or {}).items():
+            columns = table_columns(con, "standardized", source)
+            if columns is None:
+                continue
+            if column not in columns:
+                raise ProfilesConfigError(
+                    f"survivorship.yaml: {attribute}.display names {source}.{column}, but "
+                    f"standardized.{source} has no such column (original columns are named src_<column>)"
+                )
+            available.setdefault(source, set()).add(column)
+    return available
+
+
+def golden_profile_sql(config: SurvivorshipConfig, records: str, available_display: dict[str, set[str]]) -> str:
+    """CREATE TABLE statement for the golden profile from `records` (customer_id + canonical columns)."""
+    joins, display_values = [], {}
+    for source, columns in sorted(available_display.items()):
+        alias = f"d_{source}"
+        joins.append(
+            f"LEFT JOIN standardized.{quoted(source)} AS {alias} "
+            f"ON r.source = {literal(source)} AND {alias}.source_record_id = r.source_record_id"
+        )
+    for attribute, rule in config.attributes.items():
+        if rule.display is None:
+            continue
+        cases = " ".join(
+            f"WHEN {literal(s)} THEN d_{s}.{quoted(c)}"
+            for s, c in sorted(rule.display.items()) if c in available_display.get(s, set())
+        )
+        display_values[attribute] = f"CASE r.source {cases} END" if cases else "CAST(NULL AS VARCHAR)"
+
+    display_select = "".join(f",\n    {expr} AS _display_{a}" for a, expr in display_values.items())
+    frequencies = "".join(
+        f",\n    count(*) OVER (PARTITION BY customer_id, {quoted(a)}) AS _freq_{a}"
+        for a, rule in config.attributes.items() if rule.rule == "most_frequent"
+    )
+    winners = []
+    for attribute, rule in config.attributes.items():
+        display = f", d := _display_{attribute}" if attribute in display_values else ""
+        winners.append(
+            f"arg_max(struct_pack(v := {quoted(attribute)}, s := source, r := source_record_id, "
+            f"t := observed_at{display}), {_ordering_key(attribute, rule)}) "
+            f"FILTER (WHERE {_candidate_filter(attribute, rule)}) AS _w_{attribute}"
+        )
+    outputs = []
+    for attribute in config.attributes:
+        outputs.append(f"_w_{attribute}.v AS {quoted(attribute)}")
+        if attribute in display_values:
+            tidy = _tidy_display(f"_w_{attribute}.d")
+            outputs.append(f"coalesce({tidy}, {_title_case(f'_w_{attribute}.v')}) AS {quoted(attribute + '_display')}")
+        outputs += [
+            f"_w_{attribute}.s AS {quoted(attribute + '_source')}",
+            f"_w_{attribute}.r AS {quoted(attribute + '_record_id')}",
+            f"_w_{attribute}.t AS {quoted(attribute + '_observed_at')}",
+        ]
+    newline = ",\n    "
+    return f"""
+CREATE OR REPLACE TABLE {GOLDEN_PROFILE} AS
+WITH candidates AS (
+    SELECT r.*{display_select}
+    FROM {records} AS r
+    {' '.join(joins)}
+),
+ranked AS (
+    SELECT *{frequencies}
+    FROM candidates
+),
+winners AS (
+    SELECT customer_id,
+    count(*) AS records,
+    list_sort(list(DISTINCT source)) AS sources,
+    min(observed_at) AS first_seen,
+    max(observed_at) AS last_seen,
+    {newline.join(winners)}
+    FROM ranked
+    GROUP BY customer_id
+)
+SELECT customer_id, records, sources, first_seen, last_seen,
+    {newline.join(outputs)}
+FROM winners
+ORDER BY customer_id
+"""
+
+
+def build_golden_profile(con: duckdb.DuckDBPyConnection, config: SurvivorshipConfig, records: str) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS profiles")
+    con.execute(golden_profile_sql(config, records, check_display_columns(con, config)))
+
+
+def fill_rates_and_winning_sources(con: duckdb.DuckDBPyConnection, config: SurvivorshipConfig) -> tuple[dict, dict]:
+    """Per attribute: share of profiles with a value, and share of values won by each source."""
+    unions = " UNION ALL ".join(
+        f"SELECT {literal(a)} AS attribute, {quoted(a + '_source')} AS source FROM {GOLDEN_PROFILE}"
+        for a in config.attributes
+    )
+    rows = con.execute(
+        f"""
+        WITH long AS ({unions}), totals AS (SELECT attribute, count(*) AS n, count(source) AS filled FROM long GROUP BY ALL)
+        SELECT l.attribute, l.source, count(*) AS won, any_value(t.n), any_value(t.filled)
+        FROM long l JOIN totals t USING (attribute) WHERE l.source IS NOT NULL GROUP BY ALL ORDER BY 1, 3 DESC
+        """
+    ).fetchall()
+    fill = {a: 0.0 for a in config.attributes}
+    shares: dict[str, dict[str, float]] = {a: {} for a in config.attributes}
+    for attribute, source, won, total, filled in rows:
+        fill[attribute] = round(filled / total, 4) if total else 0.0
+        shares[attribute][source] = round(won / filled, 4) if filled else 0.0
+    return fill, shares
