@@ -1,0 +1,111 @@
+"""Run SQL models on DuckDB (the warehouse) or PostgreSQL (same SQL, transpiled by sqlglot).
+
+Variables from config/context.yaml are rendered as SQL literals after checking their type:
+numbers, intervals ("48 hours") and timestamps only, so configuration can never inject SQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import sqlglot
+import yaml
+from psycopg import sql as pgsql
+
+from cdp_pipelines.context.sql_models import VAR_PATTERN, SqlModel
+
+_INTERVAL = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day|week|month|year)s?\s*$", re.IGNORECASE)
+
+
+class VariableError(ValueError):
+    """A model uses a variable that is missing or of a type that cannot be rendered safely."""
+
+
+def load_variables(config_path: Path) -> dict[str, Any]:
+    """The `vars` mapping of config/context.yaml."""
+    raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    variables = raw.get("vars") or {}
+    if not isinstance(variables, dict):
+        raise VariableError(f"{config_path}: 'vars' must be a mapping")
+    return variables
+
+
+def render_literal(name: str, value: Any) -> str:
+    """One variable as a SQL literal: a number, an INTERVAL, a TIMESTAMP or NULL."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        raise VariableError(f"variable '{name}': booleans are not allowed (use 0/1)")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise VariableError(f"variable '{name}' must be finite")
+        return repr(value)
+    if isinstance(value, dt.datetime):
+        return f"CAST('{value.replace(tzinfo=None).isoformat(sep=' ', timespec='seconds')}' AS TIMESTAMP)"
+    if isinstance(value, dt.date):
+        return f"CAST('{value.isoformat()} 00:00:00' AS TIMESTAMP)"
+    if isinstance(value, str):
+        interval = _INTERVAL.match(value)
+        if interval:
+            return f"INTERVAL '{int(interval.group(1))} {interval.group(2).lower()}s'"
+        try:
+            return render_literal(name, dt.datetime.fromisoformat(value.strip()))
+        except ValueError:
+            pass
+    raise VariableError(
+        f"variable '{name}' = {value!r}: only numbers, intervals like '48 hours' and ISO timestamps are allowed"
+    )
+
+
+def render(model_sql: str, variables: Mapping[str, Any]) -> str:
+    """The model's SQL with every {{ var('name') }} replaced by its checked literal."""
+    def substitute(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in variables:
+            raise VariableError(f"variable '{name}' is not defined in config/context.yaml")
+        return render_literal(name, variables[name])
+
+    return VAR_PATTERN.sub(substitute, model_sql)
+
+
+def to_postgres(duckdb_sql: str) -> str:
+    """The DuckDB-dialect SELECT rewritten for PostgreSQL."""
+    statements = sqlglot.transpile(duckdb_sql, read="duckdb", write="postgres")
+    if len(statements) != 1:
+        raise ValueError(f"a model must be exactly one SELECT, found {len(statements)} statements")
+    return statements[0]
+
+
+def _select_only(rendered: str) -> str:
+    return rendered.strip().rstrip(";").strip()
+
+
+def run_on_duckdb(con, model: SqlModel, variables: Mapping[str, Any]) -> None:
+    """CREATE OR REPLACE the model's table in the DuckDB warehouse."""
+    select = _select_only(render(model.sql, variables))
+    con.execute(f'CREATE SCHEMA IF NOT EXISTS "{model.layer}"')
+    con.execute(f'CREATE OR REPLACE TABLE "{model.layer}"."{model.name}" AS\n{select}')
+
+
+def run_on_postgres(conn, model: SqlModel, variables: Mapping[str, Any]) -> None:
+    """Drop and recreate the model's table in one transaction on a psycopg 3 connection."""
+    select = to_postgres(_select_only(render(model.sql, variables)))
+    table = pgsql.Identifier(model.layer, model.name)
+    with conn.transaction():
+        conn.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pgsql.Identifier(model.layer)))
+        conn.execute(pgsql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(table))
+        conn.execute(pgsql.SQL("CREATE TABLE {} AS ").format(table) + pgsql.SQL(select))
+
+
+def run_models(target, models: list[SqlModel], variables: Mapping[str, Any], *, engine: str = "duckdb") -> None:
+    """Run models in the given (dependency) order on DuckDB or PostgreSQL."""
+    runner = {"duckdb": run_on_duckdb, "postgres": run_on_postgres}[engine]
+    for model in models:
+        runner(target, model, variables)
