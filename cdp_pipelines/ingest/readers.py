@@ -259,9 +259,10 @@ class RowStager:
     def add_object(self, row_number: int, values: dict[str, str | None], raw: Any) -> None:
         """A row given as column -> text (JSON lines); keys not seen before become columns."""
         self.rows_read += 1
-        for column in values:
-            if column not in self._file_columns:
-                self._add_column(column)
+        if not values.keys() <= self._file_columns.keys():
+            for column in values:
+                if column not in self._file_columns:
+                    self._add_column(column)
         record_id = values.get(self.source.record_id)
         if record_id is None or not (record_id := record_id.strip()):
             self._quarantine_row(row_number, None, raw,
@@ -315,16 +316,17 @@ class RowStager:
             return
         columns = list(self._file_columns)
         if isinstance(rows[0], dict):
-            texts = [[row.get(column) for row in rows] for column in columns]
+            struct = pa.struct([pa.field(column, pa.string()) for column in columns])
+            texts = pa.array(rows, type=struct).flatten()  # absent keys become nulls
         else:
-            texts = [list(values) for values in zip(*rows)]
+            texts = [pa.array(values, pa.string()) for values in zip(*rows)]
         arrays = {
             "_record_id": pa.array(ids, pa.string()),
             "_file": pa.array([self.file_label] * len(rows), pa.string()),
             "_row_number": pa.array(numbers, pa.int64()),
         }
         for column, values in zip(columns, texts):
-            arrays[column] = pa.array(values, pa.string())
+            arrays[column] = values
         self._tables.append(pa.table(arrays))
 
     def _rows_passing_checks(self) -> list[int]:
