@@ -1,0 +1,111 @@
+"""`cdp segments list | validate | export` through the main CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from cdp_pipelines.cli import app
+from cdp_pipelines.segments.build import build_segment
+from cdp_pipelines.segments.config import load_segments
+
+try:
+    from cdp_tests.test_segments_fixtures import build_warehouse, write_segments
+except ImportError:
+    from test_segments_fixtures import build_warehouse, write_segments
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def setup(tmp_path: Path):
+    warehouse = build_warehouse(tmp_path / "w.duckdb")
+    config_path = write_segments(tmp_path)
+    config = load_segments(config_path)
+    con = duckdb.connect(str(warehouse))
+    for name in ("everyone_email", "everyone_sms"):
+        build_segment(con, config.get(name), config)
+    con.close()
+    return warehouse, config_path
+
+
+def test_list_shows_name_channel_owner_and_members(setup):
+    warehouse, config_path = setup
+    result = runner.invoke(app, ["segments", "list", "--config", str(config_path), "--warehouse", str(warehouse)])
+    assert result.exit_code == 0, result.output
+    lines = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") >= 4}
+    assert "email" in lines["everyone_email"] and "team:growth" in lines["everyone_email"]
+    assert lines["everyone_email"].rstrip(" │").endswith("2")
+    assert lines["everyone_sms"].rstrip(" │").endswith("1")
+    assert lines["high_value"].rstrip(" │").endswith("-")
+
+
+def test_list_reads_the_config_folder_from_the_environment(setup, tmp_path):
+    warehouse, _ = setup
+    result = runner.invoke(app, ["segments", "list", "--warehouse", str(tmp_path / "absent.duckdb")],
+                           env={"CDP_CONFIG_DIR": str(tmp_path)})
+    assert result.exit_code == 0, result.output
+    assert "everyone_ads" in result.output
+
+
+def test_export_csv_and_parquet(setup, tmp_path):
+    warehouse, config_path = setup
+    out = tmp_path / "out" / "everyone.csv"
+    result = runner.invoke(app, ["segments", "export", "everyone_email", "--format", "csv", "--out", str(out),
+                                 "--warehouse", str(warehouse), "--config", str(config_path)])
+    assert result.exit_code == 0, result.output
+    assert out.read_text().splitlines()[0] == "customer_id,first_name,email"
+    assert "2 row(s)" in result.output
+    out = tmp_path / "sms.parquet"
+    result = runner.invoke(app, ["segments", "export", "everyone_sms", "--format", "parquet", "--out", str(out),
+                                 "--warehouse", str(warehouse), "--config", str(config_path)])
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(out).column("customer_id").to_pylist() == ["C1"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["export", "no_such_segment"], "no segment named 'no_such_segment'"),
+        (["export", "high_value"], "segment 'high_value' has not been built yet"),
+        (["export", "everyone_email", "--format", "xlsx"], "unknown format 'xlsx'"),
+    ],
+)
+def test_user_errors_exit_2_with_one_readable_line(setup, tmp_path, args, message):
+    warehouse, config_path = setup
+    command = ["segments", *args, "--out", str(tmp_path / "x.csv"), "--warehouse", str(warehouse),
+               "--config", str(config_path)]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_bad_definition_exits_2_naming_the_segment(tmp_path):
+    config_path = write_segments(tmp_path, """
+        segments:
+          - {name: sneaky, description: d, owner: team:x, channel: email, rule: "1=1; DROP TABLE x"}
+    """)
+    result = runner.invoke(app, ["segments", "list", "--config", str(config_path)])
+    assert result.exit_code == 2
+    assert "segment 'sneaky'" in result.output and "';'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_validate_checks_rules_against_the_warehouse(setup, tmp_path):
+    warehouse, config_path = setup
+    result = runner.invoke(app, ["segments", "validate", "--config", str(config_path), "--warehouse", str(warehouse)])
+    assert result.exit_code == 0, result.output
+    assert "5 segment(s) valid: against the warehouse" in result.output
+    (tmp_path / "bad").mkdir()
+    bad = write_segments(tmp_path / "bad", """
+        segments:
+          - {name: typo, description: d, owner: team:x, channel: email, rule: "lifetme_value > 1"}
+    """)
+    result = runner.invoke(app, ["segments", "validate", "--config", str(bad), "--warehouse", str(warehouse)])
+    assert result.exit_code == 2
+    assert "segment 'typo': rule uses unknown column 'lifetme_value'" in " ".join(result.output.split())
