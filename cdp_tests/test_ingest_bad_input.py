@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -388,3 +389,15 @@ def test_a_million_csv_rows_read_quickly(tmp_path):
     elapsed = time.process_time() - started
     assert result.table.num_rows == 1_000_000
     assert elapsed < 15, f"took {elapsed:.1f} s of CPU time"
+
+
+def test_strict_timestamp_check_stands_in_without_the_standardize_parser(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cdp_pipelines.standardize.dates", None)
+    write(tmp_path, "shop.csv", HEADER + "\n" + good_rows(3)
+          + "4,D,d@x.com,01.03.2024\n5,E,e@x.com,2024-02-30\n")
+    result = read(make_source(date_formats=["%d.%m.%Y"], max_unparseable_timestamp_ratio=0.5),
+                  tmp_path)
+    assert result.table.column("_record_id").to_pylist() == ["1", "2", "3", "4"]
+    assert reasons(result) == [
+        "unparseable or out-of-range timestamp '2024-02-30' in column ts"
+    ]

@@ -108,12 +108,13 @@ def _cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def timestamp_validity(values: list[str | None], formats: list[str]) -> list[bool]:
-    """Which non-blank values parse as timestamps, by the same rules standardization uses.
+def timestamp_validator(formats: list[str]) -> Callable[[list[str | None]], list[bool]]:
+    """A column-wise test of which values parse as timestamps, by standardization's rules.
 
     Uses the vectorised parser of cdp_pipelines.standardize.dates (ISO 8601, the source's
-    formats, then the project-wide formats); a strict ISO-or-strptime test stands in when that
-    module cannot be imported.
+    formats, then the project-wide formats, within the configured range); a strict
+    ISO-or-strptime test stands in when that module cannot be imported. Its configuration is
+    loaded here, once, so a configuration problem is not mistaken for an unreadable source file.
     """
     try:
         import pandas as pd
@@ -121,10 +122,17 @@ def timestamp_validity(values: list[str | None], formats: list[str]) -> list[boo
         from cdp_pipelines.standardize.config import default_config
         from cdp_pipelines.standardize.dates import parse_timestamps
     except ImportError:
-        return [v is not None and _strictly_parses(v.strip(), formats) for v in values]
-    all_formats = tuple(dict.fromkeys([*formats, *default_config().timestamp_formats]))
-    parsed = parse_timestamps(pd.Series(values, dtype="str"), all_formats)
-    return parsed.notna().tolist()
+        return lambda values: [
+            v is not None and _strictly_parses(v.strip(), formats) for v in values
+        ]
+    config = default_config()
+    all_formats = tuple(dict.fromkeys([*formats, *config.timestamp_formats]))
+
+    def validity(values: list[str | None]) -> list[bool]:
+        parsed = parse_timestamps(pd.Series(values, dtype="str"), all_formats, config)
+        return parsed.notna().tolist()
+
+    return validity
 
 
 def _strictly_parses(text: str, formats: list[str]) -> bool:
@@ -173,6 +181,7 @@ class RowStager:
     def __init__(self, source: SourceConfig) -> None:
         self.source = source
         self.rows_read = 0
+        self._timestamp_validity = timestamp_validator(source.timestamp_parse_formats())
         self._first_seen: dict[str, int] = {}
         self._file_labels: list[str] = []
         self._all_columns: dict[str, None] = {}
@@ -340,7 +349,7 @@ class RowStager:
                 timestamps = [row.get(source.timestamp) for row in rows]
             else:
                 timestamps = [row[self._ts_index] for row in rows]
-            valid = timestamp_validity(timestamps, source.timestamp_parse_formats())
+            valid = self._timestamp_validity(timestamps)
         file_bits = self._file_index << 40
         first_seen = self._first_seen
         if timestamps is None or all(valid):
