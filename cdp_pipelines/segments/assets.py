@@ -49,7 +49,7 @@ def build_segment_asset(declared: SegmentDefinition, loaded: SegmentsConfig) -> 
         config = current_config(paths, loaded)
         segment = config.get(declared.name) if declared.name in config.names else declared
         with warehouse.connect() as con:
-            result = build_segment(con, segment, config, run_id=context.run_id)
+            result = build_segment(con, segment, config, run_id=context.run.run_id)
         context.log.info(f"{segment.name}: {result.matched} matched, {result.members} members after consent "
                          f"(+{result.added} / -{result.removed})")
         return dg.MaterializeResult(metadata={
