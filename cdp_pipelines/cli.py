@@ -63,7 +63,7 @@ def generate(
     with console.status(f"Generating {persons:,} persons ..."):
         summary = generate_dataset(persons=persons, seed=seed, out_dir=out, truth_out=truth_out)
     console.print(f"Wrote {out} in {time.perf_counter() - started:.1f}s")
-    for name, count in summary.record_counts.items():
+    for name, count in summary.counts.items():
         console.print(f"  {name:<20} {count:>10,}")
 
 

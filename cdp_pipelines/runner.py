@@ -70,7 +70,7 @@ def run_full_refresh(retrain: bool = False, console: Console | None = None) -> R
     instance = dagster_instance()
     run_id = str(uuid.uuid4())
     run_config = {
-        "ops": {"identity__identity_graph": {"config": {"retrain": retrain}}},
+        "ops": {"identity_graph": {"config": {"retrain": retrain}}},
         "loggers": {"console": {"config": {"log_level": "ERROR"}}},
     }
     finished = threading.Event()

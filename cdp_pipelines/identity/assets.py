@@ -1,6 +1,5 @@
 """Dagster assets of the identity stage: the identity graph, stable ids and their checks."""
 
-from __future__ import annotations
 
 import json
 from pathlib import Path

@@ -1,7 +1,6 @@
 """Dagster assets of the ingest stage: one asset per declared source, built from the sources
 file, each guarded by a blocking contract check and a blocking reconciliation check."""
 
-from __future__ import annotations
 
 from pathlib import Path
 
