@@ -157,7 +157,7 @@ def consent(context: dg.AssetExecutionContext, warehouse: WarehouseResource, pat
         signals_meta = table_metadata(con, consent_rules.CONSENT_SIGNALS)
         counts = consent_rules.status_counts(con)
     if summary["skipped_signals"]:
-        context.log.warning(f"consent signals skipped (source table absent): {summary['skipped_signals']}")
+        context.log.warning(f"consent signals skipped: {summary['skipped_signals']}")
     yield dg.MaterializeResult(asset_key=CONSENT, metadata={
         **consent_meta, "status_by_channel": dg.MetadataValue.json(counts),
         "skipped_signals": dg.MetadataValue.json(summary["skipped_signals"]),

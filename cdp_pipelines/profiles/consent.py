@@ -13,7 +13,7 @@ import duckdb
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from cdp_pipelines.profiles.config_files import (
-    COLUMN_NAME, SOURCE_NAME, ProfilesConfigError, literal, load_yaml_model, quoted, table_columns,
+    COLUMN_NAME, SOURCE_NAME, literal, load_yaml_model, quoted, table_columns,
 )
 
 CONSENT = "profiles.consent"
@@ -24,6 +24,14 @@ OLDEST = "TIMESTAMP '0001-01-01 00:00:00'"
 class ConsentValues(BaseModel):
     opt_in: list[str]
     opt_out: list[str]
+
+    @field_validator("opt_in", "opt_out", mode="before")
+    @classmethod
+    def _quoted(cls, value: object) -> object:
+        if isinstance(value, list) and any(not isinstance(v, str) for v in value):
+            raise ValueError("write every value in quotes (\"yes\", \"no\", \"1\"): "
+                             "unquoted, YAML reads yes/no as true/false and 1 as a number")
+        return value
 
     @model_validator(mode="after")
     def _disjoint(self) -> "ConsentValues":
@@ -91,19 +99,22 @@ def _timestamp(expression: str, formats: list[str]) -> str:
 
 
 def usable_signals(con: duckdb.DuckDBPyConnection, config: ConsentConfig) -> tuple[list[ConsentSignal], list[str]]:
-    """Signals whose source table exists (others are reported as skipped); a missing column is an error."""
+    """Signals whose table and columns exist, and why the others were skipped.
+
+    A JSON source only has the columns some record carried, so an absent column means "no
+    explicit choice recorded", which resolves to unknown: the safe outcome. Skips are reported.
+    """
     usable, skipped = [], []
     for signal in config.signals:
+        name = f"{signal.source}.{signal.column} ({signal.channel})"
         columns = table_columns(con, "standardized", signal.source)
         if columns is None:
-            skipped.append(f"{signal.source}.{signal.column}")
+            skipped.append(f"{name}: no table standardized.{signal.source}")
             continue
         missing = [c for c in signal.columns() if c not in columns]
         if missing:
-            raise ProfilesConfigError(
-                f"consent.yaml: signal {signal.source}.{signal.column} ({signal.channel}) needs column(s) "
-                f"{missing}, missing from standardized.{signal.source}"
-            )
+            skipped.append(f"{name}: column(s) {missing} absent from standardized.{signal.source}")
+            continue
         usable.append(signal)
     return usable, skipped
 
