@@ -116,7 +116,7 @@ def build_warehouse(path: Path) -> Path:
               ('C1', 5, 4.8, 0.62, 0),
               ('C2', 5, 4.9, 0.70, 0),
               ('C3', 2, 2.5, -0.40, 2)
-            ) AS t(customer_id, last_rating, avg_rating, avg_sentiment, negative_mentions_30d)
+            ) AS t(customer_id, last_rating, average_rating, average_compound, negative_mentions_30d)
             """
         )
         con.execute(

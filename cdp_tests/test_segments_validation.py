@@ -132,3 +132,19 @@ def test_duplicate_names_and_empty_consent_are_refused(tmp_path: Path):
         load_segments(write_segments(tmp_path, f"segments:\n  - {entry}\n  - {entry}\n"))
     with pytest.raises(SegmentConfigError, match="at least one opt-in"):
         load_segments(write_segments(tmp_path, "consent: {ads: []}\nsegments: []\n"))
+
+
+def test_starter_segments_pick_the_intended_customers(tmp_path: Path):
+    from cdp_pipelines.segments.build import build_segment
+
+    config = load_segments(PROJECT_ROOT / "config" / "segments.yaml")
+    con = duckdb.connect(str(build_warehouse(tmp_path / "w.duckdb")))
+    picked = {}
+    for segment in config.segments:
+        build_segment(con, segment, config)
+        picked[segment.name] = {r[0] for r in con.execute(
+            "SELECT customer_id FROM segments.membership WHERE segment = ?", [segment.name]).fetchall()}
+    con.close()
+    # C2 also matches the first and third rules but opted out of email.
+    assert picked == {"frustrated_across_channels": {"C1"}, "lapsed_high_value_store": {"C4"},
+                      "happy_reviewers_referral": {"C1"}, "abandoned_cart_known_visitors": {"C1"}}
