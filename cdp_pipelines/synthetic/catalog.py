@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from cdp_pipelines.synthetic.randomness import IdMint
+from cdp_pipelines.synthetic.randomness import IdMint, between, pick
 from cdp_pipelines.synthetic.texts import PRODUCT_ADJECTIVES, PRODUCT_NOUNS
 
 
@@ -27,11 +27,11 @@ def build_catalog(r: random.Random, size: int = 600) -> list[Product]:
     """A fixed assortment with prices spread like a general retailer's (mostly under 100)."""
     products, seen = [], set()
     while len(products) < size:
-        sku = f"SKU{r.randrange(100000, 999999)}"
+        sku = f"SKU{between(r, 100000, 999999)}"
         if sku in seen:
             continue
         seen.add(sku)
-        name = f"{r.choice(PRODUCT_ADJECTIVES)} {r.choice(PRODUCT_NOUNS)}"
+        name = f"{pick(r, PRODUCT_ADJECTIVES)} {pick(r, PRODUCT_NOUNS)}"
         price = round(min(499.0, r.lognormvariate(3.2, 0.8)), 2) or 1.0
         products.append(Product(sku, name, price))
     return products

@@ -12,7 +12,7 @@ from datetime import date, timedelta
 
 from cdp_pipelines.synthetic.catalog import Order
 from cdp_pipelines.synthetic.pools import POSTCODE_INWARD_LETTERS, Pools, ascii_letters
-from cdp_pipelines.synthetic.randomness import IdMint, Weighted, stream
+from cdp_pipelines.synthetic.randomness import IdMint, Weighted, below, between, pick, stream
 
 CHANNELS = ("crm_accounts", "web_events", "pos_transactions", "reviews", "social_posts")
 
@@ -73,20 +73,22 @@ class _Builder:
         self.used_handles: set[str] = set()
         self.web_ids = IdMint("W", 7, seed)
         self.loyalty_ids = IdMint("LC", 10, seed)
+        self.cookie_count = Weighted({int(k): v for k, v in cfg["web"]["cookies_per_person_weights"].items()})
+        self.card_count = Weighted({int(k): v for k, v in cfg["pos"]["cards_per_person_weights"].items()})
 
     def address(self, country: str) -> Address:
         r = self.r
-        locality = r.choice(self.pools.localities[country])
+        locality = pick(r, self.pools.localities[country])
         if country == "GB":
-            postcode = f"{locality.postcode_stem} {r.randrange(10)}{r.choice(POSTCODE_INWARD_LETTERS)}{r.choice(POSTCODE_INWARD_LETTERS)}"
+            postcode = f"{locality.postcode_stem} {below(r, 10)}{pick(r, POSTCODE_INWARD_LETTERS)}{pick(r, POSTCODE_INWARD_LETTERS)}"
         elif country == "IE":
-            postcode = f"{locality.postcode_stem} {r.choice('ACDEFHKNPRTVWXY')}{r.randrange(100, 999)}"
+            postcode = f"{locality.postcode_stem} {pick(r, 'ACDEFHKNPRTVWXY')}{between(r, 100, 999)}"
         else:
-            postcode = f"{locality.postcode_stem}{r.randrange(10, 99)}"
+            postcode = f"{locality.postcode_stem}{between(r, 10, 99)}"
         line2 = ""
         if r.random() < self.pop["address_line2_rate"]:
-            line2 = f"{r.choice(['Flat', 'Apartment', 'Unit'])} {r.randrange(1, 40)}"
-        line1 = f"{r.randrange(1, 240)} {r.choice(self.pools.streets[country])}"
+            line2 = f"{pick(r, ['Flat', 'Apartment', 'Unit'])} {between(r, 1, 40)}"
+        line1 = f"{between(r, 1, 240)} {pick(r, self.pools.streets[country])}"
         return Address(line1, line2, locality.city, postcode, country)
 
     def first_name(self, country: str, gender: str, avoid: str = "") -> str:
@@ -98,8 +100,9 @@ class _Builder:
     def phone(self, prefixes: list[str], country: str) -> str:
         length = {"GB": 10, "IE": 9, "US": 10}[country]
         while True:
-            prefix = self.r.choice(prefixes)
-            digits = prefix + "".join(str(self.r.randrange(10)) for _ in range(length - len(prefix)))
+            prefix = pick(self.r, prefixes)
+            width = length - len(prefix)
+            digits = prefix + str(below(self.r, 10**width)).zfill(width)
             if digits not in self.used_phones:
                 self.used_phones.add(digits)
                 return digits
@@ -107,12 +110,12 @@ class _Builder:
     def email(self, first: str, last: str, dob: date, country: str, domain: str | None = None) -> str:
         first_a, last_a = ascii_letters(first).lower() or "x", ascii_letters(last).lower() or "x"
         local = self.email_pattern(self.r).format(
-            first=first_a, last=last_a, f=first_a[0], nn=self.r.randrange(1, 99), yy=f"{dob.year % 100:02d}"
+            first=first_a, last=last_a, f=first_a[0], nn=between(self.r, 1, 99), yy=f"{dob.year % 100:02d}"
         )
         domain = domain or self.domains[country](self.r)
         candidate = f"{local}@{domain}"
         while candidate in self.used_emails:
-            candidate = f"{local}{self.r.randrange(1, 999)}@{domain}"
+            candidate = f"{local}{between(self.r, 1, 999)}@{domain}"
         self.used_emails.add(candidate)
         return candidate
 
@@ -120,12 +123,12 @@ class _Builder:
         r = self.r
         if r.random() < self.cfg["social"]["handle_from_name_rate"]:
             first, last = ascii_letters(person.first_name).lower(), ascii_letters(person.last_name).lower()
-            base = r.choice([f"{first[0]}{last}", f"{first}_{last}", f"{first}{last[:1]}", f"{first}.{last}"])
+            base = pick(r, [f"{first[0]}{last}", f"{first}_{last}", f"{first}{last[:1]}", f"{first}.{last}"])
         else:
-            base = r.choice(self.pools.unrelated_handles)
+            base = pick(r, self.pools.unrelated_handles)
         candidate = base
         while candidate in self.used_handles:
-            candidate = f"{base}{r.randrange(1, 9999)}"
+            candidate = f"{base}{between(r, 1, 9999)}"
         self.used_handles.add(candidate)
         return candidate
 
@@ -135,7 +138,7 @@ class _Builder:
             return "Dr"
         if gender == "M":
             return "Mr"
-        return "Mrs" if married else r.choice(["Ms", "Miss", "Ms"])
+        return "Mrs" if married else pick(r, ["Ms", "Miss", "Ms"])
 
 
 def _household_start_probability(share: float, mean_size: float) -> float:
@@ -164,7 +167,7 @@ def build_population(persons: int, seed: int, cfg: dict, pools: Pools) -> list[P
 
 def _birth_date(b: _Builder) -> date:
     pop = b.pop
-    age_days = b.r.randrange(pop["age_min"] * 365, pop["age_max"] * 365)
+    age_days = between(b.r, pop["age_min"] * 365, pop["age_max"] * 365)
     return b.reference - timedelta(days=age_days)
 
 
@@ -178,16 +181,16 @@ def _add_household(b: _Builder, people: list[Person], household: int, size: int)
     landline = b.phone(pop["landline_prefixes"][country], country) if r.random() < landline_prob else ""
     twins = size > 1 and r.random() < pop["twins_rate"]
     common = r.random() < pop["common_name_rate"]
-    family_name = r.choice(pop["common_last_names"]) if common else b.pools.last_names[country](r)
+    family_name = pick(r, pop["common_last_names"]) if common else b.pools.last_names[country](r)
     members: list[Person] = []
     for position in range(size):
         gender = "F" if r.random() < pop["female_share"] else "M"
         if twins and position == 1:
-            dob, gender = members[0].dob, r.choice("FM")
+            dob, gender = members[0].dob, pick(r, "FM")
         else:
             dob = _birth_date(b)
         if common and position == 0:
-            first = r.choice(pop["common_first_names"][gender])
+            first = pick(r, pop["common_first_names"][gender])
         else:
             first = b.first_name(country, gender, avoid=members[0].first_name if members else "")
         last = family_name if (position == 0 or shared_surname or (twins and position == 1)) else b.pools.last_names[country](r)
@@ -212,15 +215,10 @@ def _add_household(b: _Builder, people: list[Person], household: int, size: int)
             member.email = members[0].email
     shared_cookie = f"{r.getrandbits(64):016x}" if size > 1 and r.random() < pop["household_shares_cookie"] else ""
     for member in members:
-        member.cookies = [f"{r.getrandbits(64):016x}" for _ in range(_cookie_count(b))]
+        member.cookies = [f"{r.getrandbits(64):016x}" for _ in range(b.cookie_count(r))]
         if shared_cookie:
             member.cookies.append(shared_cookie)
             member.shares_cookie = True
-
-
-def _cookie_count(b: _Builder) -> int:
-    weights = b.cfg["web"]["cookies_per_person_weights"]
-    return Weighted({int(k): v for k, v in weights.items()})(b.r)
 
 
 def _assign_channels(b: _Builder, person: Person) -> None:
@@ -237,5 +235,4 @@ def _assign_channels(b: _Builder, person: Person) -> None:
         person.web_user_id = b.web_ids()
     if "social_posts" in person.channels:
         person.handle = b.handle(person)
-    tokens = Weighted({int(k): v for k, v in cfg["pos"]["cards_per_person_weights"].items()})(r)
-    person.card_tokens = [f"tok_{r.getrandbits(48):012x}" for _ in range(tokens)]
+    person.card_tokens = [f"tok_{r.getrandbits(48):012x}" for _ in range(b.card_count(r))]

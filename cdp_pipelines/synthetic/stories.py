@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from cdp_pipelines.synthetic.randomness import between, pick
 from cdp_pipelines.synthetic.catalog import Order
 from cdp_pipelines.synthetic.channels.cases import CaseDesk
 from cdp_pipelines.synthetic.channels.pos import Till
@@ -67,11 +68,11 @@ class StoryTeller:
         help_visit = Session(w, r, person, cookie, w.later(shop.ts, r, DAY, 4 * DAY))
         help_visit.login()
         chat_event = help_visit.chat()
-        reason = r.choice(("delivery_delay", "damaged_item", "returns"))
+        reason = pick(r, ("delivery_delay", "damaged_item", "returns"))
         chat_case = self.desk.open(person, help_visit.ts, channel="chat", reason=reason, order=order,
                                    status="pending", account_id=person.crm_account_ids[0])
         phone_case = self.desk.open(person, w.later(help_visit.ts, r, 2 * HOUR, 48 * HOUR), channel="phone",
-                                    reason=reason, order=order, status=r.choice(("resolved", "closed")),
+                                    reason=reason, order=order, status=pick(r, ("resolved", "closed")),
                                     account_id=person.crm_account_ids[0])
         w.story("cross_channel_journey", person.person_id, order_number=order_number,
                 case_ids=[chat_case, phone_case], event_ids=shop.event_ids + help_visit.event_ids,
@@ -82,47 +83,47 @@ class StoryTeller:
         w, r = self.world, self.r
         first = w.moment(r, w.start_ts + 60 * DAY, w.end_ts - 14 * DAY)
         order = self._order(person, first)
-        reason = r.choice(COMPLAINT_REASONS)
+        reason = pick(r, COMPLAINT_REASONS)
         times = sorted([first] + [w.later(first, r, HOUR, 7 * DAY - HOUR) for _ in range(count - 1)])
         case_ids = []
         for number, ts in enumerate(times, start=1):
-            note = r.choice(REPEAT_NOTES).format(order=order.number, n=number) if number > 1 else None
-            status = final_status if number == count else r.choice(("open", "pending"))
-            case_ids.append(self.desk.open(person, ts, channel=r.choice(("phone", "phone", "chat", "email")),
+            note = pick(r, REPEAT_NOTES).format(order=order.number, n=number) if number > 1 else None
+            status = final_status if number == count else pick(r, ("open", "pending"))
+            case_ids.append(self.desk.open(person, ts, channel=pick(r, ("phone", "phone", "chat", "email")),
                                            reason=reason, order=order, status=status, note=note,
                                            account_id=person.crm_account_ids[0]))
         return order, case_ids, times[-1]
 
     def repeat_contacts(self, person: Person) -> None:
-        count = self.r.randrange(3, 6)
+        count = between(self.r, 3, 6)
         order, case_ids, _ = self._complaint_cases(person, count, "open")
         self.world.story("repeat_contacts", person.person_id, order_number=order.number, case_ids=case_ids)
 
     def unresolved_then_negative(self, person: Person) -> None:
         """An unresolved case, then a 1-2 star review or an angry post within days."""
         w, r = self.world, self.r
-        count = r.randrange(1, 3)
-        order, case_ids, last = self._complaint_cases(person, count, r.choice(("open", "pending")))
+        count = between(r, 1, 3)
+        order, case_ids, last = self._complaint_cases(person, count, pick(r, ("open", "pending")))
         ts = w.later(last, r, 6 * HOUR, 5 * DAY)
         if person.handle and r.random() < 0.5:
             post_id = self.feed.post(person, ts, angry_order=order.number, contacts=count)
             w.story("unresolved_then_negative", person.person_id, order_number=order.number, case_ids=case_ids,
                     post_id=post_id)
             return
-        review_id = self.reviews.write(person, ts, rating=r.choice((1, 2)), order=order, angry_contacts=count)
+        review_id = self.reviews.write(person, ts, rating=pick(r, (1, 2)), order=order, angry_contacts=count)
         w.story("unresolved_then_negative", person.person_id, order_number=order.number, case_ids=case_ids,
                 review_id=review_id)
 
     def loyalty_store_purchases(self, person: Person) -> None:
         w, r = self.world, self.r
-        times = sorted(w.moment(r) for _ in range(r.randrange(2, 5)))
+        times = sorted(w.moment(r) for _ in range(between(r, 2, 5)))
         sales = [self.till.sell(person, ts, loyalty=True, receipt=(i == 0) or None) for i, ts in enumerate(times)]
         ids = self.till.record(person, sales)
         w.story("loyalty_store_purchases", person.person_id, loyalty_card=person.loyalty_card, transaction_ids=ids)
 
     def abandoned_cart(self, person: Person) -> None:
         w, r = self.world, self.r
-        visit = Session(w, r, person, r.choice(person.cookies), w.moment(r))
+        visit = Session(w, r, person, pick(r, person.cookies), w.moment(r))
         visit.browse()
         visit.login()
         sku = w.skus(r, 1)[0]
@@ -134,6 +135,6 @@ class StoryTeller:
 
     def happy_reviewer(self, person: Person) -> None:
         w, r = self.world, self.r
-        order = r.choice(person.orders)
+        order = pick(r, person.orders)
         review_id = self.reviews.write(person, w.later(order.ts, r, 2 * DAY, 20 * DAY), rating=5, order=order)
         w.story("happy_reviewer", person.person_id, order_number=order.number, review_id=review_id)

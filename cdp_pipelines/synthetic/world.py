@@ -10,7 +10,7 @@ from typing import Any
 from cdp_pipelines.synthetic.catalog import OrderBook, Product
 from cdp_pipelines.synthetic.corruptions import Quality
 from cdp_pipelines.synthetic.pools import Pools
-from cdp_pipelines.synthetic.randomness import Weighted, stream
+from cdp_pipelines.synthetic.randomness import Weighted, below, between, pick, stream
 from cdp_pipelines.synthetic.tables import Table
 
 DAY = 86400
@@ -47,16 +47,16 @@ class World:
         start = self.start_ts if start is None else start
         end = self.end_ts if end is None else end
         days = max(1, (end - start) // DAY)
-        ts = start + r.randrange(days) * DAY
-        ts = ts - ts % DAY + self.hour(r) * 3600 + r.randrange(3600)
+        ts = start + below(r, days) * DAY
+        ts = ts - ts % DAY + self.hour(r) * 3600 + below(r, 3600)
         return min(max(ts, start), end - 1)
 
     def later(self, ts: int, r: random.Random, low: int, high: int) -> int:
         """`ts` plus a random delay in seconds, never past the reference date."""
-        return min(ts + r.randrange(low, max(low + 1, high)), self.end_ts - 1)
+        return min(ts + between(r, low, max(low + 1, high)), self.end_ts - 1)
 
     def skus(self, r: random.Random, count: int) -> list[str]:
-        return [r.choice(self.catalog).sku for _ in range(count)]
+        return [pick(r, self.catalog).sku for _ in range(count)]
 
     def story(self, kind: str, person_id: str, **ids: Any) -> None:
         self.stories.append({"story": kind, "person_id": person_id, **ids})

@@ -6,7 +6,7 @@ import random
 
 from cdp_pipelines.synthetic.catalog import Order
 from cdp_pipelines.synthetic.people import Person
-from cdp_pipelines.synthetic.randomness import Weighted, poisson
+from cdp_pipelines.synthetic.randomness import Weighted, between, pick, poisson
 from cdp_pipelines.synthetic.texts import CASE_NOTES
 from cdp_pipelines.synthetic.world import DAY, World
 
@@ -30,10 +30,10 @@ class CaseDesk:
         reason = reason or self.reason(r)
         status = status or self.status(r)
         low, high = cfg["handle_seconds"][channel]
-        handle_seconds = r.randrange(low, high)
+        handle_seconds = between(r, low, high)
         closed = None if status in UNRESOLVED else self.world.later(opened, r, handle_seconds, 10 * DAY)
         if account_id is None:
-            account_id = person.crm_account_ids[0] if r.random() < 0.9 else r.choice(person.crm_account_ids)
+            account_id = person.crm_account_ids[0] if r.random() < 0.9 else pick(r, person.crm_account_ids)
             if order is not None and r.random() < cfg["account_missing_rate"]:
                 account_id = ""
         if note is None and r.random() < cfg["note_rate"]:
@@ -41,15 +41,15 @@ class CaseDesk:
         return self.world.tables["crm_cases"].add(
             person.person_id, account_id=account_id, opened_at=opened, closed_at=closed, channel=channel,
             reason=reason, order_number=order.number if order else "", status=status,
-            agent=r.choice(self.world.pools.agents), handle_seconds=str(handle_seconds), note=note or "",
+            agent=pick(r, self.world.pools.agents), handle_seconds=str(handle_seconds), note=note or "",
         )
 
     def note(self, reason: str, order: Order | None) -> str:
         r = self.r
-        template = r.choice(CASE_NOTES[reason])
+        template = pick(r, CASE_NOTES[reason])
         return template.format(
-            order=order.number if order else "the order", day=r.choice(["Monday", "Tuesday", "Friday"]),
-            store=f"{r.randrange(1, 90):03d}", sku=order.skus[0] if order and order.skus else "the item",
+            order=order.number if order else "the order", day=pick(r, ["Monday", "Tuesday", "Friday"]),
+            store=f"{between(r, 1, 90):03d}", sku=order.skus[0] if order and order.skus else "the item",
         )
 
 

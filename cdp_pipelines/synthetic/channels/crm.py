@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from cdp_pipelines.synthetic.people import Person
-from cdp_pipelines.synthetic.randomness import Weighted
+from cdp_pipelines.synthetic.randomness import Weighted, between
 from cdp_pipelines.synthetic.world import DAY, World
 
 YEAR = 365 * DAY
@@ -24,7 +24,7 @@ def add_accounts(world: World, people: list[Person]) -> None:
         created = world.moment(r, history_start, world.end_ts - 30 * DAY)
         old_created = None
         if r.random() < crm["duplicate_account_rate"]:
-            gap = r.randrange(gap_low * YEAR, gap_high * YEAR)
+            gap = between(r, gap_low * YEAR, gap_high * YEAR)
             old_created = created - gap
         person.crm_account_ids.append(_add_account(world, r, person, created, False, consent, phone_source))
         if old_created is not None:

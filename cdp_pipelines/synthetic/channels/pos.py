@@ -7,7 +7,7 @@ import random
 import orjson
 
 from cdp_pipelines.synthetic.people import Person
-from cdp_pipelines.synthetic.randomness import Weighted, poisson
+from cdp_pipelines.synthetic.randomness import Weighted, between, pick, poisson
 from cdp_pipelines.synthetic.world import World
 
 CURRENCY = {"GB": "GBP", "IE": "EUR", "US": "USD"}
@@ -24,19 +24,19 @@ class Till:
         r, pos, q, rates = self.r, self.pos, self.world.quality, self.world.cfg["quality"]
         lines = []
         for sku in self.world.skus(r, self.items(r)):
-            qty = 1 if r.random() < 0.8 else r.randrange(2, 4)
+            qty = 1 if r.random() < 0.8 else between(r, 2, 4)
             lines.append({"sku": sku, "qty": qty, "price": self.world.prices[sku]})
         total = sum(line["qty"] * line["price"] for line in lines)
         if loyalty is None:
             loyalty = bool(person.loyalty_card) and r.random() < pos["loyalty_scan_rate"]
         if receipt is None:
             receipt = r.random() < pos["receipt_email_rate"]
-        card = r.choice(person.card_tokens) if r.random() < pos["card_payment_rate"] else ""
+        card = pick(r, person.card_tokens) if r.random() < pos["card_payment_rate"] else ""
         name = ""
         if (card or loyalty) and r.random() < pos["customer_name_rate"]:
             name = self._name_on_record(person, from_card=bool(card) and not loyalty)
         return {
-            "store_id": f"{person.country}{r.randrange(1, pos['stores'][person.country] + 1):03d}",
+            "store_id": f"{person.country}{between(r, 1, pos['stores'][person.country] + 1):03d}",
             "ts": ts,
             "loyalty_card": person.loyalty_card if loyalty else "",
             "card_token": card,

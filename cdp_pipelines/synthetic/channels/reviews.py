@@ -7,7 +7,7 @@ import random
 from cdp_pipelines.synthetic.catalog import Order
 from cdp_pipelines.synthetic.channels.cases import order_before
 from cdp_pipelines.synthetic.people import Person
-from cdp_pipelines.synthetic.randomness import Weighted, poisson
+from cdp_pipelines.synthetic.randomness import Weighted, pick, poisson
 from cdp_pipelines.synthetic.texts import ANGRY_REVIEW_BODIES, REVIEW_BODIES, REVIEW_TITLES
 from cdp_pipelines.synthetic.world import World
 
@@ -27,13 +27,13 @@ class ReviewDesk:
         email = self.world.quality.email(r, person.email) if r.random() < self.cfg["email_rate"] else ""
         if order is None and not email and len(person.channels) > 1:
             email = self.world.quality.email(r, person.email)
-        sku = order.skus[0] if order and order.skus else r.choice(self.world.catalog).sku
+        sku = order.skus[0] if order and order.skus else pick(r, self.world.catalog).sku
         fill = {"product": self.world.product_names[sku].lower(), "order": order.number if order else "my order",
                 "n": max(angry_contacts, 3)}
-        body = r.choice(ANGRY_REVIEW_BODIES if angry_contacts else REVIEW_BODIES[rating]).format(**fill)
+        body = pick(r, ANGRY_REVIEW_BODIES if angry_contacts else REVIEW_BODIES[rating]).format(**fill)
         return self.world.tables["reviews"].add(
             person.person_id, platform=self.platform(r), display_name=self.display_name(person), email=email,
-            sku=sku, rating=str(rating), title=r.choice(REVIEW_TITLES[rating]), body=body, created_at=ts,
+            sku=sku, rating=str(rating), title=pick(r, REVIEW_TITLES[rating]), body=body, created_at=ts,
             order_number=order.number if order else "",
         )
 

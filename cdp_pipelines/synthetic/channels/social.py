@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from cdp_pipelines.synthetic.people import Person
-from cdp_pipelines.synthetic.randomness import Weighted, poisson
+from cdp_pipelines.synthetic.randomness import Weighted, pick, poisson
 from cdp_pipelines.synthetic.texts import ANGRY_SOCIAL_POSTS, SOCIAL_POSTS
 from cdp_pipelines.synthetic.world import World
 
@@ -22,11 +22,11 @@ class SocialFeed:
         reply_to, platform = "", self.platform(r)
         if previous and previous[2] < ts and r.random() < cfg["reply_rate"]:
             reply_to, platform = previous[0], previous[1]
-        sku = r.choice(self.world.catalog).sku
+        sku = pick(r, self.world.catalog).sku
         if angry_order is not None:
-            text = r.choice(ANGRY_SOCIAL_POSTS).format(order=angry_order, n=contacts)
+            text = pick(r, ANGRY_SOCIAL_POSTS).format(order=angry_order, n=contacts)
         else:
-            text = r.choice(SOCIAL_POSTS).format(product=self.world.product_names[sku].lower())
+            text = pick(r, SOCIAL_POSTS).format(product=self.world.product_names[sku].lower())
         display = ""
         if r.random() < cfg["display_name_rate"]:
             display = person.first_name if r.random() < 0.3 else f"{person.first_name} {person.last_name}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from cdp_pipelines.synthetic.people import Person
-from cdp_pipelines.synthetic.randomness import Weighted, poisson
+from cdp_pipelines.synthetic.randomness import Weighted, pick, poisson
 from cdp_pipelines.synthetic.texts import SEARCH_TERMS
 from cdp_pipelines.synthetic.world import World
 
@@ -40,9 +40,9 @@ class Session:
     def browse(self) -> str:
         r = self.r
         if r.random() < 0.3:
-            term = r.choice(SEARCH_TERMS)
+            term = pick(r, SEARCH_TERMS)
             return self.event("search", f"{SITE}/search?q={term.replace(' ', '+')}")
-        sku = r.choice(self.world.catalog).sku
+        sku = pick(r, self.world.catalog).sku
         return self.event("page_view", f"{SITE}/p/{sku.lower()}", sku=sku)
 
     def add_to_cart(self, sku: str) -> str:
@@ -80,7 +80,7 @@ def add_background_sessions(world: World, people: list[Person]) -> None:
         anonymous = {c for c in person.cookies if c != shared and r.random() < web["anonymous_cookie_rate"]}
         sessions = max(len(person.cookies), poisson(r, web["mean_sessions"]))
         for number in range(sessions):
-            cookie = person.cookies[number] if number < len(person.cookies) else r.choice(person.cookies)
+            cookie = person.cookies[number] if number < len(person.cookies) else pick(r, person.cookies)
             # On a shared family computer every member signs in or types an e-mail each visit.
             first_on_cookie = number < len(person.cookies) or cookie == shared
             session = Session(world, r, person, cookie, world.moment(r))
