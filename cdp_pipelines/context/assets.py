@@ -1,0 +1,121 @@
+"""Dagster assets of the context stage: one asset per SQL model, the VADER sentiment asset,
+and blocking checks on every mart (unique key, known customers, complete customer_360)."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from cdp_pipelines.context.runner import load_variables, run_on_duckdb
+from cdp_pipelines.context.sentiment import TABLE as TEXT_SENTIMENT_TABLE, build_text_sentiment
+from cdp_pipelines.context.sql_models import SqlModel, discover_models
+from cdp_pipelines.metadata import OWNERS, table_metadata
+from cdp_pipelines.resources import ProjectPathsResource, WarehouseResource
+
+GROUP = "context"
+CONFIG_FILE = "context.yaml"
+ACTIVE_XREF = "profiles.active_xref"
+TEXT_SENTIMENT = dg.AssetKey(["intermediate", "int_text_sentiment"])
+
+
+def model_key(model: SqlModel) -> dg.AssetKey:
+    return dg.AssetKey([model.layer, model.name])
+
+
+def columns_metadata(con, table: str) -> dg.TableSchema:
+    described = con.execute(f"DESCRIBE {table}").fetchall()
+    return dg.TableSchema(columns=[dg.TableColumn(name, str(kind)) for name, kind, *_ in described])
+
+
+def build_model_asset(model: SqlModel) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=model_key(model),
+        deps=[dg.AssetKey(list(dep)) for dep in model.deps],
+        group_name=GROUP,
+        kinds={"duckdb", "sql"},
+        owners=OWNERS,
+        description=model.description or None,
+        metadata={"sql_file": dg.MetadataValue.path(str(model.path))},
+    )
+    def _model(context: dg.AssetExecutionContext, warehouse: WarehouseResource, paths: ProjectPathsResource):
+        variables = load_variables(paths.config_path(CONFIG_FILE))
+        with warehouse.connect() as con:
+            run_on_duckdb(con, model, variables)
+            metadata = {
+                **table_metadata(con, model.table),
+                "dagster/column_schema": columns_metadata(con, model.table),
+                "variables": dg.MetadataValue.json({name: variables.get(name) for name in model.variables}),
+            }
+            if model.freshness:
+                latest = con.execute(f'SELECT max("{model.freshness}") FROM {model.table}').fetchone()[0]
+                metadata["freshness"] = dg.MetadataValue.text(str(latest) if latest is not None else "no rows")
+        context.log.info(f"{model.table}: {metadata['dagster/row_count'].value} rows")
+        return dg.MaterializeResult(metadata=metadata)
+
+    return _model
+
+
+@dg.asset(
+    key=TEXT_SENTIMENT,
+    deps=[dg.AssetKey(["standardized", "reviews"]), dg.AssetKey(["standardized", "social_posts"])],
+    group_name=GROUP,
+    kinds={"duckdb", "python"},
+    owners=OWNERS,
+    description="VADER compound sentiment (-1..1) of every review and social post text, scored once per "
+                "distinct text in Python; the SQL models join to it.",
+)
+def int_text_sentiment(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    with warehouse.connect() as con:
+        scored = build_text_sentiment(con)
+        metadata = table_metadata(con, TEXT_SENTIMENT_TABLE)
+    return dg.MaterializeResult(metadata={**metadata, "texts_scored": scored})
+
+
+def check_queries(model: SqlModel) -> dict[str, tuple[str, str]]:
+    """Per check: (description, SQL returning the number of offending rows)."""
+    queries: dict[str, tuple[str, str]] = {}
+    if model.key:
+        key = ", ".join(f'"{c}"' for c in model.key)
+        queries["unique_key"] = (
+            f"No two rows share ({', '.join(model.key)}).",
+            f"SELECT count(*) FROM (SELECT {key} FROM {model.table} GROUP BY {key} HAVING count(*) > 1) AS d",
+        )
+    if "customer_id" in model.sql:
+        queries["customers_exist"] = (
+            "Every customer_id is an active customer of profiles.active_xref.",
+            f"SELECT count(*) FROM {model.table} AS m WHERE m.customer_id IS NULL OR NOT EXISTS "
+            f"(SELECT 1 FROM {ACTIVE_XREF} AS x WHERE x.customer_id = m.customer_id)",
+        )
+    if model.name == "customer_360":
+        queries["every_customer_present"] = (
+            "customer_360 has exactly the customers of profiles.active_xref: none missing.",
+            f"SELECT count(*) FROM (SELECT DISTINCT customer_id FROM {ACTIVE_XREF}) AS x "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {model.table} AS m WHERE m.customer_id = x.customer_id)",
+        )
+    return queries
+
+
+def build_check(model: SqlModel, name: str, description: str, query: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=model_key(model), name=name, blocking=True, description=description)
+    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        with warehouse.connect() as con:
+            offending = int(con.execute(query).fetchone()[0])
+        return dg.AssetCheckResult(
+            passed=offending == 0,
+            metadata={"offending_rows": offending},
+            description=None if offending == 0 else f"{offending} offending rows in {model.table} ({name})",
+        )
+
+    return _check
+
+
+def build_mart_checks(model: SqlModel) -> list[dg.AssetChecksDefinition]:
+    return [build_check(model, name, description, query)
+            for name, (description, query) in check_queries(model).items()]
+
+
+def build_context_definitions(models_dir: Path) -> dg.Definitions:
+    """One asset per SQL file, the sentiment asset, and checks on every mart."""
+    models = discover_models(models_dir)
+    assets = [int_text_sentiment] + [build_model_asset(m) for m in models]
+    checks = [check for m in models if m.layer == "marts" for check in build_mart_checks(m)]
+    return dg.Definitions(assets=assets, asset_checks=checks)
