@@ -65,7 +65,7 @@ def build_warehouse(duck: duckdb.DuckDBPyConnection, n: int) -> None:
     duck.execute(f"""CREATE TABLE serving.identity_lookup AS
         SELECT 'email' AS identifier_type, 'cust' || i || '@mail.co.uk' AS identifier_value, {cid} AS customer_id
         FROM range({n}) t(i)
-        UNION ALL SELECT 'phone', '+4477' || printf('%08d', i), {cid} FROM range({n}) t(i) WHERE i % 10 < 7
+        UNION ALL SELECT 'phone', '+4478' || printf('%08d', i), {cid} FROM range({n}) t(i) WHERE i % 10 < 7
         UNION ALL SELECT 'loyalty_card', printf('LC%09d', i), {cid} FROM range({n}) t(i) WHERE i % 5 < 2
         UNION ALL SELECT 'cookie_id', 'ck_' || md5(i::VARCHAR), {cid} FROM range({n}) t(i) WHERE i % 5 >= 3""")
 
