@@ -210,7 +210,7 @@ def test_population_has_households_twins_common_names_and_movers():
 
 
 def test_strong_identifiers_keep_most_persons_resolvable(mid, truth):
-    """Union records that share e-mail, phone, loyalty, login, order, account, cookie, card or handle."""
+    """Union records sharing e-mail, phone, loyalty, login, order, account, cookie or handle (as sources.yaml maps)."""
     _, data = mid
     tables = data["tables"]
 
@@ -235,8 +235,7 @@ def test_strong_identifiers_keep_most_persons_resolvable(mid, truth):
         "crm_cases": lambda r: [plain("a", r["account_id"]), plain("o", r["order_number"])],
         "web_events": lambda r: [plain("c", r["cookie_id"]), plain("w", r["user_id"]), plain("o", r["order_number"]),
                                  email(r["email"])],
-        "pos_transactions": lambda r: [plain("l", r["loyalty_card"]), plain("t", r["card_token"]),
-                                       email(r["receipt_email"]), phone(r["phone"])],
+        "pos_transactions": lambda r: [plain("l", r["loyalty_card"]), email(r["receipt_email"]), phone(r["phone"])],
         "reviews": lambda r: [email(r["email"]), plain("o", r["order_number"])],
         "social_posts": lambda r: [plain("h", r["handle"])],
     }
