@@ -60,7 +60,7 @@ class GuardSettings:
     match_probability: float
     weak_record_probability: float
     overwhelming_match_weight: float
-    conflict_attributes: tuple[str, ...] = ("date_of_birth", "account_id")
+    conflict_attributes: tuple[str, ...] = ("date_of_birth", "account_id", "given_name")
     max_cluster_records: int | None = None
 
 
@@ -75,10 +75,10 @@ class _Cluster:
 
 def guarded_merge(
     facts: dict[int, ComponentFacts],
-    links: Iterable[tuple[int, int, float, float]],
+    links: Iterable[tuple],
     settings: GuardSettings,
 ) -> tuple[dict[int, int], list[MergeDecision]]:
-    """Merge components along (left, right, match_weight, match_probability) links.
+    """Merge components along (left, right, match_weight, match_probability[, names_conflict]) links.
 
     Links are taken strongest first. Returns the cluster root of every component that took part
     and the decision taken for each link (accepted or the reason it was refused).
@@ -104,7 +104,9 @@ def guarded_merge(
         return clusters[node]
 
     decisions: list[MergeDecision] = []
-    for left, right, weight, probability in sorted(links, key=lambda link: (-link[2], link[0], link[1])):
+    for link in sorted(links, key=lambda link: (-link[2], link[0], link[1])):
+        left, right, weight, probability = link[:4]
+        names_conflict = bool(link[4]) if len(link) > 4 else False
         cluster(left), cluster(right)
         a, b = find(left), find(right)
         if a == b:
@@ -117,7 +119,9 @@ def guarded_merge(
         elif ca.tags & cb.tags:
             reason = "cannot-link override"
         elif weight < settings.overwhelming_match_weight:
-            if "date_of_birth" in settings.conflict_attributes and ca.dobs and cb.dobs and ca.dobs.isdisjoint(cb.dobs):
+            if "given_name" in settings.conflict_attributes and names_conflict:
+                reason = "conflicting given names"
+            elif "date_of_birth" in settings.conflict_attributes and ca.dobs and cb.dobs and ca.dobs.isdisjoint(cb.dobs):
                 reason = "conflicting dates of birth"
             elif "account_id" in settings.conflict_attributes and ca.accounts and cb.accounts and ca.accounts.isdisjoint(cb.accounts):
                 reason = "conflicting account ids"

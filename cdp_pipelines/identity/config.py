@@ -56,16 +56,27 @@ class DeterministicConfig(BaseModel):
         return value
 
 
+class CustomLevel(BaseModel):
+    """One level of a custom comparison: a SQL condition over `<column>_l` / `<column>_r`."""
+
+    label: str
+    sql: str
+    null: bool = False
+
+
 class ComparisonSpec(BaseModel):
+    """A Splink comparison_library class by name, or `custom` with SQL levels (settings as data)."""
+
     type: str
     column: str
     tf: bool = False
     args: dict = Field(default_factory=dict)
+    levels: list[CustomLevel] = Field(default_factory=list)
 
     @field_validator("column")
     @classmethod
-    def _comparable(cls, value: str) -> str:
-        if value not in COMPARABLE_COLUMNS:
+    def _comparable(cls, value: str, info) -> str:
+        if info.data.get("type") != "custom" and value not in COMPARABLE_COLUMNS:
             raise ValueError(f"column {value!r} is not comparable; allowed: {list(COMPARABLE_COLUMNS)}")
         return value
 
@@ -88,7 +99,8 @@ class ProbabilisticConfig(BaseModel):
 
 
 class ClusteringConfig(BaseModel):
-    conflict_attributes: list[Literal["date_of_birth", "account_id"]] = ["date_of_birth", "account_id"]
+    conflict_attributes: list[Literal["date_of_birth", "account_id", "given_name"]] = [
+        "date_of_birth", "account_id", "given_name"]
     overwhelming_match_weight: float = 20.0
     max_cluster_records: int = Field(1000, ge=2)
 

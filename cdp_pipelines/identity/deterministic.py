@@ -21,9 +21,13 @@ def identifier_values_sql(config: DeterministicConfig) -> str:
             kinds = ", ".join(f"'{k}'" for k in rule.phone_kinds)
             where += f" AND phone_kind IN ({kinds})"
         people_by = rule.people_by if rule.people_by != id_type else "NULL"
+        # The raw first name travels with the hint: "tiba" is a typo of "tina", even when the
+        # nickname-resolved given names ("tiba", "christiana") look like two people.
+        second = "first_name" if rule.people_by == "given_name" else "NULL"
         parts.append(
             f"SELECT rid, '{id_type}' AS id_type, CAST({id_type} AS VARCHAR) AS id_value, "
-            f"CAST({people_by} AS VARCHAR) AS person_hint FROM identity.records WHERE {where}"
+            f"CAST({people_by} AS VARCHAR) AS person_hint, CAST({second} AS VARCHAR) AS person_hint_alt "
+            f"FROM identity.records WHERE {where}"
         )
     return "\nUNION ALL\n".join(parts)
 
@@ -44,19 +48,22 @@ def build_identifier_tables(con: duckdb.DuckDBPyConnection, config: Deterministi
         CREATE OR REPLACE TABLE identity.shared_identifiers AS
         WITH limits AS ({limits}),
         hints AS (
-            SELECT id_type, id_value, person_hint, count(*) AS n
+            SELECT id_type, id_value, person_hint, person_hint_alt, count(*) AS n
             FROM identity.identifier_values WHERE person_hint IS NOT NULL
             GROUP BY ALL
         ),
         modal AS (
-            SELECT id_type, id_value, arg_max(person_hint, n) AS modal_hint FROM hints GROUP BY ALL
+            SELECT id_type, id_value, arg_max(person_hint, n) AS modal_hint,
+                   arg_max(person_hint_alt, n) AS modal_alt
+            FROM hints GROUP BY ALL
         ),
         people AS (
             SELECT h.id_type, h.id_value,
-                   1 + count(*) FILTER (
+                   1 + count(DISTINCT h.person_hint) FILTER (
                        WHERE h.person_hint <> m.modal_hint
                          AND (NOT l.by_name OR (
                              jaro_winkler_similarity(h.person_hint, m.modal_hint) < {similarity}
+                             AND coalesce(jaro_winkler_similarity(h.person_hint_alt, m.modal_alt) < {similarity}, TRUE)
                              AND NOT starts_with(m.modal_hint, h.person_hint)
                              AND NOT starts_with(h.person_hint, m.modal_hint)))
                    ) AS distinct_people,

@@ -119,11 +119,14 @@ def _build_nodes(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute("SELECT count(*) FROM identity.nodes").fetchall()[0][0]
 
 
-def _component_links(con: duckdb.DuckDBPyConnection) -> list[tuple[int, int, float, float]]:
+def _component_links(con: duckdb.DuckDBPyConnection) -> list[tuple[int, int, float, float, bool]]:
+    """The strongest scored pair between each two components, and whether its given names are
+    wholly different (Splink's lowest given-name level) while both are known."""
     return con.execute(
         """
         SELECT least(component_l, component_r) AS a, greatest(component_l, component_r) AS b,
-               max(match_weight) AS w, max(match_probability) AS p
+               max(match_weight) AS w, max(match_probability) AS p,
+               arg_max(gamma_given_name = 0, match_weight) AS names_conflict
         FROM identity.probabilistic_edges WHERE component_l <> component_r
         GROUP BY ALL
         """

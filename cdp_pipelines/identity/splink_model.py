@@ -37,8 +37,18 @@ def blocking_rule_sql(columns: list[str], across_components: bool = True) -> str
 
 def settings_dict(config: ProbabilisticConfig) -> dict:
     """The Splink settings (as data) generated from the identity config."""
-    comparisons = []
+    comparisons: list = []
     for spec in config.comparisons:
+        if spec.type == "custom":
+            comparisons.append({
+                "output_column_name": spec.column,
+                "comparison_description": spec.column,
+                "comparison_levels": [
+                    {"sql_condition": level.sql, "label_for_charts": level.label, "is_null_level": level.null}
+                    for level in spec.levels
+                ],
+            })
+            continue
         comparison_class = getattr(cl, spec.type, None)
         if comparison_class is None:
             raise ValueError(f"unknown Splink comparison {spec.type!r} for column {spec.column!r}")
