@@ -7,6 +7,8 @@ import hashlib
 import json
 import random
 import re
+import subprocess
+import sys
 from collections import Counter, defaultdict
 from datetime import datetime
 from pathlib import Path
@@ -80,6 +82,18 @@ def test_same_seed_same_bytes_different_seed_different(tmp_path):
     different = _digests(tmp_path / "c")
     assert all(different[name] != digest for name, digest in _digests(tmp_path / "a").items())
     assert set(first.files) == set(SOURCES) and first.total_records == sum(first.counts.values())
+
+
+def test_output_does_not_depend_on_the_process_hash_seed(tmp_path):
+    generate_dataset(200, 5, tmp_path / "here", config_path=CONFIG)
+    script = (
+        "import sys; from pathlib import Path; from cdp_pipelines.synthetic import generate_dataset; "
+        "generate_dataset(200, 5, Path(sys.argv[1]), config_path=Path(sys.argv[2]))"
+    )
+    env = {"PYTHONHASHSEED": "12345", "PATH": "/usr/bin:/bin"}
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "there"), str(CONFIG)], check=True, env=env,
+                   cwd=PROJECT_ROOT)
+    assert _digests(tmp_path / "here") == _digests(tmp_path / "there")
 
 
 def test_committed_sample_is_exactly_a_fresh_generation(tmp_path):

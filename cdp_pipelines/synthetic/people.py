@@ -6,16 +6,12 @@ every channel tells a consistent story about the same people.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from cdp_pipelines.synthetic.catalog import Order
 from cdp_pipelines.synthetic.pools import POSTCODE_INWARD_LETTERS, Pools, ascii_letters
 from cdp_pipelines.synthetic.randomness import IdMint, Weighted, below, between, pick, stream
-
-CHANNELS = ("crm_accounts", "web_events", "pos_transactions", "reviews", "social_posts")
-
 
 @dataclass(slots=True)
 class Address:
@@ -80,7 +76,9 @@ class _Builder:
         r = self.r
         locality = pick(r, self.pools.localities[country])
         if country == "GB":
-            postcode = f"{locality.postcode_stem} {below(r, 10)}{pick(r, POSTCODE_INWARD_LETTERS)}{pick(r, POSTCODE_INWARD_LETTERS)}"
+            digit = below(r, 10)
+            letters = pick(r, POSTCODE_INWARD_LETTERS) + pick(r, POSTCODE_INWARD_LETTERS)
+            postcode = f"{locality.postcode_stem} {digit}{letters}"
         elif country == "IE":
             postcode = f"{locality.postcode_stem} {pick(r, 'ACDEFHKNPRTVWXY')}{between(r, 100, 999)}"
         else:
@@ -193,7 +191,8 @@ def _add_household(b: _Builder, people: list[Person], household: int, size: int)
             first = pick(r, pop["common_first_names"][gender])
         else:
             first = b.first_name(country, gender, avoid=members[0].first_name if members else "")
-        last = family_name if (position == 0 or shared_surname or (twins and position == 1)) else b.pools.last_names[country](r)
+        keeps_family_name = position == 0 or shared_surname or (twins and position == 1)
+        last = family_name if keeps_family_name else b.pools.last_names[country](r)
         index = len(people)
         person = Person(index, f"P{index + 1:07d}", country, gender, first, last, dob, household, home)
         person.previous_address = previous

@@ -38,7 +38,8 @@ class StoryTeller:
                 self.repeat_contacts(person)
             if person.crm_account_ids and r.random() < rates["unresolved_then_negative"]:
                 self.unresolved_then_negative(person)
-            if person.loyalty_card and "pos_transactions" in person.channels and r.random() < rates["loyalty_store_purchases"]:
+            shops_in_store = bool(person.loyalty_card) and "pos_transactions" in person.channels
+            if shops_in_store and r.random() < rates["loyalty_store_purchases"]:
                 self.loyalty_store_purchases(person)
             if registered and r.random() < rates["abandoned_cart"]:
                 self.abandoned_cart(person)
