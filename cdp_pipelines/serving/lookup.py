@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import psycopg
 
 from cdp_pipelines.serving.config import load_config
@@ -36,11 +38,16 @@ def lookup(
     )
     if not pairs:
         return []
-    schema = stable_schema or load_config().stable_schema
+    schema = stable_schema or _default_stable_schema()
     if isinstance(url_or_conn, str):
         with connect(url_or_conn, autocommit=True) as conn:
             return run_lookup(conn, pairs, schema)
     return run_lookup(url_or_conn, pairs, schema)
+
+
+@lru_cache(maxsize=1)
+def _default_stable_schema() -> str:
+    return load_config().stable_schema
 
 
 def run_lookup(conn: psycopg.Connection, pairs: list[tuple[str, str]], stable_schema: str) -> list[dict]:
