@@ -130,13 +130,12 @@ class _Standardizer:
 
         def classify(key: str) -> tuple[str | None, Status]:
             value, region = _split_key(key)
-            return phones.classify_phone(value, region or self.default_region, config)
+            return phones.classify_phone_with_kind(value, region or self.default_region, config)
 
         keys = _paired_keys(self.raw["phone"], self.region_context()).where(self.raw["phone"].notna())
-        phone = _text(self.record("phone", _map_unique(keys, classify)), self.index)
-        self.out["phone"] = phone
-        kinds = _map_unique(phone, lambda e164: (phones.kind_of_e164(e164, config), Status.OK))
-        self.out["phone_kind"] = _text(kinds.values, self.index)
+        pairs = self.record("phone", _map_unique(keys, classify))
+        self.out["phone"] = _text(np.array([p[0] if p else None for p in pairs], dtype=object), self.index)
+        self.out["phone_kind"] = _text(np.array([p[1] if p else None for p in pairs], dtype=object), self.index)
 
     def postcode(self) -> None:
         if not self.has("postcode"):

@@ -119,15 +119,18 @@ def _nicknamer() -> NickNamer:
 def resolve_nickname(name: str, config: StandardizeConfig | None = None) -> str:
     """Given name for a match-form first name; unknown names come back unchanged.
 
-    Order: the configured overrides; otherwise the nicknames package's canonical names that are
-    longer than the nickname (its data also lists "bill" under "robert"), preferring the one
-    with most nicknames of its own (the most established name), then alphabetical order, so
-    the answer never depends on set ordering.
+    Order: the configured overrides; a name the nicknames package lists with nicknames of its
+    own is a given name and is kept ("jane" is not rewritten to "virginia"); otherwise the
+    package's canonical names that are longer than the nickname (its data also lists "bill"
+    under "robert"), preferring the one with most nicknames of its own (the most established
+    name), then alphabetical order, so the answer never depends on set ordering.
     """
     config = config or default_config()
     if name in config.given_name_overrides:
         return config.given_name_overrides[name]
     namer = _nicknamer()
+    if namer.nicknames_of(name):
+        return name
     candidates = [c for c in namer.canonicals_of(name) if len(c) > len(name)]
     if not candidates:
         return name

@@ -31,6 +31,14 @@ def classify_phone(
     value: str | None, default_region: str = "GB", config: StandardizeConfig | None = None
 ) -> tuple[str | None, Status]:
     """E.164 form and what happened: junk (0000…, 1234567890), invalid (unparseable) or ok."""
+    number, status = classify_phone_with_kind(value, default_region, config)
+    return (number[0] if number else None), status
+
+
+def classify_phone_with_kind(
+    value: str | None, default_region: str = "GB", config: StandardizeConfig | None = None
+) -> tuple[tuple[str, str] | None, Status]:
+    """(E.164, kind) and what happened; the number type is computed once for both answers."""
     if is_blank(value):
         return None, Status.MISSING
     config = config or default_config()
@@ -44,9 +52,17 @@ def classify_phone(
     if is_junk_phone_digits(phonenumbers.national_significant_number(number), config):
         return None, Status.JUNK
     e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
-    if phonenumbers.is_valid_number(number) or _fictional_kind(e164, config):
-        return e164, Status.OK
-    return None, Status.INVALID
+    kind = _kind_if_valid(number) or _fictional_kind(e164, config)
+    return ((e164, kind), Status.OK) if kind else (None, Status.INVALID)
+
+
+def _kind_if_valid(number: phonenumbers.PhoneNumber) -> str | None:
+    """Kind of a valid number, else None: number_type is UNKNOWN exactly when is_valid_number
+    is false, so one call answers both questions."""
+    number_type = phonenumbers.number_type(number)
+    if number_type == PhoneNumberType.UNKNOWN:
+        return None
+    return _KIND_BY_TYPE.get(number_type, "other")
 
 
 @lru_cache(maxsize=65536)

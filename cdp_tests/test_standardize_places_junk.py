@@ -1,0 +1,99 @@
+"""Postcodes, countries, address lines and placeholder junk."""
+
+import pytest
+
+from cdp_pipelines.standardize.addresses import normalize_address_line, normalize_city
+from cdp_pipelines.standardize.config import load_config
+from cdp_pipelines.standardize.junk import is_placeholder
+from cdp_pipelines.standardize.postcodes import classify_postcode, normalize_country, normalize_postcode
+from cdp_pipelines.standardize.junk import Status
+
+
+@pytest.mark.parametrize(
+    "raw, country, expected",
+    [
+        ("sw1a1aa", "GB", "SW1A 1AA"),
+        (" SW1A  1AA ", "GB", "SW1A 1AA"),
+        ("ec1a-1bb", "GB", "EC1A 1BB"),
+        ("m11ae", "GB", "M1 1AE"),
+        ("GIR 0AA", "GB", "GIR 0AA"),
+        ("im1 1aa", "IM", "IM1 1AA"),
+        ("d02x285", "IE", "D02 X285"),
+        ("12345-6789", "US", "12345"),
+        ("02134", "US", "02134"),
+        ("75008", "FR", "75008"),
+        ("1234 ab", "NL", "1234 AB"),
+    ],
+)
+def test_normalize_postcode(raw, country, expected):
+    assert normalize_postcode(raw, country) == expected
+
+
+def test_postcode_without_country_uses_default_rules_only_when_they_fit():
+    assert normalize_postcode("sw1a1aa", None, default_country="GB") == "SW1A 1AA"
+    assert normalize_postcode("10115", None, default_country="GB") == "10115"
+    assert normalize_postcode("sw1a1aa", None) == "SW1A1AA"
+
+
+@pytest.mark.parametrize("raw, country", [("XX1 1XX", "GB"), ("SW1A", "GB"), ("1234", "US"), ("Z99 1234", "IE")])
+def test_invalid_postcodes(raw, country):
+    assert classify_postcode(raw, country) == (None, Status.INVALID)
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("United Kingdom", "GB"), ("UK", "GB"), ("U.K.", "GB"), ("England", "GB"), ("gb", "GB"),
+        ("GBR", "GB"), ("Ireland", "IE"), ("Eire", "IE"), ("USA", "US"), ("United States", "US"),
+        ("Germany", "DE"), ("deutschland", "DE"), ("Narnia", None), ("N/A", None), (None, None),
+    ],
+)
+def test_normalize_country(raw, expected):
+    assert normalize_country(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("Flat 3, 12 High St.", "flat 3 12 high street"),
+        ("12-14 St John's Rd", "12-14 saint johns road"),
+        ("Apt. 5B, 221b Baker Street", "flat 5b 221b baker street"),
+        ("  1   Rue   de la Paix ", "1 rue de la paix"),
+        ("3/5 Main Ave", "3/5 main avenue"),
+        ("Château-Gaillard Ln", "chateau gaillard lane"),
+        ("N/A", None),
+        ("---", None),
+    ],
+)
+def test_normalize_address_line(raw, expected):
+    assert normalize_address_line(raw) == expected
+
+
+def test_normalize_city():
+    assert normalize_city("St. Albans") == normalize_city("ST ALBANS") == "saint albans"
+    assert normalize_city("Saint-Étienne") == "saint etienne"
+
+
+@pytest.mark.parametrize("raw", ["N/A", "n/a", "NA", "unknown", "None", "null", "-", "--", "?", "test", "xxx", "XXXX", "0000000000", "TBC"])
+def test_placeholders(raw):
+    assert is_placeholder(raw)
+
+
+@pytest.mark.parametrize("raw", [None, "", "  ", "Smith", "Nash", "SW1A 1AA", "07700900123"])
+def test_not_placeholders(raw):
+    assert not is_placeholder(raw)
+
+
+def test_attribute_exemptions_and_extras():
+    assert not is_placeholder("Na", "last_name")
+    assert is_placeholder("Na", "first_name")
+    assert is_placeholder("Surname", "last_name")
+    assert not is_placeholder("Surname", "city")
+
+
+def test_custom_config_file_replaces_the_lists(tmp_path):
+    path = tmp_path / "standardize.yaml"
+    path.write_text("placeholders:\n  generic: [zzz]\n", encoding="utf-8")
+    config = load_config(path)
+    assert is_placeholder("ZZZ", config=config)
+    assert not is_placeholder("unknown", config=config)
