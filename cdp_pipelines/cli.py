@@ -140,6 +140,7 @@ def _mount_stage_commands() -> None:
     for module_name, attribute, name in (
         ("cdp_pipelines.segments.cli", "app", "segments"),
         ("cdp_pipelines.serving.cli", "app", "serving"),
+        ("cdp_pipelines.profiles.cli", "app", "erase"),
     ):
         try:
             module = import_module(module_name)

@@ -40,6 +40,7 @@ class ProjectPathsResource(dg.ConfigurableResource):
     config_dir: str
     artifacts_dir: str
     export_dir: str
+    suppression_file: str | None = None
 
     def config_path(self, name: str) -> Path:
         return Path(self.config_dir) / name
@@ -61,6 +62,7 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
             config_dir=str(settings.config_dir()),
             artifacts_dir=str(settings.artifacts_dir()),
             export_dir=str(settings.export_dir()),
+            suppression_file=str(settings.suppression_file()),
         ),
         # EnvVar keeps the URL (and any password in it) out of the UI and run config.
         "serving": ServingResource(

@@ -19,6 +19,7 @@ ENV_ARTIFACTS_DIR = "CDP_ARTIFACTS_DIR"
 ENV_SERVING_URL = "CDP_SERVING_URL"
 ENV_EXPORT_DIR = "CDP_EXPORT_DIR"
 ENV_SHOW_PII = "CDP_SHOW_PII"
+ENV_SUPPRESSION_FILE = "CDP_SUPPRESSION_FILE"
 
 
 def _path_from_env(name: str, default: Path) -> Path:
@@ -54,6 +55,11 @@ def artifacts_dir() -> Path:
 def export_dir() -> Path:
     """Where segment exports are written."""
     return _path_from_env(ENV_EXPORT_DIR, PROJECT_ROOT / "data" / "exports")
+
+
+def suppression_file() -> Path:
+    """Erasure requests (hashed identifiers only) applied on every run."""
+    return _path_from_env(ENV_SUPPRESSION_FILE, PROJECT_ROOT / "data" / "suppression" / "erasure_requests.csv")
 
 
 def serving_url() -> str | None:
