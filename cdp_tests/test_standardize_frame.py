@@ -108,3 +108,25 @@ def test_benchmark_frame_builds_and_standardizes():
     assert len(outcome.frame) == 2000
     assert outcome.frame["email"].notna().mean() > 0.9
     assert outcome.frame["phone"].notna().mean() > 0.7
+
+
+def test_worker_processes_give_the_same_result():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from standardize_throughput import synthetic_raw
+
+    import cdp_pipelines.standardize.frame as frame_module
+
+    raw = synthetic_raw(3000)
+    in_process = standardize_frame(raw, workers=1)
+    original = frame_module._PARALLEL_MIN_UNIQUES
+    frame_module._PARALLEL_MIN_UNIQUES = 10
+    try:
+        parallel = standardize_frame(raw, workers=2)
+    finally:
+        frame_module._PARALLEL_MIN_UNIQUES = original
+    pd.testing.assert_frame_equal(in_process.frame, parallel.frame)
+    assert in_process.junk_counts == parallel.junk_counts
+    assert in_process.invalid_counts == parallel.invalid_counts

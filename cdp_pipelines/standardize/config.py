@@ -65,6 +65,11 @@ class StandardizeConfig:
     address_before_word: Mapping[str, str]
     city_abbreviations: Mapping[str, str]
     social_handle: re.Pattern[str]
+    source: Mapping[str, Any]
+
+    def __reduce__(self):
+        """Pickle as the parsed YAML it came from, so worker processes can rebuild it."""
+        return (config_from_dict, (self.source,))
 
     def date_formats(self, dayfirst: bool = True) -> tuple[str, ...]:
         return self.dayfirst_date_formats if dayfirst else self.monthfirst_date_formats
@@ -126,6 +131,7 @@ def config_from_dict(raw: Mapping[str, Any]) -> StandardizeConfig:
         address_before_word=_lower_map(addresses.get("before_word")),
         city_abbreviations=_lower_map(addresses.get("city_abbreviations")),
         social_handle=re.compile(identifiers.get("social_handle_pattern", r"^[a-z0-9_.]{1,30}$")),
+        source=dict(raw),
     )
 
 

@@ -7,9 +7,13 @@ distinct emails or phones, and the libraries doing the work cost microseconds pe
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -35,6 +39,9 @@ INPUT_COLUMNS: tuple[str, ...] = (
 )
 IDENTIFIER_COLUMNS: tuple[str, ...] = ("loyalty_card", "web_user_id", "cookie_id", "account_id", "order_number")
 _KEY_SEPARATOR = "\x1f"
+PARALLEL_MIN_ROWS = 200_000
+"""Frames at least this long spread the costly attributes over worker processes."""
+_PARALLEL_MIN_UNIQUES = 20_000
 
 Classifier = Callable[[Any], tuple[Any, Status]]
 
@@ -55,10 +62,25 @@ class _Mapped:
     invalid: int
 
 
-def _map_unique(values: pd.Series | np.ndarray, classify: Classifier) -> _Mapped:
+def _classify_many(classify: Classifier, values: list[Any]) -> list[tuple[Any, Status]]:
+    return [classify(value) for value in values]
+
+
+def _classify_uniques(uniques: Any, classify: Classifier, pool: Executor | None, workers: int) -> list[tuple[Any, Status]]:
+    """Classify distinct values, in worker processes when there are enough of them to pay off."""
+    if pool is None or len(uniques) < _PARALLEL_MIN_UNIQUES:
+        return _classify_many(classify, uniques)
+    chunks = np.array_split(np.asarray(uniques, dtype=object), workers * 2)
+    results = pool.map(_classify_many, [classify] * len(chunks), [chunk.tolist() for chunk in chunks])
+    return [outcome for chunk in results for outcome in chunk]
+
+
+def _map_unique(
+    values: pd.Series | np.ndarray, classify: Classifier, pool: Executor | None = None, workers: int = 1
+) -> _Mapped:
     """Classify each distinct value once and spread results back to rows, counting by status."""
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    outcomes = [classify(value) for value in uniques]
+    outcomes = _classify_uniques(uniques, classify, pool, workers)
     results = np.empty(len(outcomes) + 1, dtype=object)  # last slot serves code -1 (missing)
     results[:-1] = [value for value, _ in outcomes]
     results[-1] = None
@@ -88,8 +110,12 @@ def _text(values: np.ndarray, index: pd.Index) -> pd.Series:
 class _Standardizer:
     """Holds the raw frame, the output columns and the counts while attributes are processed."""
 
-    def __init__(self, raw: pd.DataFrame, default_region: str, config: StandardizeConfig) -> None:
+    def __init__(
+        self, raw: pd.DataFrame, default_region: str, config: StandardizeConfig, pool: Executor | None, workers: int
+    ) -> None:
         self.raw = raw
+        self.pool = pool
+        self.workers = workers
         self.index = raw.index
         self.default_region = default_region.upper()
         self.config = config
@@ -109,9 +135,12 @@ class _Standardizer:
             self.invalid[attribute] = self.invalid.get(attribute, 0) + mapped.invalid
         return mapped.values
 
-    def simple(self, attribute: str, classify: Classifier) -> None:
+    def simple(self, attribute: str, classify: Classifier, parallel: bool = False) -> None:
+        """One column through one classifier; parallel needs a picklable classifier."""
         if self.has(attribute):
-            self.out[attribute] = _text(self.record(attribute, _map_unique(self.raw[attribute], classify)), self.index)
+            pool = self.pool if parallel else None
+            mapped = _map_unique(self.raw[attribute], classify, pool, self.workers)
+            self.out[attribute] = _text(self.record(attribute, mapped), self.index)
 
     def country(self) -> None:
         self.simple("country", lambda v: postcodes.classify_country(v, self.config))
@@ -126,14 +155,9 @@ class _Standardizer:
     def phone(self) -> None:
         if not self.has("phone"):
             return
-        config = self.config
-
-        def classify(key: str) -> tuple[str | None, Status]:
-            value, region = _split_key(key)
-            return phones.classify_phone_with_kind(value, region or self.default_region, config)
-
+        classify = partial(_classify_phone_key, default_region=self.default_region, config=self.config)
         keys = _paired_keys(self.raw["phone"], self.region_context()).where(self.raw["phone"].notna())
-        pairs = self.record("phone", _map_unique(keys, classify))
+        pairs = self.record("phone", _map_unique(keys, classify, self.pool, self.workers))
         self.out["phone"] = _text(np.array([p[0] if p else None for p in pairs], dtype=object), self.index)
         self.out["phone_kind"] = _text(np.array([p[1] if p else None for p in pairs], dtype=object), self.index)
 
@@ -158,7 +182,8 @@ class _Standardizer:
         first, last = _text(first, self.index), _text(last, self.index)
         full = pd.Series(None, index=self.index, dtype="str")
         if self.has("full_name"):
-            parts = self.record("full_name", _map_unique(self.raw["full_name"], lambda v: _classify_full_name(v, config)))
+            classify = partial(_classify_full_name, config=config)
+            parts = self.record("full_name", _map_unique(self.raw["full_name"], classify, self.pool, self.workers))
             split = pd.DataFrame(
                 [p if p is not None else (None, None, None) for p in parts],
                 index=self.index, columns=["first", "last", "full"], dtype="str",
@@ -211,6 +236,12 @@ class _Standardizer:
         return pd.DataFrame(columns, index=self.index)
 
 
+def _classify_phone_key(key: str, default_region: str, config: StandardizeConfig) -> tuple[tuple[str, str] | None, Status]:
+    """(E.164, kind) for a "phone<sep>region" key built by _paired_keys."""
+    value, region = _split_key(key)
+    return phones.classify_phone_with_kind(value, region or default_region, config)
+
+
 def _classify_full_name(value: Any, config: StandardizeConfig) -> tuple[tuple[str | None, str | None, str | None] | None, Status]:
     """(first, last, full) match forms from a full name; full keeps the middle names, not titles."""
     if is_blank(value):
@@ -256,20 +287,42 @@ def standardize_frame(
     date_formats: tuple[str, ...] | None = None,
     timestamp_formats: tuple[str, ...] | None = None,
     config: StandardizeConfig | None = None,
+    workers: int | None = None,
 ) -> StandardizeOutcome:
     """Normalise the canonical attribute columns of `raw` (raw strings, any subset).
 
     The result has every column of OUTPUT_COLUMNS on raw's index; attributes absent from
     `raw` are all-null. Country is never defaulted, but `default_region` is used to read
     phones and postcodes of rows without a country. Counts cover only columns present in raw.
+    `workers` processes share phones, emails, full names and address lines (default: up to
+    two for frames of PARALLEL_MIN_ROWS rows or more, else none); 1 keeps everything in-process.
     """
-    standardizer = _Standardizer(raw, default_region, config or default_config())
+    config = config or default_config()
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1) if len(raw) >= PARALLEL_MIN_ROWS else 1
+    if workers <= 1:
+        return _standardize(raw, default_region, date_formats, timestamp_formats, config, None, 1)
+    context = multiprocessing.get_context("spawn")  # safe inside threaded hosts such as Dagster
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        return _standardize(raw, default_region, date_formats, timestamp_formats, config, pool, workers)
+
+
+def _standardize(
+    raw: pd.DataFrame,
+    default_region: str,
+    date_formats: tuple[str, ...] | None,
+    timestamp_formats: tuple[str, ...] | None,
+    config: StandardizeConfig,
+    pool: Executor | None,
+    workers: int,
+) -> StandardizeOutcome:
+    standardizer = _Standardizer(raw, default_region, config, pool, workers)
     standardizer.country()
     standardizer.phone()
-    standardizer.simple("email", lambda v: emails.classify_email(v, standardizer.config))
+    standardizer.simple("email", partial(emails.classify_email, config=config), parallel=True)
     standardizer.person_names()
     standardizer.date_of_birth(date_formats)
-    standardizer.simple("address_line", lambda v: addresses.classify_address_line(v, standardizer.config))
+    standardizer.simple("address_line", partial(addresses.classify_address_line, config=config), parallel=True)
     standardizer.simple("city", lambda v: addresses.classify_city(v, standardizer.config))
     standardizer.postcode()
     standardizer.identifiers()
