@@ -23,10 +23,7 @@ from cdp_pipelines.context.runner import load_variables, run_models
 from cdp_pipelines.context.sentiment import build_text_sentiment
 from cdp_pipelines.context.sql_models import discover_models
 
-try:
-    from cdp_tests.postgres_fixtures import fresh_database, postgres_server_url  # noqa: F401
-except ImportError:  # cdp_tests is not a package: pytest put this folder on sys.path
-    from postgres_fixtures import fresh_database, postgres_server_url  # noqa: F401
+from postgres_fixtures import fresh_database
 
 CANONICAL = ["first_name", "last_name", "full_name", "given_name", "email", "phone", "phone_kind",
              "date_of_birth", "address_line", "city", "postcode", "country", "loyalty_card", "web_user_id",

@@ -8,10 +8,7 @@ import pytest
 
 from cdp_pipelines.serving import ServingClient, lookup, publish
 
-try:
-    from cdp_tests.postgres_fixtures import build_serving_warehouse, postgres_server_url, serving_db  # noqa: F401
-except ImportError:  # cdp_tests is not a package: pytest put this folder on sys.path
-    from postgres_fixtures import build_serving_warehouse, postgres_server_url, serving_db  # noqa: F401
+from postgres_fixtures import build_serving_warehouse
 
 pytestmark = pytest.mark.postgres
 

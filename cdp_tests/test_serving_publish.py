@@ -13,10 +13,7 @@ from cdp_pipelines.serving import (
     PublishError, ServingConnectionError, ServingError, current_version, init_serving, publish, rollback,
 )
 
-try:
-    from cdp_tests.postgres_fixtures import build_serving_warehouse, postgres_server_url, serving_db  # noqa: F401
-except ImportError:  # cdp_tests is not a package: pytest put this folder on sys.path
-    from postgres_fixtures import build_serving_warehouse, postgres_server_url, serving_db  # noqa: F401
+from postgres_fixtures import build_serving_warehouse
 
 pytestmark = pytest.mark.postgres
 

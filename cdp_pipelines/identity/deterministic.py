@@ -42,7 +42,8 @@ def build_identifier_tables(con: duckdb.DuckDBPyConnection, config: Deterministi
     )
     similarity = float(config.same_person_name_similarity)
     # Distinct people per value: for names, the most frequent name is one person and every other
-    # name that is neither similar to it nor an initial of it counts as another person.
+    # name that is neither similar to it nor an initial of it counts as another person; bare
+    # initials never do (they cannot tell people apart).
     con.execute(
         f"""
         CREATE OR REPLACE TABLE identity.shared_identifiers AS
@@ -53,8 +54,8 @@ def build_identifier_tables(con: duckdb.DuckDBPyConnection, config: Deterministi
             GROUP BY ALL
         ),
         modal AS (
-            SELECT id_type, id_value, arg_max(person_hint, n) AS modal_hint,
-                   arg_max(person_hint_alt, n) AS modal_alt
+            SELECT id_type, id_value, arg_max(person_hint, (n, person_hint)) AS modal_hint,
+                   arg_max(person_hint_alt, (n, person_hint)) AS modal_alt
             FROM hints GROUP BY ALL
         ),
         people AS (
@@ -62,7 +63,8 @@ def build_identifier_tables(con: duckdb.DuckDBPyConnection, config: Deterministi
                    1 + count(DISTINCT h.person_hint) FILTER (
                        WHERE h.person_hint <> m.modal_hint
                          AND (NOT l.by_name OR (
-                             jaro_winkler_similarity(h.person_hint, m.modal_hint) < {similarity}
+                             length(h.person_hint) > 2 AND length(m.modal_hint) > 2
+                             AND jaro_winkler_similarity(h.person_hint, m.modal_hint) < {similarity}
                              AND coalesce(jaro_winkler_similarity(h.person_hint_alt, m.modal_alt) < {similarity}, TRUE)
                              AND NOT starts_with(m.modal_hint, h.person_hint)
                              AND NOT starts_with(h.person_hint, m.modal_hint)))

@@ -1,0 +1,137 @@
+"""Deterministic edges, shared identifiers, stable ids and evaluation, on hand-made tables."""
+
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from cdp_pipelines.identity.config import load_identity_config
+from cdp_pipelines.identity.deterministic import build_identifier_tables
+from cdp_pipelines.identity.evaluation import evaluate
+from cdp_pipelines.identity.stable_ids import assign_stable_ids
+from cdp_pipelines.settings import PROJECT_ROOT
+
+COLUMNS = ["rid", "source", "source_record_id", "given_name", "first_name", "email", "phone", "phone_kind",
+           "loyalty_card", "web_user_id", "account_id", "order_number", "social_handle", "cookie_id"]
+
+
+def _records(con, rows):
+    frame = pd.DataFrame([dict(zip(COLUMNS, r)) for r in rows], columns=COLUMNS).astype(object)
+    con.execute("CREATE SCHEMA IF NOT EXISTS identity")
+    con.register("_rows", frame)
+    con.execute("CREATE OR REPLACE TABLE identity.records AS SELECT * FROM _rows")
+    con.unregister("_rows")
+
+
+@pytest.fixture
+def con():
+    connection = duckdb.connect()
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def config():
+    return load_identity_config(PROJECT_ROOT / "config" / "identity.yaml")
+
+
+def _row(rid, source, given=None, first=None, email=None, phone=None, kind=None, card=None, user=None, cookie=None):
+    return (rid, source, f"R{rid}", given, first or given, email, phone, kind, card, user, None, None, None, cookie)
+
+
+def test_family_email_is_shared_but_a_typo_is_not(con, config):
+    _records(con, [
+        _row(0, "crm_accounts", "john", email="smiths@mail.com"),
+        _row(1, "crm_accounts", "mary", email="smiths@mail.com"),
+        _row(2, "pos_transactions", "christiana", "tina", card="LC1"),
+        _row(3, "crm_accounts", "tiba", "tiba", card="LC1"),
+        _row(4, "pos_transactions", "c", card="LC1"),
+    ])
+    counts = build_identifier_tables(con, config.deterministic)
+    shared = con.execute("SELECT id_type, id_value FROM identity.shared_identifiers").fetchall()
+    assert shared == [("email", "smiths@mail.com")]
+    edges = con.execute("SELECT rule, rid_l, rid_r FROM identity.deterministic_edges ORDER BY rid_r").fetchall()
+    assert edges == [("loyalty_card", 2, 3), ("loyalty_card", 2, 4)]
+    assert counts["deterministic_edges"] == 2
+
+
+def test_only_mobile_phones_link_and_a_household_cookie_is_shared(con, config):
+    _records(con, [
+        _row(0, "crm_accounts", "ann", phone="+441134960000", kind="landline"),
+        _row(1, "crm_accounts", "bob", phone="+441134960000", kind="landline"),
+        _row(2, "web_events", user="W1", cookie="K1"),
+        _row(3, "web_events", user="W2", cookie="K1"),
+        _row(4, "web_events", cookie="K1"),
+    ])
+    build_identifier_tables(con, config.deterministic)
+    assert con.execute("SELECT count(*) FROM identity.identifier_values WHERE id_type = 'phone'").fetchall()[0][0] == 0
+    shared = con.execute("SELECT id_type, id_value, distinct_people FROM identity.shared_identifiers").fetchall()
+    assert shared == [("cookie_id", "K1", 2)]
+    assert con.execute("SELECT count(*) FROM identity.deterministic_edges").fetchall()[0][0] == 0
+
+
+def _run(con, clusters: dict[str, int], run_id: str) -> dict:
+    """One run: records named by id, assigned to the given cluster numbers."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS identity")
+    frame = pd.DataFrame({"rid": range(len(clusters)), "source": "s", "source_record_id": list(clusters),
+                          "cluster": list(clusters.values())})
+    con.register("_f", frame)
+    con.execute("CREATE OR REPLACE TABLE identity.records AS SELECT rid, source, source_record_id FROM _f")
+    con.execute("CREATE OR REPLACE TABLE identity.clusters AS SELECT rid, cluster FROM _f")
+    con.unregister("_f")
+    counts = assign_stable_ids(con, run_id)
+    con.execute(
+        """CREATE OR REPLACE TABLE identity.customer_xref AS
+           SELECT r.source, r.source_record_id, i.customer_id FROM identity.records r
+           JOIN identity.clusters c USING (rid) JOIN identity.cluster_ids i USING (cluster)"""
+    )
+    return counts
+
+
+def _ids(con) -> dict[str, str]:
+    return dict(con.execute("SELECT source_record_id, customer_id FROM identity.customer_xref").fetchall())
+
+
+def test_ids_persist_merge_keeps_the_larger_and_split_keeps_the_larger_part(con):
+    _run(con, {"a1": 1, "a2": 1, "a3": 1, "b1": 2, "c1": 3, "c2": 3, "c3": 3, "c4": 3}, "run1")
+    first = _ids(con)
+    a, b, c = first["a1"], first["b1"], first["c1"]
+    # Same data again, clusters numbered differently: identical ids, nothing changes.
+    assert _run(con, {"a1": 7, "a2": 7, "a3": 7, "b1": 5, "c1": 9, "c2": 9, "c3": 9, "c4": 9}, "run2")["new"] == 0
+    assert _ids(con) == first
+    # a and b merge (a is larger: it keeps its id); c splits 3+1 (the 3 keep c's id).
+    counts = _run(con, {"a1": 1, "a2": 1, "a3": 1, "b1": 1, "c1": 3, "c2": 3, "c3": 3, "c4": 4}, "run3")
+    ids = _ids(con)
+    assert ids["b1"] == a and ids["c1"] == c and ids["c4"] not in {a, b, c}
+    assert counts["merged"] == 1 and counts["split"] == 1
+    changes = con.execute(
+        "SELECT change, customer_id, other_customer_id FROM identity.identity_changes WHERE run_id = 'run3' ORDER BY change"
+    ).fetchall()
+    assert ("merged", a, b) in changes and ("split", ids["c4"], c) in changes
+    retired = con.execute("SELECT retired_reason, successor_id FROM identity.customer_ids WHERE customer_id = ?", [b]).fetchall()
+    assert retired == [("merged", a)]
+
+
+def test_new_ids_are_deterministic(con):
+    _run(con, {"x1": 1, "y1": 2}, "r")
+    first = _ids(con)
+    other = duckdb.connect()
+    _run(other, {"x1": 5, "y1": 6}, "r")
+    assert _ids(other) == first
+
+
+def test_evaluation_pairwise_and_bcubed(con, tmp_path: Path):
+    con.execute("CREATE SCHEMA identity")
+    con.execute("""CREATE TABLE identity.customer_xref AS SELECT * FROM (VALUES
+        ('s', '1', 'A'), ('s', '2', 'A'), ('s', '3', 'A'), ('s', '4', 'B')) t(source, source_record_id, customer_id)""")
+    truth = tmp_path / "truth.csv"
+    truth.write_text("source,source_record_id,person_id\ns,1,P\ns,2,P\ns,3,Q\ns,4,Q\n")
+    report = evaluate(con, truth)
+    # predicted pairs: (1,2) (1,3) (2,3); true pairs: (1,2) (3,4); one true positive.
+    assert report["pairwise"]["precision"] == pytest.approx(1 / 3, abs=1e-4)
+    assert report["pairwise"]["recall"] == pytest.approx(1 / 2, abs=1e-4)
+    # B-cubed precision: (2/3 + 2/3 + 1/3 + 1) / 4; recall: (1 + 1 + 1/2 + 1/2) / 4.
+    assert report["bcubed"]["precision"] == pytest.approx((2 / 3 + 2 / 3 + 1 / 3 + 1) / 4, abs=1e-4)
+    assert report["bcubed"]["recall"] == pytest.approx(0.75, abs=1e-4)
+    assert report["over_merged_customers"] == 1 and report["under_merged_persons"] == 1
