@@ -57,9 +57,20 @@ class StandardizeOutcome:
 
 @dataclass
 class _Mapped:
-    values: np.ndarray  # one object per row, None where missing
+    codes: np.ndarray  # per row: index into per_unique, -1 where missing
+    per_unique: np.ndarray  # one result per distinct value, then None for code -1
     junk: int
     invalid: int
+
+    @property
+    def values(self) -> np.ndarray:
+        """One result per row, None where missing."""
+        return self.per_unique[self.codes]
+
+    def field(self, position: int) -> np.ndarray:
+        """One element of tuple results per row, None where the result is None."""
+        picked = np.array([None if r is None else r[position] for r in self.per_unique], dtype=object)
+        return picked[self.codes]
 
 
 def _classify_many(classify: Classifier, values: list[Any]) -> list[tuple[Any, Status]]:
@@ -87,7 +98,8 @@ def _map_unique(
     statuses = np.array([status.value for _, status in outcomes] or [""], dtype=object)[: len(outcomes)]
     rows_per_unique = np.bincount(codes[codes >= 0], minlength=len(uniques))
     return _Mapped(
-        values=results[codes],
+        codes=codes,
+        per_unique=results,
         junk=int(rows_per_unique[statuses == Status.JUNK.value].sum()),
         invalid=int(rows_per_unique[statuses == Status.INVALID.value].sum()),
     )
@@ -129,18 +141,18 @@ class _Standardizer:
     def column(self, column: str) -> pd.Series:
         return self.raw[column] if self.has(column) else pd.Series(None, index=self.index, dtype="str")
 
-    def record(self, attribute: str, mapped: _Mapped) -> np.ndarray:
+    def record(self, attribute: str, mapped: _Mapped) -> _Mapped:
         if self.has(attribute):
             self.junk[attribute] = self.junk.get(attribute, 0) + mapped.junk
             self.invalid[attribute] = self.invalid.get(attribute, 0) + mapped.invalid
-        return mapped.values
+        return mapped
 
     def simple(self, attribute: str, classify: Classifier, parallel: bool = False) -> None:
         """One column through one classifier; parallel needs a picklable classifier."""
         if self.has(attribute):
             pool = self.pool if parallel else None
             mapped = _map_unique(self.raw[attribute], classify, pool, self.workers)
-            self.out[attribute] = _text(self.record(attribute, mapped), self.index)
+            self.out[attribute] = _text(self.record(attribute, mapped).values, self.index)
 
     def country(self) -> None:
         self.simple("country", lambda v: postcodes.classify_country(v, self.config))
@@ -158,8 +170,8 @@ class _Standardizer:
         classify = partial(_classify_phone_key, default_region=self.default_region, config=self.config)
         keys = _paired_keys(self.raw["phone"], self.region_context()).where(self.raw["phone"].notna())
         pairs = self.record("phone", _map_unique(keys, classify, self.pool, self.workers))
-        self.out["phone"] = _text(np.array([p[0] if p else None for p in pairs], dtype=object), self.index)
-        self.out["phone_kind"] = _text(np.array([p[1] if p else None for p in pairs], dtype=object), self.index)
+        self.out["phone"] = _text(pairs.field(0), self.index)
+        self.out["phone_kind"] = _text(pairs.field(1), self.index)
 
     def postcode(self) -> None:
         if not self.has("postcode"):
@@ -172,23 +184,23 @@ class _Standardizer:
 
         country = self.out.get("country", pd.Series(None, index=self.index, dtype="str"))
         keys = _paired_keys(self.raw["postcode"], country).where(self.raw["postcode"].notna())
-        self.out["postcode"] = _text(self.record("postcode", _map_unique(keys, classify)), self.index)
+        self.out["postcode"] = _text(self.record("postcode", _map_unique(keys, classify)).values, self.index)
 
     def person_names(self) -> None:
         """first/last from their columns, filled from a split full_name; full_name rebuilt from parts."""
         config = self.config
-        first = self.record("first_name", _map_unique(self.column("first_name"), lambda v: names.classify_name_part(v, "first_name", config)))
-        last = self.record("last_name", _map_unique(self.column("last_name"), lambda v: names.classify_name_part(v, "last_name", config)))
-        first, last = _text(first, self.index), _text(last, self.index)
+        first, last = (
+            _text(self.record(part, _map_unique(self.column(part), partial(_classify_name_part, part, config))).values,
+                  self.index)
+            for part in ("first_name", "last_name")
+        )
         full = pd.Series(None, index=self.index, dtype="str")
         if self.has("full_name"):
             classify = partial(_classify_full_name, config=config)
             parts = self.record("full_name", _map_unique(self.raw["full_name"], classify, self.pool, self.workers))
-            split = pd.DataFrame(
-                [p if p is not None else (None, None, None) for p in parts],
-                index=self.index, columns=["first", "last", "full"], dtype="str",
-            ) if len(parts) else pd.DataFrame(index=self.index, columns=["first", "last", "full"], dtype="str")
-            first, last, full = first.fillna(split["first"]), last.fillna(split["last"]), split["full"]
+            first = first.fillna(_text(parts.field(0), self.index))
+            last = last.fillna(_text(parts.field(1), self.index))
+            full = _text(parts.field(2), self.index)
         built = first.str.cat(last, sep=" ", na_rep="").str.strip().replace("", None)
         self.out["first_name"], self.out["last_name"] = first, last
         self.out["full_name"] = full.fillna(built)
@@ -200,12 +212,13 @@ class _Standardizer:
             return
         formats = formats or self.config.date_formats(True)
         today = date.today()
-        mapped = _map_unique(
+        mapped = self.record("date_of_birth", _map_unique(
             self.raw["date_of_birth"],
             lambda v: dates.classify_date(v, formats, reference=today, config=self.config),
-        )
-        days = np.array([np.datetime64(d, "D") if d else np.datetime64("NaT", "D") for d in self.record("date_of_birth", mapped)], dtype="datetime64[D]")
-        self.out["date_of_birth"] = pd.Series(pa.array(days, from_pandas=True, type=pa.date32()), index=self.index, dtype=pd.ArrowDtype(pa.date32()))
+        ))
+        per_unique = np.array([np.datetime64(d, "D") if d else np.datetime64("NaT") for d in mapped.per_unique])
+        days = pa.array(per_unique.astype("datetime64[D]")[mapped.codes], from_pandas=True, type=pa.date32())
+        self.out["date_of_birth"] = pd.Series(days, index=self.index, dtype=pd.ArrowDtype(pa.date32()))
 
     def observed_at(self, formats: tuple[str, ...] | None) -> None:
         if not self.has("observed_at"):
@@ -234,6 +247,10 @@ class _Standardizer:
             else:
                 columns[column] = pd.Series(None, index=self.index, dtype="str")
         return pd.DataFrame(columns, index=self.index)
+
+
+def _classify_name_part(attribute: str, config: StandardizeConfig, value: Any) -> tuple[str | None, Status]:
+    return names.classify_name_part(value, attribute, config)
 
 
 def _classify_phone_key(key: str, default_region: str, config: StandardizeConfig) -> tuple[tuple[str, str] | None, Status]:
