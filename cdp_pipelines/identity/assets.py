@@ -71,13 +71,13 @@ def identity_graph(
     artifacts = Path(paths.artifacts_dir) / "identity"
     with warehouse.connect() as con:
         summary = resolve(
-            con, identity_config, overrides, model_dir=artifacts / "models", run_id=context.run_id,
+            con, identity_config, overrides, model_dir=artifacts / "models", run_id=context.run.run_id,
             retrain=config.retrain, charts_dir=artifacts / "charts",
         )
         distribution = cluster_size_distribution(con)
         largest = largest_clusters(con)
         xref_meta = table_metadata(con, "identity.customer_xref")
-        changes_meta = table_metadata(con, f"(SELECT * FROM identity.identity_changes WHERE run_id = '{context.run_id}')")
+        changes_meta = table_metadata(con, f"(SELECT * FROM identity.identity_changes WHERE run_id = '{context.run.run_id}')")
         shared = con.execute(
             "SELECT id_type, count(*) FROM identity.shared_identifiers GROUP BY ALL ORDER BY 1"
         ).fetchall()

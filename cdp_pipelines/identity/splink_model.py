@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -87,8 +88,16 @@ class ModelInfo:
     seconds: float
 
 
+MODEL_FILE = re.compile(r"^model_v(\d+)\.json$")
+
+
+def _version(path: Path) -> int:
+    return int(MODEL_FILE.match(path.name).group(1))
+
+
 def _model_files(model_dir: Path) -> list[Path]:
-    return sorted(model_dir.glob("model_v*.json"), key=lambda p: int(p.stem.split("_v")[1]))
+    """Saved models, oldest first (manifests beside them are not models)."""
+    return sorted((p for p in model_dir.glob("model_v*.json") if MODEL_FILE.match(p.name)), key=_version)
 
 
 def latest_model(model_dir: Path, fingerprint: str) -> Path | None:
@@ -128,7 +137,7 @@ def train_or_load(
     existing = None if retrain else latest_model(model_dir, fingerprint)
     if existing is not None:
         linker = Linker(frames, str(existing), log_level=logging.WARNING)
-        return linker, ModelInfo(existing, int(existing.stem.split("_v")[1]), False, fingerprint,
+        return linker, ModelInfo(existing, _version(existing), False, fingerprint,
                                  time.perf_counter() - started)
 
     linker = Linker(frames, settings_dict(config), log_level=logging.WARNING)
@@ -150,7 +159,7 @@ def train_or_load(
             logger.warning("EM session blocked on %s did not converge: %s", rule, error)
             sessions.append({"blocking": "+".join(rule), "converged": False, "error": str(error)[:200]})
     existing_versions = _model_files(model_dir)
-    version = (int(existing_versions[-1].stem.split("_v")[1]) + 1) if existing_versions else 1
+    version = (_version(existing_versions[-1]) + 1) if existing_versions else 1
     path = model_dir / f"model_v{version}.json"
     linker.misc.save_model_to_json(str(path), overwrite=True)
     path.with_suffix(".manifest.json").write_text(json.dumps({

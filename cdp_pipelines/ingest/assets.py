@@ -74,7 +74,7 @@ def build_raw_asset(declared: SourceConfig) -> dg.AssetsDefinition:
             except SourceContractError as error:
                 # A broken contract is reported by the blocking check, which stops everything
                 # downstream; the previous raw table is left as it was.
-                _record_run(con, context.run_id, source.name, contract_error=str(error))
+                _record_run(con, context.run.run_id, source.name, contract_error=str(error))
                 context.log.error(str(error))
                 return dg.MaterializeResult(metadata={"contract_error": dg.MetadataValue.text(str(error))})
             con.register("_staged", result.table)
@@ -85,11 +85,11 @@ def build_raw_asset(declared: SourceConfig) -> dg.AssetsDefinition:
             con.execute(
                 f"INSERT INTO {QUARANTINE_TABLE} SELECT 'ingest', source, record_id, file, row_number, "
                 f"raw_content, reason, ?, now() FROM _quarantine",
-                [context.run_id],
+                [context.run.run_id],
             )
             con.unregister("_quarantine")
             _record_run(
-                con, context.run_id, source.name, files=", ".join(p.name for p in result.files),
+                con, context.run.run_id, source.name, files=", ".join(p.name for p in result.files),
                 rows_read=result.rows_read, rows_staged=result.rows_staged,
                 rows_quarantined=result.rows_quarantined, extra_columns=", ".join(result.extra_columns),
             )
