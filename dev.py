@@ -31,11 +31,12 @@ def setup() -> None:
     if sys.version_info < (3, 11):
         sys.exit(f"Python 3.11 or newer is needed; this is {sys.version.split()[0]}.")
     if not (BIN / "python").exists():
-        print(f"Creating virtual environment in {VENV} ...", flush=True)
+        print(f"Creating virtual environment in {VENV} ...", file=sys.stderr, flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     if MARKER.exists() and MARKER.read_text() == _fingerprint():
         return
-    print("Installing the project and its pinned dependencies (first run takes a few minutes) ...", flush=True)
+    print("Installing the project and its pinned dependencies (first run takes a few minutes) ...",
+          file=sys.stderr, flush=True)
     pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "install", "--upgrade", "pip"], check=True)
     subprocess.run([*pip, "install", "-e", f"{ROOT}[dev]"], check=True)

@@ -34,6 +34,10 @@ def dagster_instance() -> dg.DagsterInstance:
     """The persistent local instance (run history visible in `dagster dev`)."""
     home = os.environ.get("DAGSTER_HOME") or str(settings.PROJECT_ROOT / "data" / "dagster_home")
     Path(home).mkdir(parents=True, exist_ok=True)
+    instance_config = Path(home) / "dagster.yaml"
+    if not instance_config.exists():
+        # Local default: SQLite storage under DAGSTER_HOME (see docs/operations.md for production).
+        instance_config.write_text("telemetry:\n  enabled: false\n")
     os.environ["DAGSTER_HOME"] = home
     return dg.DagsterInstance.get()
 

@@ -136,11 +136,11 @@ def train_or_load(
     model_dir.mkdir(parents=True, exist_ok=True)
     existing = None if retrain else latest_model(model_dir, fingerprint)
     if existing is not None:
-        linker = Linker(frames, str(existing), log_level=logging.WARNING)
+        linker = Linker(frames, str(existing), log_level=logging.ERROR)
         return linker, ModelInfo(existing, _version(existing), False, fingerprint,
                                  time.perf_counter() - started)
 
-    linker = Linker(frames, settings_dict(config), log_level=logging.WARNING)
+    linker = Linker(frames, settings_dict(config), log_level=logging.ERROR)
     training = config.training
     linker.training.estimate_probability_two_random_records_match(
         [blocking_rule_sql(r, across_components=False) for r in training.prior_rules], recall=training.prior_recall
