@@ -25,9 +25,9 @@ from cdp_pipelines.context.sql_models import discover_models
 
 from postgres_fixtures import fresh_database
 
-CANONICAL = ["first_name", "last_name", "full_name", "given_name", "email", "phone", "phone_kind",
-             "date_of_birth", "address_line", "city", "postcode", "country", "loyalty_card", "web_user_id",
-             "cookie_id", "social_handle", "order_number", "account_id"]
+from cdp_pipelines.vocabulary import STANDARDIZED_COLUMNS
+
+CANONICAL = list(STANDARDIZED_COLUMNS)
 ORIGINAL = {
     "crm_cases": ["case_id", "account_id", "opened_at", "closed_at", "channel", "reason", "order_number",
                   "status", "agent", "handle_seconds", "note"],
@@ -138,6 +138,12 @@ def build_inputs(con) -> None:
           ('C1', 'sms', 'opt_out', TIMESTAMP '2025-05-01 00:00:00', 'crm_accounts', 'AC1'),
           ('C4', 'email', 'opt_out', TIMESTAMP '2024-06-01 00:00:00', 'crm_accounts', 'AC4'))
         AS t(customer_id, channel, status, decided_at, source, source_record_id)""")
+    con.execute("CREATE SCHEMA IF NOT EXISTS segments")
+    con.execute("""CREATE OR REPLACE TABLE segments.membership AS
+        SELECT * FROM (VALUES ('welcome', 'C2', TIMESTAMP '2026-03-01 00:00:00'),
+                              ('frustrated', 'C2', TIMESTAMP '2026-03-26 00:00:00'),
+                              ('welcome', 'C1', TIMESTAMP '2026-03-01 00:00:00'))
+        AS t(segment, customer_id, added_at)""")
     build_text_sentiment(con)
 
 
@@ -197,6 +203,16 @@ def test_customer_360(duck):
     c4 = one(duck, "SELECT * FROM marts.customer_360 WHERE customer_id = 'C4'")
     assert (c4["order_count"], c4["lifetime_value"], c4["interactions"], c4["preferred_channel"]) == (0, 0, 0, None)
     assert (c4["email_consent"], c4["sms_consent"], c4["loyalty_cards"]) == ("opt_out", "unknown", ["LC4"])
+
+
+def test_customer_360_is_the_profile_plus_current_segments(duck):
+    segments = dict(duck.execute("SELECT customer_id, current_segments FROM marts.customer_360").fetchall())
+    assert segments == {"C1": ["welcome"], "C2": ["frustrated", "welcome"], "C3": [], "C4": []}
+    profile = [d[0] for d in duck.execute("SELECT * FROM marts.customer_profile LIMIT 0").description]
+    full = [d[0] for d in duck.execute("SELECT * FROM marts.customer_360 LIMIT 0").description]
+    assert full == profile + ["current_segments"]
+    assert duck.execute("SELECT count(*) FROM (SELECT * EXCLUDE (current_segments) FROM marts.customer_360 "
+                        "EXCEPT SELECT * FROM marts.customer_profile)").fetchone()[0] == 0
 
 
 def test_web_chat_phone_is_one_journey(duck):
@@ -272,7 +288,7 @@ _PG_TYPES = {"VARCHAR": "text", "TIMESTAMP": "timestamp", "DATE": "date", "DOUBL
 
 def copy_inputs_to_postgres(duck, conn) -> None:
     tables = duck.execute("""SELECT table_schema, table_name FROM information_schema.tables
-                             WHERE table_schema IN ('standardized', 'profiles')
+                             WHERE table_schema IN ('standardized', 'profiles', 'segments')
                                 OR (table_schema = 'intermediate' AND table_name = 'int_text_sentiment')""").fetchall()
     for schema, table in tables:
         described = duck.execute(f"DESCRIBE {schema}.{table}").fetchall()

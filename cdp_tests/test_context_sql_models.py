@@ -10,7 +10,7 @@ import pytest
 
 from cdp_pipelines import settings
 from cdp_pipelines.context.assets import build_context_definitions
-from cdp_pipelines.context.runner import VariableError, render, render_literal, to_postgres
+from cdp_pipelines.context.runner import VariableError, load_variables, render, render_literal, run_models, to_postgres
 from cdp_pipelines.context.sql_models import ModelError, discover_models, leading_comment, referenced_tables
 from cdp_pipelines.resources import ProjectPathsResource, WarehouseResource, default_resources
 
@@ -58,7 +58,7 @@ def test_transpiles_window_frames_for_postgres():
 
 def test_project_models_and_their_dependencies():
     models = {m.table: m for m in discover_models(settings.SQL_MODELS_DIR)}
-    assert {"marts.customer_360", "marts.interaction_timeline", "marts.contact_context", "marts.journeys",
+    assert {"marts.customer_360", "marts.customer_profile", "marts.interaction_timeline", "marts.contact_context", "marts.journeys",
             "marts.customer_sentiment", "marts.escalations"} <= set(models)
     assert ("standardized", "crm_cases") in models["staging.stg_crm_cases"].deps
     assert ("profiles", "active_xref") in models["staging.stg_crm_cases"].deps
@@ -67,8 +67,10 @@ def test_project_models_and_their_dependencies():
                                                 ("intermediate", "int_sentiment_scores"), ("staging", "stg_crm_cases"))
     assert all(m.key and m.description for m in models.values())
     order = [m.table for m in discover_models(settings.SQL_MODELS_DIR)]
-    assert order.index("intermediate.int_interactions") < order.index("marts.customer_360") < \
+    assert order.index("intermediate.int_interactions") < order.index("marts.customer_profile") < \
         order.index("marts.contact_context")
+    assert order.index("marts.customer_profile") < order.index("marts.customer_360")
+    assert models["marts.customer_360"].deps == (("marts", "customer_profile"), ("segments", "membership"))
 
 
 def test_dagster_assets_keys_deps_and_checks():
@@ -81,8 +83,36 @@ def test_dagster_assets_keys_deps_and_checks():
     assert dg.AssetKey(["staging", "stg_crm_cases"]) in node.parent_keys
     assert dg.AssetKey(["standardized", "crm_cases"]) in graph.get(dg.AssetKey(["staging", "stg_crm_cases"])).parent_keys
     assert "Customers an agent" in node.description
-    check_names = {k.name for k in graph.asset_check_keys if k.asset_key == dg.AssetKey(["marts", "customer_360"])}
-    assert check_names == {"unique_key", "customers_exist", "every_customer_present"}
+    for mart in ("customer_360", "customer_profile"):
+        check_names = {k.name for k in graph.asset_check_keys if k.asset_key == dg.AssetKey(["marts", mart])}
+        assert check_names == {"unique_key", "customers_exist", "every_customer_present"}
+
+
+def test_customer_360_depends_on_every_declared_segment(tmp_path):
+    segments_file = tmp_path / "segments.yaml"
+    segments_file.write_text(
+        "version: 1\nsegments:\n" + "".join(
+            f"  - {{name: {n}, description: d, owner: team:x, channel: email, rule: 'TRUE'}}\n" for n in ("a_one", "b_two")),
+        encoding="utf-8")
+    defs = dg.Definitions.merge(build_context_definitions(settings.SQL_MODELS_DIR, segments_file),
+                                dg.Definitions(resources=default_resources()))
+    parents = defs.resolve_asset_graph().get(dg.AssetKey(["marts", "customer_360"])).parent_keys
+    assert parents == {dg.AssetKey(["marts", "customer_profile"]), dg.AssetKey(["segments", "a_one"]),
+                       dg.AssetKey(["segments", "b_two"])}
+    # No segments declared: nothing to wait for, and the model still runs on an empty membership.
+    empty = build_context_definitions(settings.SQL_MODELS_DIR, tmp_path / "absent.yaml")
+    node = dg.Definitions.merge(empty, dg.Definitions(resources=default_resources())).resolve_asset_graph()
+    assert node.get(dg.AssetKey(["marts", "customer_360"])).parent_keys == {dg.AssetKey(["marts", "customer_profile"])}
+
+
+def test_customer_360_runs_before_any_segment_was_built():
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA marts")
+    con.execute("CREATE TABLE marts.customer_profile AS SELECT 'C1' AS customer_id, 5 AS lifetime_value")
+    model = next(m for m in discover_models(settings.SQL_MODELS_DIR) if m.table == "marts.customer_360")
+    run_models(con, [model], load_variables(settings.PROJECT_ROOT / "config" / "context.yaml"))
+    assert con.execute("SELECT customer_id, lifetime_value, current_segments FROM marts.customer_360").fetchall() == \
+        [("C1", 5, [])]
 
 
 def test_materialize_context_assets_with_checks(tmp_path):

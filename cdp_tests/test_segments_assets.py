@@ -85,5 +85,5 @@ def test_project_segments_load_as_definitions():
     assert segment_key("frustrated_across_channels") in keys and EXPORTS_KEY in keys
     email = next(a for a in defs.assets if segment_key("frustrated_across_channels") in a.keys)
     deps = {d.asset_key for d in email.specs_by_key[segment_key("frustrated_across_channels")].deps}
-    assert deps == {dg.AssetKey(["marts", "customer_360"]), dg.AssetKey(["marts", "contact_context"]),
+    assert deps == {dg.AssetKey(["marts", "customer_profile"]), dg.AssetKey(["marts", "contact_context"]),
                     dg.AssetKey(["marts", "interaction_timeline"]), dg.AssetKey(["profiles", "consent"])}

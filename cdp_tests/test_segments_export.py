@@ -67,8 +67,8 @@ def test_ads_export_has_only_sha256_of_normalised_email_and_phone(built, tmp_pat
 
 def test_ads_export_leaves_missing_values_empty(built, tmp_path):
     con, config = built
-    con.execute("UPDATE marts.customer_360 SET phone = NULL WHERE customer_id = 'C4'")
-    con.execute("UPDATE marts.customer_360 SET email = '  ', phone = NULL WHERE customer_id = 'C1'")
+    con.execute("UPDATE marts.customer_profile SET phone = NULL WHERE customer_id = 'C4'")
+    con.execute("UPDATE marts.customer_profile SET email = '  ', phone = NULL WHERE customer_id = 'C1'")
     result = export_segment(con, config.get("everyone_ads"), config, tmp_path / "ads.parquet", "parquet")
     assert pq.read_table(result.path).to_pylist() == [{"email_sha256": sha256("dan@example.com"), "phone_sha256": None}]
 
@@ -92,7 +92,7 @@ def test_unbuilt_segment_and_missing_export_column_are_readable_errors(tmp_path)
     with pytest.raises(SegmentConfigError, match="segment 'mail' has not been built yet"):
         export_segment(con, config.get("mail"), config, tmp_path / "m.csv")
     build_segment(con, config.get("mail"), config)
-    # The test customer_360 has no address_line column.
+    # The test customer_profile has no address_line column.
     with pytest.raises(SegmentConfigError, match=r"segment 'mail': export needs column\(s\) \['address_line'\]"):
         export_segment(con, config.get("mail"), config, tmp_path / "m.csv")
     con.close()

@@ -67,7 +67,7 @@ def build_warehouse(path: Path) -> Path:
         con.execute("CREATE SCHEMA IF NOT EXISTS profiles")
         con.execute(
             """
-            CREATE OR REPLACE TABLE marts.customer_360 AS SELECT * FROM (VALUES
+            CREATE OR REPLACE TABLE marts.customer_profile AS SELECT * FROM (VALUES
               ('C1', 'Alice', 'Smith', ' Alice.Smith@Example.com ', '+447700900001', DATE '1980-01-02', 'Leeds', 'LS1 1AA', 'GB', 900.0, 9, TIMESTAMP '2024-01-01', TIMESTAMP '2026-10-31', 'email', 'opt_in', 'opt_in'),
               ('C2', 'Bob', 'Jones', 'bob@example.com', '+447700900002', DATE '1975-05-06', 'York', 'YO1 1AA', 'GB', 800.0, 5, TIMESTAMP '2024-02-01', TIMESTAMP '2026-10-30', 'phone', 'opt_in', 'opt_in'),
               ('C3', 'Cara', 'Brown', 'cara@example.com', NULL, NULL, 'Hull', 'HU1 1AA', 'GB', 50.0, 1, TIMESTAMP '2025-01-01', TIMESTAMP '2026-09-01', 'web', 'unknown', 'unknown'),

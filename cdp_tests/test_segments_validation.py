@@ -99,8 +99,16 @@ def test_allowed_subqueries_over_the_marts_and_consent_pass():
         AND last_seen >= (SELECT max(occurred_at) FROM marts.interaction_timeline) - INTERVAL 30 DAY
         AND lower(trim(city)) LIKE 'lee%'
     """)
-    assert validated.tables == ("marts.customer_360", "marts.escalations", "marts.interaction_timeline",
+    assert validated.tables == ("marts.customer_profile", "marts.escalations", "marts.interaction_timeline",
                                 "profiles.consent")
+
+
+def test_rules_read_the_base_profile_not_the_mart_built_from_segments():
+    assert "built from the segments; read marts.customer_profile" in refused(
+        "customer_id IN (SELECT customer_id FROM marts.customer_360 WHERE lifetime_value > 1)")
+    validated = validate_rule("s", "EXISTS (SELECT 1 FROM marts.customer_profile p "
+                                   "WHERE p.customer_id = customer_360.customer_id AND p.order_count > 1)")
+    assert validated.tables == ("marts.customer_profile",)
 
 
 @pytest.mark.parametrize(

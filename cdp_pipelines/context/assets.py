@@ -1,19 +1,32 @@
 """Dagster assets of the context stage: one asset per SQL model, the VADER sentiment asset,
-and blocking checks on every mart (unique key, known customers, complete customer_360)."""
+and blocking checks on every mart (unique key, known customers, complete customer_360).
+
+A model's dependencies are the `schema.table` names its SQL reads, as asset keys
+`[schema, table]`. One table is written by several assets instead of one: `segments.membership`
+holds the rows of every segment asset (`["segments", <name>]`), so a model reading it depends on
+all of them (marts.customer_360 lists current segments and must run after every segment).
+"""
 
 from pathlib import Path
 
 import dagster as dg
 
+from cdp_pipelines import settings
 from cdp_pipelines.context.runner import load_variables, run_on_duckdb
 from cdp_pipelines.context.sentiment import TABLE as TEXT_SENTIMENT_TABLE, build_text_sentiment
 from cdp_pipelines.context.sql_models import SqlModel, discover_models
 from cdp_pipelines.metadata import OWNERS, table_metadata
 from cdp_pipelines.resources import ProjectPathsResource, WarehouseResource
+from cdp_pipelines.segments.assets import segment_key
+from cdp_pipelines.segments.build import MEMBERSHIP_TABLE
+from cdp_pipelines.segments.config import SEGMENTS_FILE, load_segments
 
 GROUP = "context"
 CONFIG_FILE = "context.yaml"
 ACTIVE_XREF = "profiles.active_xref"
+MEMBERSHIP = tuple(MEMBERSHIP_TABLE.split("."))
+# Models that hold exactly one row per active customer (checked: none missing).
+EVERY_CUSTOMER_MODELS = frozenset({"customer_profile", "customer_360"})
 TEXT_SENTIMENT = dg.AssetKey(["intermediate", "int_text_sentiment"])
 
 
@@ -26,10 +39,25 @@ def columns_metadata(con, table: str) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(name, str(kind)) for name, kind, *_ in described])
 
 
-def build_model_asset(model: SqlModel) -> dg.AssetsDefinition:
+def declared_segment_keys(segments_file: Path) -> list[dg.AssetKey]:
+    """The asset keys of the segments declared in the segments file (none when it is absent)."""
+    if not segments_file.exists():
+        return []
+    return [segment_key(segment.name) for segment in load_segments(segments_file).segments]
+
+
+def dependency_keys(model: SqlModel, segment_keys: list[dg.AssetKey]) -> list[dg.AssetKey]:
+    """Asset keys of the tables a model reads; segments.membership means every segment asset."""
+    keys: list[dg.AssetKey] = []
+    for dep in model.deps:
+        keys.extend(segment_keys if dep == MEMBERSHIP else [dg.AssetKey(list(dep))])
+    return keys
+
+
+def build_model_asset(model: SqlModel, segment_keys: list[dg.AssetKey] | None = None) -> dg.AssetsDefinition:
     @dg.asset(
         key=model_key(model),
-        deps=[dg.AssetKey(list(dep)) for dep in model.deps],
+        deps=dependency_keys(model, segment_keys or []),
         group_name=GROUP,
         kinds={"duckdb", "sql"},
         owners=OWNERS,
@@ -85,9 +113,9 @@ def check_queries(model: SqlModel) -> dict[str, tuple[str, str]]:
             f"SELECT count(*) FROM {model.table} AS m WHERE m.customer_id IS NULL OR NOT EXISTS "
             f"(SELECT 1 FROM {ACTIVE_XREF} AS x WHERE x.customer_id = m.customer_id)",
         )
-    if model.name == "customer_360":
+    if model.name in EVERY_CUSTOMER_MODELS:
         queries["every_customer_present"] = (
-            "customer_360 has exactly the customers of profiles.active_xref: none missing.",
+            f"{model.name} has exactly the customers of profiles.active_xref: none missing.",
             f"SELECT count(*) FROM (SELECT DISTINCT customer_id FROM {ACTIVE_XREF}) AS x "
             f"WHERE NOT EXISTS (SELECT 1 FROM {model.table} AS m WHERE m.customer_id = x.customer_id)",
         )
@@ -113,9 +141,14 @@ def build_mart_checks(model: SqlModel) -> list[dg.AssetChecksDefinition]:
             for name, (description, query) in check_queries(model).items()]
 
 
-def build_context_definitions(models_dir: Path) -> dg.Definitions:
-    """One asset per SQL file, the sentiment asset, and checks on every mart."""
+def build_context_definitions(models_dir: Path, segments_file: Path | None = None) -> dg.Definitions:
+    """One asset per SQL file, the sentiment asset, and checks on every mart.
+
+    `segments_file` (default: the segments file of the configuration folder) names the segment
+    assets a model reading segments.membership depends on.
+    """
     models = discover_models(models_dir)
-    assets = [int_text_sentiment] + [build_model_asset(m) for m in models]
+    segment_keys = declared_segment_keys(segments_file or settings.config_dir() / SEGMENTS_FILE)
+    assets = [int_text_sentiment] + [build_model_asset(m, segment_keys) for m in models]
     checks = [check for m in models if m.layer == "marts" for check in build_mart_checks(m)]
     return dg.Definitions(assets=assets, asset_checks=checks)

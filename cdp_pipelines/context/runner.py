@@ -18,6 +18,14 @@ import yaml
 from psycopg import sql as pgsql
 
 from cdp_pipelines.context.sql_models import VAR_PATTERN, SqlModel
+from cdp_pipelines.segments.build import MEMBERSHIP_TABLE
+
+# Tables models may read that other stages write, with the columns they always have. A model
+# reading one must still run when that stage wrote nothing (no segments declared, a warehouse
+# where the stage never ran): the table is then created empty first.
+TABLES_FROM_OTHER_STAGES: dict[tuple[str, str], str] = {
+    tuple(MEMBERSHIP_TABLE.split(".")): "segment VARCHAR, customer_id VARCHAR, added_at TIMESTAMP",
+}
 
 _INTERVAL = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day|week|month|year)s?\s*$", re.IGNORECASE)
 
@@ -87,9 +95,19 @@ def _select_only(rendered: str) -> str:
     return rendered.strip().rstrip(";").strip()
 
 
+def ensure_inputs_exist(execute, model: SqlModel) -> None:
+    """Create, empty, the tables of other stages the model reads and which do not exist yet."""
+    for schema, table in model.deps:
+        columns = TABLES_FROM_OTHER_STAGES.get((schema, table))
+        if columns:
+            execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            execute(f'CREATE TABLE IF NOT EXISTS "{schema}"."{table}" ({columns})')
+
+
 def run_on_duckdb(con, model: SqlModel, variables: Mapping[str, Any]) -> None:
     """CREATE OR REPLACE the model's table in the DuckDB warehouse."""
     select = _select_only(render(model.sql, variables))
+    ensure_inputs_exist(con.execute, model)
     con.execute(f'CREATE SCHEMA IF NOT EXISTS "{model.layer}"')
     con.execute(f'CREATE OR REPLACE TABLE "{model.layer}"."{model.name}" AS\n{select}')
 
@@ -99,6 +117,7 @@ def run_on_postgres(conn, model: SqlModel, variables: Mapping[str, Any]) -> None
     select = to_postgres(_select_only(render(model.sql, variables)))
     table = pgsql.Identifier(model.layer, model.name)
     with conn.transaction():
+        ensure_inputs_exist(conn.execute, model)
         conn.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pgsql.Identifier(model.layer)))
         conn.execute(pgsql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(table))
         conn.execute(pgsql.SQL("CREATE TABLE {} AS ").format(table) + pgsql.SQL(select))

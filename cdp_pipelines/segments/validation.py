@@ -1,10 +1,14 @@
 """Check a segment rule before it ever reaches the warehouse.
 
-A rule is one SQL boolean expression over `marts.customer_360` (alias `customer_360`), which may
-use subqueries (EXISTS, IN, scalar) over an allow-list of tables. It is parsed with sqlglot as an
+A rule is one SQL boolean expression over `marts.customer_profile` under the alias `customer_360`
+(the customer columns marketers know from customer_360), which may use subqueries (EXISTS, IN,
+scalar) over an allow-list of tables. It is parsed with sqlglot as an
 expression, never as a statement, and the SQL that runs is regenerated from the checked tree, so
 what runs is exactly what was checked. Functions are allow-listed: anything that reads files,
 touches settings or sequences, or runs SQL from a string is refused.
+
+Rules never read `marts.customer_360` itself: that table lists each customer's current segments,
+so it is built after them. `marts.customer_profile` is the same table without that column.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from sqlglot.tokens import TokenType
 from cdp_pipelines.segments.config import SegmentConfigError
 
 DIALECT = "duckdb"
-BASE_TABLE = "marts.customer_360"
+BASE_TABLE = "marts.customer_profile"
 BASE_ALIAS = "customer_360"
+# Built from the segments (it lists them), so a rule reading it would make a cycle.
+SEGMENTED_TABLE = "marts.customer_360"
 CONSENT_TABLE = "profiles.consent"
 ALLOWED_TABLES: frozenset[str] = frozenset({
     BASE_TABLE,
@@ -130,6 +136,9 @@ def _check_nodes(segment: str, condition: exp.Expression) -> tuple[str, ...]:
                                           f"{sorted(ALLOWED_TABLES)} may be read")
                 continue
             name = _table_name(node)
+            if name == SEGMENTED_TABLE:
+                raise _error(segment, f"rule reads {SEGMENTED_TABLE}, which is built from the segments; "
+                                      f"read {BASE_TABLE} (the same customer columns) instead")
             if name not in ALLOWED_TABLES:
                 raise _error(segment, f"rule reads table {name!r}, which is not allowed; "
                                       f"allowed tables: {', '.join(sorted(ALLOWED_TABLES))}")

@@ -72,7 +72,7 @@ SELECT
     coalesce(cs.handling_minutes_7d, 0) AS handling_minutes_7d,
     coalesce(cs.handling_minutes_30d, 0) AS handling_minutes_30d,
     as_of.at AS as_of
-FROM marts.customer_360 AS c
+FROM marts.customer_profile AS c
 CROSS JOIN as_of
 LEFT JOIN last_contact AS lc ON lc.customer_id = c.customer_id
 LEFT JOIN staging.stg_crm_cases AS last_case ON last_case.case_id = lc.case_id
