@@ -1,0 +1,533 @@
+"""End-to-end benchmark: the whole graph at scale, measured against bare Splink on the same input.
+
+One benchmark run:
+
+1. generates ``--persons`` people (about four source records each) into ``WORKDIR/data``, or
+   reuses a generation already there with the same persons and seed;
+2. runs the ``full_refresh`` job in this process on a fresh warehouse, artifacts folder, Dagster
+   instance and (unless ``--no-serving``) a fresh PostgreSQL database that is dropped afterwards;
+3. reads per-step wall time from the Dagster event log (STEP_START to STEP_SUCCESS/FAILURE) and
+   groups steps by stage (asset group), records peak RSS of this process and its children, CPU
+   time, load average, records per second and comparisons per blocking rule;
+4. in a child process, on the warehouse's ``identity.nodes`` just written, trains and predicts
+   with bare Splink exactly as ``cdp_pipelines/identity/splink_model.py`` does (same settings,
+   same training calls, same connection settings) and reports the pipeline's Splink time over
+   bare Splink's, and the share of total time spent outside Splink;
+5. evaluates accuracy against the generated ground truth;
+6. prints a table and writes the figures as JSON (``WORKDIR/bench.json`` unless ``--json``).
+
+Usage::
+
+    python benchmarks/pipeline_bench.py --persons 250000 --workdir /tmp/cdp-bench/p250000
+    cdp bench --persons 250000          # the same, when the command is mounted
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+DEFAULT_SERVING_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+GENERATION_MARKER = "generation.json"
+DUCKDB_THREADS = 2
+DUCKDB_MEMORY_LIMIT = "8GB"
+
+
+# ----------------------------------------------------------------------------------------------
+# measurement helpers
+
+
+def peak_rss_bytes() -> dict[str, int]:
+    """Peak resident set size of this process and of its largest waited-for child (Linux: KiB)."""
+    self_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"self": self_kib * 1024, "children": children_kib * 1024, "max": max(self_kib, children_kib) * 1024}
+
+
+def cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime
+
+
+class LoadSampler:
+    """Samples the 1-minute load average and this process's RSS every few seconds."""
+
+    def __init__(self, every: float = 2.0) -> None:
+        self.every = every
+        self.samples: list[tuple[float, float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _rss(self) -> int:
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            return 0
+
+    def _run(self) -> None:
+        start = time.perf_counter()
+        while not self._stop.wait(self.every):
+            self.samples.append((time.perf_counter() - start, os.getloadavg()[0], self._rss()))
+
+    def __enter__(self) -> "LoadSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def summary(self) -> dict:
+        loads = [s[1] for s in self.samples] or [os.getloadavg()[0]]
+        return {"load1_mean": round(sum(loads) / len(loads), 2), "load1_max": round(max(loads), 2),
+                "samples": len(self.samples)}
+
+
+def gib(n: float) -> float:
+    return round(n / 2**30, 2)
+
+
+# ----------------------------------------------------------------------------------------------
+# data and environment
+
+
+def ensure_generation(data_dir: Path, persons: int, seed: int) -> dict:
+    """Generate the source files, or reuse a complete generation with the same persons and seed."""
+    marker = data_dir / GENERATION_MARKER
+    if marker.exists():
+        previous = json.loads(marker.read_text())
+        if previous.get("persons") == persons and previous.get("seed") == seed:
+            return {**previous, "reused": True}
+    from cdp_pipelines.synthetic import generate_dataset
+
+    if data_dir.exists():
+        shutil.rmtree(data_dir)
+    started = time.perf_counter()
+    summary = generate_dataset(persons=persons, seed=seed, out_dir=data_dir)
+    info = {"persons": persons, "seed": seed, "counts": dict(summary.counts),
+            "seconds": round(time.perf_counter() - started, 1)}
+    marker.write_text(json.dumps(info, indent=2))
+    return {**info, "reused": False}
+
+
+def fresh_environment(workdir: Path, data_dir: Path) -> dict[str, Path]:
+    """Empty warehouse, artifacts, exports and Dagster instance under workdir, wired through env."""
+    paths = {
+        "warehouse": workdir / "warehouse.duckdb",
+        "artifacts": workdir / "artifacts",
+        "exports": workdir / "exports",
+        "dagster_home": workdir / "dagster_home",
+    }
+    for suffix in ("", ".wal"):
+        Path(str(paths["warehouse"]) + suffix).unlink(missing_ok=True)
+    for key in ("artifacts", "exports", "dagster_home"):
+        shutil.rmtree(paths[key], ignore_errors=True)
+        paths[key].mkdir(parents=True)
+    (paths["dagster_home"] / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    os.environ.update({
+        "CDP_DATA_DIR": str(data_dir),
+        "CDP_WAREHOUSE": str(paths["warehouse"]),
+        "CDP_ARTIFACTS_DIR": str(paths["artifacts"]),
+        "CDP_EXPORT_DIR": str(paths["exports"]),
+        "DAGSTER_HOME": str(paths["dagster_home"]),
+    })
+    return paths
+
+
+class ServingDatabase:
+    """A fresh PostgreSQL database for one benchmark run, dropped on exit."""
+
+    def __init__(self, admin_url: str, name: str) -> None:
+        self.admin_url = admin_url
+        self.name = name
+        self.url: str | None = None
+
+    def __enter__(self) -> "ServingDatabase":
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.admin_url, autocommit=True) as con:
+            con.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))
+            con.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
+        base, _, _ = self.admin_url.rpartition("/")
+        self.url = f"{base}/{self.name}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.admin_url, autocommit=True) as con:
+            con.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))
+
+
+# ----------------------------------------------------------------------------------------------
+# the pipeline run and its event log
+
+
+def step_groups(instance, run_id: str) -> dict[str, str]:
+    """step key -> asset group, from the materializations and check evaluations of the run."""
+    from cdp_pipelines.runner import load_definitions
+
+    graph = load_definitions().resolve_asset_graph()
+    groups: dict[str, str] = {}
+    for record in instance.all_logs(run_id):
+        event = record.dagster_event
+        if event is None or not record.step_key:
+            continue
+        key = None
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            key = event.asset_key
+        elif event.event_type_value == "ASSET_CHECK_EVALUATION":
+            key = event.event_specific_data.asset_key
+        if key is not None and record.step_key not in groups and graph.has(key):
+            groups[record.step_key] = graph.get(key).group_name or "default"
+    return groups
+
+
+def step_timings(instance, run_id: str) -> list[dict]:
+    """Per step: start, end and wall seconds (relative to the run's first step start)."""
+    starts: dict[str, float] = {}
+    ends: dict[str, tuple[float, str]] = {}
+    for record in instance.all_logs(run_id):
+        event = record.dagster_event
+        if event is None or not record.step_key:
+            continue
+        kind = event.event_type_value
+        if kind == "STEP_START":
+            starts[record.step_key] = record.timestamp
+        elif kind in {"STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"}:
+            ends[record.step_key] = (record.timestamp, kind)
+    if not starts:
+        return []
+    origin = min(starts.values())
+    groups = step_groups(instance, run_id)
+    rows = []
+    for step, start in sorted(starts.items(), key=lambda kv: kv[1]):
+        end, kind = ends.get(step, (start, "UNFINISHED"))
+        rows.append({"step": step, "group": groups.get(step, "other"), "status": kind,
+                     "start": round(start - origin, 3), "end": round(end - origin, 3),
+                     "seconds": round(end - start, 3)})
+    return rows
+
+
+def stage_table(steps: list[dict]) -> dict[str, dict]:
+    """Per stage: summed step seconds, span from first start to last end, and step count."""
+    stages: dict[str, dict] = {}
+    for row in steps:
+        s = stages.setdefault(row["group"], {"seconds": 0.0, "first_start": row["start"], "last_end": row["end"], "steps": 0})
+        s["seconds"] += row["seconds"]
+        s["first_start"] = min(s["first_start"], row["start"])
+        s["last_end"] = max(s["last_end"], row["end"])
+        s["steps"] += 1
+    for s in stages.values():
+        s["seconds"] = round(s["seconds"], 2)
+        s["span"] = round(s["last_end"] - s["first_start"], 2)
+    return dict(sorted(stages.items(), key=lambda kv: kv[1]["first_start"]))
+
+
+def run_pipeline(console) -> dict:
+    from cdp_pipelines.runner import dagster_instance, run_full_refresh
+
+    cpu0, wall0 = cpu_seconds(), time.perf_counter()
+    outcome = run_full_refresh(retrain=True, console=console)
+    wall = time.perf_counter() - wall0
+    cpu = cpu_seconds() - cpu0
+    instance = dagster_instance()
+    steps = step_timings(instance, outcome.run_id)
+    return {"outcome": outcome, "wall": wall, "cpu": cpu, "steps": steps, "stages": stage_table(steps)}
+
+
+# ----------------------------------------------------------------------------------------------
+# bare Splink, in a child process on the warehouse just written
+
+
+def bare_splink(warehouse: Path, config_dir: Path) -> dict:
+    """Train and predict with Splink directly on identity.nodes, as splink_model.py does."""
+    import duckdb
+    from splink import Linker
+    from splink.backends.duckdb import DuckDBAPI
+
+    from cdp_pipelines.identity.config import load_identity_config
+    from cdp_pipelines.identity.splink_model import NODE_COLUMNS, blocking_rule_sql, settings_dict
+
+    config = load_identity_config(config_dir / "identity.yaml").probabilistic
+    schema = "bench_bare_splink"
+    con = duckdb.connect(str(warehouse))
+    # The same connection settings as WarehouseResource.connect gives the pipeline.
+    con.execute(f"SET threads = {DUCKDB_THREADS}")
+    con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
+    con.execute("SET preserve_insertion_order = false")
+    con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    con.execute(f"CREATE SCHEMA {schema}")
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter
+    try:
+        t = clock()
+        api = DuckDBAPI(con, output_schema=schema)
+        sources = [r[0] for r in con.execute("SELECT DISTINCT source FROM identity.nodes ORDER BY 1").fetchall()]
+        columns = ", ".join(("node_id", "component", "strong", *NODE_COLUMNS))
+        frames = [api.register(con.sql(f"SELECT {columns} FROM identity.nodes WHERE source = '{s}'"),
+                               table_name=f"bare_nodes_{s}") for s in sources]
+        linker = Linker(frames, settings_dict(config), log_level=logging.ERROR)
+        seconds["setup"] = clock() - t
+
+        t = clock()
+        linker.training.estimate_probability_two_random_records_match(
+            [blocking_rule_sql(r, across_components=False) for r in config.training.prior_rules],
+            recall=config.training.prior_recall)
+        seconds["prior"] = clock() - t
+        t = clock()
+        linker.training.estimate_u_using_random_sampling(max_pairs=config.training.u_max_pairs, seed=config.training.seed)
+        seconds["u"] = clock() - t
+        em = []
+        for rule in config.training.em_blocking_rules:
+            t = clock()
+            try:
+                linker.training.estimate_parameters_using_expectation_maximisation(
+                    blocking_rule_sql(rule, across_components=False), fix_u_probabilities=True)
+                converged = True
+            except ValueError:
+                converged = False
+            em.append({"blocking": "+".join(rule), "seconds": round(clock() - t, 2), "converged": converged})
+        seconds["em"] = sum(e["seconds"] for e in em)
+        t = clock()
+        predictions = linker.inference.predict(threshold_match_probability=config.keep_probability)
+        seconds["predict"] = clock() - t
+        pairs = con.execute(f"SELECT count(*) FROM {predictions.physical_name}").fetchall()[0][0]
+        train_predict = sum(seconds[k] for k in ("setup", "prior", "u", "em", "predict"))
+
+        # Not part of bare train-and-predict: what the pipeline does on top, timed for attribution.
+        extra: dict[str, float] = {}
+        t = clock()
+        records = linker.blocking_analysis.count_comparisons_from_blocking_rules(
+            [blocking_rule_sql(r) for r in config.blocking_rules], record_sample_proportion=1.0)
+        extra["count_comparisons"] = clock() - t
+        t = clock()
+        con.execute(f"CREATE TABLE {schema}.edges_copy AS SELECT * FROM {predictions.physical_name}")
+        extra["copy_predictions"] = clock() - t
+        t = clock()
+        tmp_model = warehouse.parent / "bare_model.json"
+        linker.misc.save_model_to_json(str(tmp_model), overwrite=True)
+        tmp_model.unlink(missing_ok=True)
+        extra["save_model"] = clock() - t
+        comparisons = [{"rule": "+".join(rule), "comparisons": int(r["marginal_comparison_count"])}
+                       for rule, r in zip(config.blocking_rules, records)]
+    finally:
+        con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        con.close()
+    return {
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "train_predict_seconds": round(train_predict, 2),
+        "em_sessions": em,
+        "pairs_kept": int(pairs),
+        "comparisons_by_rule": comparisons,
+        "pipeline_extras_seconds": {k: round(v, 2) for k, v in extra.items()},
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
+
+
+def run_bare_in_child(warehouse: Path, config_dir: Path) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-m", "cdp_pipelines.bench", "_bare", str(warehouse), str(config_dir)],
+        capture_output=True, text=True, check=False,
+    )
+    if proc.returncode != 0:
+        return {"error": proc.stderr[-2000:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------------------------
+# the benchmark
+
+
+def evaluate_accuracy(warehouse: Path, truth: Path) -> dict:
+    import duckdb
+
+    from cdp_pipelines.identity.evaluation import evaluate
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        report = evaluate(con, truth, by_source_pair=False)
+    finally:
+        con.close()
+    return {k: v for k, v in report.items() if k != "by_source_pair"}
+
+
+def benchmark(persons: int, workdir: Path, seed: int = 42, serving_admin_url: str | None = DEFAULT_SERVING_ADMIN_URL,
+              bare: bool = True, evaluate: bool = True) -> dict:
+    from rich.console import Console
+
+    from cdp_pipelines import settings
+
+    console = Console(stderr=True)
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    data_dir = workdir / "data"
+    load_before = os.getloadavg()
+    t = time.perf_counter()
+    generation = ensure_generation(data_dir, persons, seed)
+    generation_seconds = time.perf_counter() - t
+    paths = fresh_environment(workdir, data_dir)
+
+    result: dict = {
+        "persons": persons, "seed": seed, "workdir": str(workdir),
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "memory_gib": gib(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))},
+        "generation": {**generation, "wall_seconds": round(generation_seconds, 1)},
+        "load_average_before": [round(x, 2) for x in load_before],
+    }
+    rss_before = peak_rss_bytes()
+    serving = ServingDatabase(serving_admin_url, f"cdp_bench_{persons}_{os.getpid()}") if serving_admin_url else None
+    with LoadSampler() as sampler:
+        if serving is not None:
+            serving.__enter__()
+            os.environ[settings.ENV_SERVING_URL] = serving.url
+        else:
+            os.environ.pop(settings.ENV_SERVING_URL, None)
+        try:
+            run = run_pipeline(console)
+        finally:
+            if serving is not None:
+                serving.__exit__(None, None, None)
+        pipeline_rss = peak_rss_bytes()
+        rss_trace = [s[2] for s in sampler.samples]
+        bare_result = run_bare_in_child(paths["warehouse"], settings.config_dir()) if bare else None
+    result["load_average"] = {**sampler.summary(), "after": [round(x, 2) for x in os.getloadavg()]}
+
+    outcome = run["outcome"]
+    identity_summary_path = paths["artifacts"] / "identity" / "last_run_summary.json"
+    identity = json.loads(identity_summary_path.read_text()) if identity_summary_path.exists() else {}
+    per_source = outcome.summary.get("records_per_source", {})
+    records_read = sum(v["read"] for v in per_source.values())
+    comparisons = sum(r["comparisons"] for r in identity.get("comparisons_by_rule", []))
+    id_seconds = identity.get("seconds", {})
+    pipeline_splink = id_seconds.get("splink_train", 0.0) + id_seconds.get("splink_predict", 0.0)
+    steps_total = sum(r["seconds"] for r in run["steps"])
+    identity_step = sum(r["seconds"] for r in run["steps"] if r["step"] == "identity_graph")
+
+    result.update({
+        "success": outcome.success,
+        "failed_checks": outcome.summary.get("failed_checks", []),
+        "failed_steps": outcome.summary.get("failed_steps", []),
+        "records_read": records_read,
+        "records_per_source": per_source,
+        "customers": outcome.summary.get("customers_resolved"),
+        "wall_seconds": round(run["wall"], 2),
+        "steps_seconds": round(steps_total, 2),
+        "outside_steps_seconds": round(run["wall"] - steps_total, 2),
+        "cpu_seconds": round(run["cpu"], 1),
+        "cpu_utilisation": round(run["cpu"] / run["wall"], 2) if run["wall"] else None,
+        "records_per_second": round(records_read / run["wall"], 1) if run["wall"] else None,
+        "stages": run["stages"],
+        "steps": run["steps"],
+        "peak_rss": {k: gib(v) for k, v in pipeline_rss.items()},
+        "peak_rss_sampled_gib": gib(max(rss_trace)) if rss_trace else None,
+        "peak_rss_before_run_gib": gib(rss_before["max"]),
+        "identity": {
+            "records": identity.get("records"), "splink_nodes": identity.get("splink_nodes"),
+            "seconds": id_seconds, "identity_step_seconds": round(identity_step, 2),
+            "identity_unaccounted_seconds": round(identity_step - sum(id_seconds.values()), 2),
+            "comparisons_by_rule": identity.get("comparisons_by_rule", []),
+            "comparisons": comparisons,
+            "comparisons_per_second_predict": round(comparisons / id_seconds["splink_predict"], 1)
+            if id_seconds.get("splink_predict") else None,
+            "probabilistic_edges": identity.get("probabilistic_edges"),
+            "links_accepted": identity.get("links_accepted"),
+        },
+        "pipeline_splink_seconds": round(pipeline_splink, 2),
+    })
+    if bare_result is not None:
+        result["bare_splink"] = bare_result
+        bare_seconds = bare_result.get("train_predict_seconds")
+        if bare_seconds:
+            result["splink_ratio_pipeline_over_bare"] = round(pipeline_splink / bare_seconds, 2)
+            result["share_outside_bare_splink"] = round(1 - bare_seconds / run["wall"], 3)
+            result["peak_rss"]["bare_splink_child"] = gib(bare_result["peak_rss_bytes"])
+    result["share_outside_pipeline_splink"] = round(1 - pipeline_splink / run["wall"], 3) if run["wall"] else None
+    if evaluate and (data_dir / "ground_truth.csv").exists() and paths["warehouse"].exists():
+        result["accuracy"] = evaluate_accuracy(paths["warehouse"], data_dir / "ground_truth.csv")
+    return result
+
+
+def format_report(r: dict) -> str:
+    lines = [f"persons {r['persons']:,}  records {r['records_read']:,}  customers {r.get('customers') or 0:,}  "
+             f"success {r['success']}",
+             f"load average before {r['load_average_before']}  during mean {r['load_average']['load1_mean']} "
+             f"max {r['load_average']['load1_max']}",
+             "",
+             f"{'stage':<14}{'steps':>6}{'seconds':>10}{'share':>8}"]
+    for name, s in r["stages"].items():
+        lines.append(f"{name:<14}{s['steps']:>6}{s['seconds']:>10.1f}{s['seconds'] / r['wall_seconds']:>8.0%}")
+    lines.append(f"{'(outside steps)':<14}{'':>6}{r['outside_steps_seconds']:>10.1f}"
+                 f"{r['outside_steps_seconds'] / r['wall_seconds']:>8.0%}")
+    lines.append(f"{'total':<14}{'':>6}{r['wall_seconds']:>10.1f}")
+    ident = r["identity"]
+    lines += ["",
+              f"records/s {r['records_per_second']:,}   CPU {r['cpu_seconds']} s "
+              f"({r['cpu_utilisation']} cores busy on average)",
+              f"peak RSS {r['peak_rss']['max']} GiB (self {r['peak_rss']['self']}, children {r['peak_rss']['children']})",
+              f"identity seconds {ident['seconds']}  (identity step {ident['identity_step_seconds']} s)",
+              f"splink nodes {ident['splink_nodes']:,}  comparisons {ident['comparisons']:,}  "
+              f"per second of predict {ident['comparisons_per_second_predict']:,}"]
+    for row in ident["comparisons_by_rule"]:
+        lines.append(f"  {row['rule']:<28}{row['comparisons']:>14,}")
+    bare = r.get("bare_splink")
+    if bare and "train_predict_seconds" in bare:
+        lines += [f"bare Splink train+predict {bare['train_predict_seconds']} s {bare['seconds']}",
+                  f"pipeline Splink {r['pipeline_splink_seconds']} s  ratio pipeline/bare "
+                  f"{r['splink_ratio_pipeline_over_bare']}",
+                  f"share of total outside bare Splink {r['share_outside_bare_splink']:.0%}, outside pipeline "
+                  f"Splink {r['share_outside_pipeline_splink']:.0%}",
+                  f"pipeline extras (timed bare) {bare['pipeline_extras_seconds']}"]
+    elif bare:
+        lines.append(f"bare Splink failed: {bare.get('error', '')[-300:]}")
+    acc = r.get("accuracy")
+    if acc:
+        lines.append("accuracy " + json.dumps({k: v for k, v in acc.items() if k in ("pairwise", "bcubed")}))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["_bare"]:
+        print(json.dumps(bare_splink(Path(argv[1]), Path(argv[2]))))
+        return 0
+    parser = argparse.ArgumentParser(description="Whole-graph benchmark against bare Splink.")
+    parser.add_argument("--persons", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--workdir", type=Path, default=None, help="default /tmp/cdp-bench/p<persons>")
+    parser.add_argument("--serving-url", default=DEFAULT_SERVING_ADMIN_URL,
+                        help="PostgreSQL URL of an existing database used to create and drop the benchmark's own")
+    parser.add_argument("--no-serving", action="store_true", help="do not publish to PostgreSQL")
+    parser.add_argument("--no-bare", action="store_true", help="skip the bare Splink comparison")
+    parser.add_argument("--no-evaluate", action="store_true")
+    parser.add_argument("--json", type=Path, default=None, help="default WORKDIR/bench.json")
+    args = parser.parse_args(argv)
+    workdir = args.workdir or Path("/tmp/cdp-bench") / f"p{args.persons}"
+    result = benchmark(args.persons, workdir, seed=args.seed,
+                       serving_admin_url=None if args.no_serving else args.serving_url,
+                       bare=not args.no_bare, evaluate=not args.no_evaluate)
+    out = args.json or workdir / "bench.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str))
+    print(format_report(result))
+    print(f"\nJSON: {out}")
+    return 0 if result["success"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
