@@ -106,6 +106,7 @@ def synthetic_raw(rows: int, seed: int = 7) -> pd.DataFrame:
     frame["city"] = _sample(rng, np.array(CITIES, dtype=object), rows)
     frame["country"] = _sample(rng, np.array(COUNTRIES, dtype=object), rows)
     frame["loyalty_card"] = _sample(rng, _pool(people, lambda i: f"lc {i:010d}"), rows, present=0.4)
+    frame["payment_token"] = _sample(rng, _pool(people, lambda i: f"tok_{i:012x}"), rows, present=0.2)
     frame["web_user_id"] = _sample(rng, _pool(people, lambda i: f"u{i:08x}"), rows, present=0.3)
     frame["cookie_id"] = _sample(rng, _pool(rows // 2, lambda i: f"ck-{i:012x}"), rows, present=0.6)
     frame["account_id"] = _sample(rng, _pool(people, lambda i: f"acc{i}"), rows, present=0.3)

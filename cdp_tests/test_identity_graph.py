@@ -13,7 +13,7 @@ from cdp_pipelines.identity.stable_ids import assign_stable_ids
 from cdp_pipelines.settings import PROJECT_ROOT
 
 COLUMNS = ["rid", "source", "source_record_id", "given_name", "first_name", "email", "phone", "phone_kind",
-           "loyalty_card", "web_user_id", "account_id", "order_number", "social_handle", "cookie_id"]
+           "loyalty_card", "web_user_id", "account_id", "order_number", "social_handle", "cookie_id", "payment_token"]
 
 
 def _records(con, rows):

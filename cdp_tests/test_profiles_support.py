@@ -9,14 +9,9 @@ import duckdb
 
 from cdp_pipelines.resources import ProjectPathsResource, WarehouseResource
 from cdp_pipelines.settings import PROJECT_ROOT
+from cdp_pipelines.vocabulary import STANDARDIZED_COLUMNS
 
-CANONICAL = {
-    "first_name": "VARCHAR", "last_name": "VARCHAR", "full_name": "VARCHAR", "given_name": "VARCHAR",
-    "email": "VARCHAR", "phone": "VARCHAR", "phone_kind": "VARCHAR", "date_of_birth": "DATE",
-    "address_line": "VARCHAR", "city": "VARCHAR", "postcode": "VARCHAR", "country": "VARCHAR",
-    "loyalty_card": "VARCHAR", "web_user_id": "VARCHAR", "cookie_id": "VARCHAR", "social_handle": "VARCHAR",
-    "order_number": "VARCHAR", "account_id": "VARCHAR",
-}
+CANONICAL = {column: "DATE" if column == "date_of_birth" else "VARCHAR" for column in STANDARDIZED_COLUMNS}
 SOURCES = ("crm_accounts", "crm_cases", "web_events", "pos_transactions", "reviews", "social_posts")
 CONFIG_DIR = PROJECT_ROOT / "config"
 

@@ -8,16 +8,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-STRONG_IDENTIFIERS = (
-    "email",
-    "phone",
-    "loyalty_card",
-    "web_user_id",
-    "account_id",
-    "order_number",
-    "social_handle",
-    "cookie_id",
-)
+from cdp_pipelines.vocabulary import IDENTIFIER_TYPES
+
+STRONG_IDENTIFIERS = IDENTIFIER_TYPES
 COMPARABLE_COLUMNS = (
     "given_name",
     "first_name",

@@ -13,12 +13,9 @@ import pyarrow as pa
 
 from cdp_pipelines.identity import clustering, deterministic, splink_model, stable_ids
 from cdp_pipelines.identity.config import IdentityConfig, Overrides
+from cdp_pipelines.vocabulary import STANDARDIZED_COLUMNS
 
-RECORD_COLUMNS = (
-    "source", "source_record_id", "observed_at", "first_name", "last_name", "full_name", "given_name",
-    "email", "phone", "phone_kind", "date_of_birth", "address_line", "city", "postcode", "country",
-    "loyalty_card", "web_user_id", "cookie_id", "social_handle", "order_number", "account_id",
-)
+RECORD_COLUMNS = ("source", "source_record_id", "observed_at", *STANDARDIZED_COLUMNS)
 
 
 @dataclass

@@ -18,25 +18,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cdp_pipelines.ingest.errors import SourceContractError, SourcesConfigError
+from cdp_pipelines.vocabulary import MAPPABLE_ATTRIBUTES
 
-CANONICAL_ATTRIBUTES: tuple[str, ...] = (
-    "first_name",
-    "last_name",
-    "full_name",
-    "email",
-    "phone",
-    "date_of_birth",
-    "address_line",
-    "city",
-    "postcode",
-    "country",
-    "loyalty_card",
-    "web_user_id",
-    "cookie_id",
-    "social_handle",
-    "order_number",
-    "account_id",
-)
+CANONICAL_ATTRIBUTES: tuple[str, ...] = MAPPABLE_ATTRIBUTES
 """Attributes a source column may map onto (see docs/architecture.md)."""
 
 MULTI_COLUMN_ATTRIBUTES: frozenset[str] = frozenset({"address_line"})

@@ -10,11 +10,9 @@ import duckdb
 import yaml
 from pydantic import BaseModel, ValidationError
 
-CANONICAL_ATTRIBUTES = (
-    "first_name", "last_name", "full_name", "given_name", "email", "phone", "phone_kind",
-    "date_of_birth", "address_line", "city", "postcode", "country", "loyalty_card", "web_user_id",
-    "cookie_id", "social_handle", "order_number", "account_id",
-)
+from cdp_pipelines.vocabulary import STANDARDIZED_COLUMNS
+
+CANONICAL_ATTRIBUTES = STANDARDIZED_COLUMNS
 SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import duckdb
 
 from cdp_pipelines.profiles.config_files import quoted
+from cdp_pipelines.vocabulary import IDENTIFIER_TYPES as VOCABULARY_IDENTIFIER_TYPES
 
-IDENTIFIER_TYPES = (
-    "email", "phone", "loyalty_card", "cookie_id", "web_user_id", "social_handle", "order_number", "account_id",
-)
+IDENTIFIER_TYPES = VOCABULARY_IDENTIFIER_TYPES
 CUSTOMER_IDENTIFIERS = "profiles.customer_identifiers"
 
 

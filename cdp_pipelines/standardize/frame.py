@@ -20,24 +20,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from cdp_pipelines.vocabulary import CODE_IDENTIFIERS, MAPPABLE_ATTRIBUTES, STANDARDIZED_COLUMNS
 from cdp_pipelines.standardize import addresses, dates, emails, names, phones, postcodes
 from cdp_pipelines.standardize.config import StandardizeConfig, default_config
 from cdp_pipelines.standardize.junk import Status, is_blank, is_placeholder
 
-CANONICAL_COLUMNS: tuple[str, ...] = (
-    "first_name", "last_name", "full_name", "given_name", "email", "phone", "phone_kind",
-    "date_of_birth", "address_line", "city", "postcode", "country", "loyalty_card",
-    "web_user_id", "cookie_id", "social_handle", "order_number", "account_id",
-)
+CANONICAL_COLUMNS: tuple[str, ...] = STANDARDIZED_COLUMNS
 """Identity attributes of docs/architecture.md, in the order standardized tables hold them."""
 
 OUTPUT_COLUMNS: tuple[str, ...] = (*CANONICAL_COLUMNS, "observed_at")
-INPUT_COLUMNS: tuple[str, ...] = (
-    "first_name", "last_name", "full_name", "email", "phone", "date_of_birth", "address_line",
-    "city", "postcode", "country", "loyalty_card", "web_user_id", "cookie_id", "social_handle",
-    "order_number", "account_id", "observed_at",
-)
-IDENTIFIER_COLUMNS: tuple[str, ...] = ("loyalty_card", "web_user_id", "cookie_id", "account_id", "order_number")
+INPUT_COLUMNS: tuple[str, ...] = (*MAPPABLE_ATTRIBUTES, "observed_at")
+IDENTIFIER_COLUMNS: tuple[str, ...] = CODE_IDENTIFIERS
 _KEY_SEPARATOR = "\x1f"
 PARALLEL_MIN_ROWS = 200_000
 """Frames at least this long spread the costly attributes over worker processes."""
