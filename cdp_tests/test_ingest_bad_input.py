@@ -287,16 +287,44 @@ def test_glob_matching_several_files(tmp_path):
           + "1,Again,a@x.com,2024-03-02\n")
     write(tmp_path, "daily/shop_2024-03-01.csv", HEADER + ",channel\n"
           + "1,Person 1,p1@example.com,2024-03-01,web\n2,Person 2,p2@x.com,2024-03-01,shop\n")
-    result = read(make_source(path="daily/shop_*.csv", max_duplicate_id_ratio=0.5), tmp_path)
+    result = read(make_source(path="daily/shop_*.csv"), tmp_path)
     assert [p.name for p in result.files] == ["shop_2024-03-01.csv", "shop_2024-03-02.csv"]
     assert result.rows_read == 5 and result.table.num_rows == 4
-    assert result.table.column("_file").to_pylist() == [
-        "daily/shop_2024-03-01.csv"] * 2 + ["daily/shop_2024-03-02.csv"] * 2
-    assert result.table.column("channel").to_pylist() == ["web", "shop", None, None]
-    assert reasons(result) == [
-        "duplicate record id, first seen in file daily/shop_2024-03-01.csv row 1"
-    ]
+    assert result.rows_per_file == {"daily/shop_2024-03-01.csv": 2, "daily/shop_2024-03-02.csv": 3}
+    rows = {r["_record_id"]: r for r in result.table.to_pylist()}
+    # Record 1 appears again in the later file: an update, not a duplicate.
+    assert rows["1"]["name"] == "Again" and rows["1"]["_file"] == "daily/shop_2024-03-02.csv"
+    assert rows["2"]["channel"] == "shop" and rows["3"]["channel"] is None
+    assert reasons(result) == ["superseded by daily/shop_2024-03-02.csv row 3"]
+    assert result.quarantine.column("file").to_pylist() == ["daily/shop_2024-03-01.csv"]
+    assert json.loads(result.quarantine.column("raw_content")[0].as_py())["name"] == "Person 1"
+    assert result.rows_superseded == 1
     assert result.extra_columns == ["channel"]
+
+
+def test_superseding_chains_across_files_and_duplicates_within_a_file_keep_the_first(tmp_path):
+    write(tmp_path, "shop_1.csv", HEADER + "\n" + good_rows(100))
+    write(tmp_path, "shop_2.csv", HEADER + "\n5,Second,s@x.com,2024-03-02\n5,Twin,t@x.com,2024-03-02\n")
+    write(tmp_path, "shop_3.csv", HEADER + "\n5,Third,t@x.com,2024-03-03\n")
+    result = read(make_source(path="shop_*.csv"), tmp_path)
+    assert result.rows_read == 103 and result.table.num_rows == 100
+    staged = result.table.filter(pa.compute.equal(result.table["_record_id"], "5")).to_pylist()
+    assert [r["name"] for r in staged] == ["Third"]
+    assert sorted(reasons(result)) == [
+        "duplicate record id, first seen in file shop_2.csv row 1",
+        "superseded by shop_2.csv row 1",
+        "superseded by shop_3.csv row 1",
+    ]
+
+
+def test_file_filter_reads_only_the_files_it_accepts(tmp_path):
+    write(tmp_path, "shop_1.csv", HEADER + "\n" + good_rows(3))
+    write(tmp_path, "shop_2.csv", HEADER + "\n" + good_rows(2, start=10))
+    result = read_source(make_source(path="shop_*.csv"), tmp_path, file_filter=lambda p: p.name == "shop_2.csv")
+    assert [p.name for p in result.files] == ["shop_2.csv"]
+    assert result.rows_read == 2 and result.rows_per_file == {"shop_2.csv": 2}
+    nothing = read_source(make_source(path="shop_*.csv"), tmp_path, file_filter=lambda p: False)
+    assert nothing.rows_read == 0 and nothing.files == [] and nothing.table.num_rows == 0
 
 
 def test_parquet_input_becomes_text(tmp_path):

@@ -5,6 +5,10 @@ a reason (``IngestResult.quarantine``); ``rows_read`` always equals the sum of t
 with a whole file or source (missing files, missing columns, too many bad rows) raise
 ``SourceContractError`` with a message naming the file, the column and the problem.
 
+Across the files of one source (sorted by path) a later row with a record id seen in an earlier
+file is an update: it supersedes the earlier row, which goes to the quarantine with the reason
+"superseded by <file> row N". Within one file a repeated id is a duplicate and the first wins.
+
 Format-specific parsing lives in readers_csv / readers_jsonl / readers_parquet; the checks every
 row goes through (record id, timestamp, duplicates) and the table building live here.
 """
@@ -12,14 +16,16 @@ row goes through (record id, timestamp, duplicates) and the table building live 
 from __future__ import annotations
 
 import gc
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from cdp_pipelines.ingest import readers_csv, readers_jsonl, readers_parquet
 from cdp_pipelines.ingest.errors import SourceContractError
@@ -52,6 +58,10 @@ class IngestResult:
     files: list[Path]
     extra_columns: list[str]
     source: str = ""
+    rows_per_file: dict[str, int] = field(default_factory=dict)
+    """Rows read per file label (path relative to the data folder), for incremental tracking."""
+    rows_superseded: int = 0
+    """Rows quarantined because a later file of the source carries the same record id."""
 
     @property
     def rows_staged(self) -> int:
@@ -69,10 +79,18 @@ _FORMAT_READERS: dict[str, Callable[[Path, SourceConfig, RowStager], None]] = {
 }
 
 
-def read_source(source: SourceConfig, data_dir: Path) -> IngestResult:
-    """Read every file of ``source`` under ``data_dir`` as text, quarantining bad rows."""
+def read_source(
+    source: SourceConfig, data_dir: Path, file_filter: Callable[[Path], bool] | None = None
+) -> IngestResult:
+    """Read every file of ``source`` under ``data_dir`` as text, quarantining bad rows.
+
+    ``file_filter`` keeps only the files it returns True for (incremental runs pass one that
+    accepts files not ingested before); when it leaves no file, the result is simply empty.
+    """
     data_dir = Path(data_dir)
     files = resolve_source_files(source, data_dir)
+    if file_filter is not None:
+        files = [path for path in files if file_filter(path)]
     stager = RowStager(source)
     read_file = _FORMAT_READERS[source.format]
     for path in files:
@@ -191,11 +209,15 @@ class RowStager:
         self._duplicate_examples: list[str] = []
         self._bad_timestamps = 0
         self._bad_timestamp_examples: list[str] = []
+        self._rows_per_file: dict[str, int] = {}
+        self._rows_at_file_start = 0
+        self._superseded: dict[int, tuple[str, int]] = {}
 
     # -- per file -------------------------------------------------------------------------
     def start_file(self, label: str) -> None:
         self._file_labels.append(label)
         self._file_index = len(self._file_labels) - 1
+        self._rows_at_file_start = self.rows_read
         self.file_label = label
         self._file_columns: dict[str, None] = {}
         self._format_raw: Callable[[Any], str] = str
@@ -248,6 +270,7 @@ class RowStager:
 
     def finish_file(self) -> None:
         self._flush()
+        self._rows_per_file[self.file_label] = self.rows_read - self._rows_at_file_start
 
     # -- per row --------------------------------------------------------------------------
     def add_values(self, row_number: int, values: list[str | None]) -> None:
@@ -376,7 +399,11 @@ class RowStager:
                     continue
             position = file_bits | numbers[i]
             first = first_seen.setdefault(record_id, position)
-            if first != position:
+            if first != position and (first >> 40) != self._file_index:
+                # A later file updates the record: its row wins, the earlier one is set aside.
+                self._superseded[first] = (self.file_label, numbers[i])
+                first_seen[record_id] = position
+            elif first != position:
                 self._count_duplicate(record_id)
                 self._quarantine_row(numbers[i], record_id, raws[i],
                                      f"duplicate record id, first seen in file "
@@ -409,6 +436,8 @@ class RowStager:
             table = table.cast(schema)
         else:
             table = schema.empty_table()
+        if self._superseded:
+            table = self._set_aside_superseded(table)
         quarantine = pa.table(self._quarantine, schema=QUARANTINE_SCHEMA)
         if self.rows_read != table.num_rows + quarantine.num_rows:
             raise RuntimeError(
@@ -423,7 +452,27 @@ class RowStager:
             files=list(files),
             extra_columns=[c for c in self._all_columns if c not in declared],
             source=self.source.name,
+            rows_per_file=dict(self._rows_per_file),
+            rows_superseded=len(self._superseded),
         )
+
+    def _set_aside_superseded(self, table: pa.Table) -> pa.Table:
+        """Move rows superseded by a later file from the staged table to the quarantine."""
+        label_index = {label: i for i, label in enumerate(self._file_labels)}
+        file_index = pa.array([label_index[f] for f in table.column("_file").to_pylist()], pa.int64())
+        positions = pc.bit_wise_or(pc.shift_left(file_index, 40), table.column("_row_number"))
+        superseded = pc.is_in(positions, value_set=pa.array(list(self._superseded), pa.int64()))
+        q = self._quarantine
+        for row in table.filter(superseded).to_pylist():
+            by_file, by_row = self._superseded[(label_index[row["_file"]] << 40) | row["_row_number"]]
+            values = {k: v for k, v in row.items() if k not in META_COLUMNS and v is not None}
+            q["source"].append(self.source.name)
+            q["record_id"].append(_visible_text(row["_record_id"]))
+            q["file"].append(row["_file"])
+            q["row_number"].append(row["_row_number"])
+            q["raw_content"].append(_visible_text(json.dumps(values, ensure_ascii=False)))
+            q["reason"].append(f"superseded by {by_file} row {by_row}")
+        return table.filter(pc.invert(superseded))
 
     def _check_ratios(self) -> None:
         source, rows = self.source, self.rows_read
