@@ -95,6 +95,22 @@ class LoadSampler:
                 "samples": len(self.samples)}
 
 
+def source_tree() -> dict:
+    """Which code was measured: the tree's path and, when it is a git checkout, its commit and
+    whether it had uncommitted changes."""
+    root = Path(__file__).resolve().parents[1]
+    info: dict = {"path": str(root)}
+    try:
+        info["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                        check=True).stdout.strip()
+        info["dirty"] = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                            capture_output=True, text=True, check=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        marker = root / "COMMIT"
+        info["commit"] = marker.read_text().strip() if marker.exists() else None
+    return info
+
+
 def gib(n: float) -> float:
     return round(n / 2**30, 2)
 
@@ -340,9 +356,12 @@ def bare_splink(warehouse: Path, config_dir: Path) -> dict:
 
 
 def run_bare_in_child(warehouse: Path, config_dir: Path) -> dict:
+    # The child imports the same source tree as this process (a checkout or a snapshot of one).
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run(
         [sys.executable, "-m", "cdp_pipelines.bench", "_bare", str(warehouse), str(config_dir)],
-        capture_output=True, text=True, check=False,
+        capture_output=True, text=True, check=False, env=env,
     )
     if proc.returncode != 0:
         return {"error": proc.stderr[-2000:]}
@@ -383,7 +402,7 @@ def benchmark(persons: int, workdir: Path, seed: int = 42, serving_admin_url: st
     paths = fresh_environment(workdir, data_dir)
 
     result: dict = {
-        "persons": persons, "seed": seed, "workdir": str(workdir),
+        "persons": persons, "seed": seed, "workdir": str(workdir), "source_tree": source_tree(),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "memory_gib": gib(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))},
