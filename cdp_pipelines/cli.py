@@ -73,12 +73,26 @@ def run(
     warehouse: Annotated[Optional[Path], typer.Option(help="DuckDB warehouse file.")] = None,
     sources: Annotated[Optional[Path], typer.Option(help="Sources file (default data/sources.yaml).")] = None,
     retrain: Annotated[bool, typer.Option(help="Train a new identity model even if one is saved.")] = False,
+    incremental: Annotated[bool, typer.Option(
+        "--incremental",
+        help="Read only files not ingested before (new or changed), standardize and link only the "
+             "records they add or change, then refresh everything downstream. Without it: full refresh.",
+    )] = False,
 ) -> None:
-    """Materialize the whole graph in-process on the embedded DuckDB warehouse."""
-    _apply_paths(data_dir, warehouse, sources)
-    from cdp_pipelines.runner import run_full_refresh
+    """Materialize the whole graph in-process on the embedded DuckDB warehouse.
 
-    outcome = run_full_refresh(retrain=retrain, console=console)
+    Runs the `full_refresh` job (every file read again), or with --incremental the `incremental` job.
+
+    Runs are recorded in the Dagster instance at $DAGSTER_HOME (default data/dagster_home).
+    """
+    _apply_paths(data_dir, warehouse, sources)
+    from cdp_pipelines.ingest.errors import SourcesConfigError
+    from cdp_pipelines.runner import run_pipeline
+
+    try:
+        outcome = run_pipeline(incremental=incremental, retrain=retrain, console=console)
+    except SourcesConfigError as error:
+        fail(str(error))
     print(json.dumps(outcome.summary, indent=2, default=str))
     if not outcome.success:
         raise typer.Exit(EXIT_FAILED)

@@ -1,5 +1,8 @@
 """Run the whole graph in-process (what `cdp run` does), with progress and a short summary.
 
+`cdp run` runs the `full_refresh` job; `cdp run --incremental` runs the `incremental` job, which
+reads only files not ingested before (see docs/operations.md).
+
 Runs are recorded in the Dagster instance at $DAGSTER_HOME (default data/dagster_home), so they
 also appear in the UI started with the same DAGSTER_HOME.
 """
@@ -67,16 +70,35 @@ def _watch(instance: dg.DagsterInstance, run_id: str, total: int, finished: thre
 
 def run_full_refresh(retrain: bool = False, console: Console | None = None) -> RunOutcome:
     """Materialize every asset and run every check, returning success and a summary."""
+    return run_pipeline(incremental=False, retrain=retrain, console=console)
+
+
+def run_incremental(retrain: bool = False, console: Console | None = None) -> RunOutcome:
+    """The incremental job: only new or changed files are read, only touched records linked."""
+    return run_pipeline(incremental=True, retrain=retrain, console=console)
+
+
+def pipeline_run_config(incremental: bool, retrain: bool) -> dict:
+    """Run config of either job; the incremental job's defaults are repeated here because a run
+    config given at launch replaces the job's defaults as a whole."""
+    from cdp_pipelines.operations.run_config import incremental_ops_config
+
+    ops = incremental_ops_config(settings.sources_file()) if incremental else {}
+    identity = dict(ops.get("identity_graph", {}).get("config", {}))
+    identity["retrain"] = retrain
+    ops["identity_graph"] = {"config": identity}
+    return {"ops": ops, "loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+def run_pipeline(incremental: bool = False, retrain: bool = False, console: Console | None = None) -> RunOutcome:
+    """Run the full_refresh or incremental job in-process and summarize it."""
     console = console or Console(stderr=True)
     started = time.perf_counter()
     defs = load_definitions()
-    job = defs.resolve_job_def("full_refresh")
+    job = defs.resolve_job_def("incremental" if incremental else "full_refresh")
     instance = dagster_instance()
     run_id = str(uuid.uuid4())
-    run_config = {
-        "ops": {"identity_graph": {"config": {"retrain": retrain}}},
-        "loggers": {"console": {"config": {"log_level": "ERROR"}}},
-    }
+    run_config = pipeline_run_config(incremental, retrain)
     finished = threading.Event()
     total = len(job.graph.nodes)
     watcher = threading.Thread(target=_watch, args=(instance, run_id, total, finished, console), daemon=True)
@@ -94,10 +116,11 @@ def run_full_refresh(retrain: bool = False, console: Console | None = None) -> R
     skipped = [e.step_key for e in result.all_events if e.event_type_value == "STEP_SKIPPED"]
     summary = {
         "run_id": run_id,
+        "job": job.name,
         "success": result.success and not failed_checks,
         "seconds": round(time.perf_counter() - started, 1),
         "warehouse": str(settings.warehouse_path()),
-        **warehouse_summary(settings.warehouse_path()),
+        **warehouse_summary(settings.warehouse_path(), run_id),
         "failed_checks": failed_checks,
         "failed_steps": failed_steps,
         "skipped_steps": skipped,
@@ -109,7 +132,7 @@ def run_full_refresh(retrain: bool = False, console: Console | None = None) -> R
                       run_id=run_id, summary=summary)
 
 
-def warehouse_summary(path: Path) -> dict:
+def warehouse_summary(path: Path, run_id: str | None = None) -> dict:
     """Records per source, customers resolved and tables written, read back from the warehouse."""
     if not path.exists():
         return {}
@@ -127,6 +150,15 @@ def warehouse_summary(path: Path) -> dict:
                 "arg_max(rows_quarantined, ingested_at) FROM quality.ingest_runs GROUP BY ALL ORDER BY 1"
             ).fetchall()
             summary["records_per_source"] = {s: {"read": r, "staged": st, "quarantined": q} for s, r, st, q in rows}
+        if "quality.record_changes" in names and run_id:
+            changes = con.execute(
+                "SELECT source, change, count(*) FROM quality.record_changes WHERE run_id = ? GROUP BY ALL ORDER BY 1, 2",
+                [run_id],
+            ).fetchall()
+            if changes:
+                summary["record_changes"] = {}
+                for source, change, count in changes:
+                    summary["record_changes"].setdefault(source, {})[change] = int(count)
         if "identity.customer_xref" in names:
             summary["customers_resolved"] = con.execute(
                 "SELECT count(DISTINCT customer_id) FROM identity.customer_xref"

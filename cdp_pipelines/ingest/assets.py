@@ -1,5 +1,10 @@
 """Dagster assets of the ingest stage: one asset per declared source, built from the sources
-file, each guarded by a blocking contract check and a blocking reconciliation check."""
+file, each guarded by a blocking contract check and a blocking reconciliation check.
+
+A full refresh rebuilds raw.<source> from every file. An incremental run (``incremental: true``
+in the step's config) reads only files not ingested before and merges their rows into the
+table (see cdp_pipelines.operations), logging the record ids it touched for the next stages.
+"""
 
 
 from pathlib import Path
@@ -12,10 +17,23 @@ from cdp_pipelines.ingest.quality import validate_frame
 from cdp_pipelines.ingest.readers import QUARANTINE_SCHEMA, read_source
 from cdp_pipelines.ingest.sources_config import SourceConfig, load_sources
 from cdp_pipelines.metadata import OWNERS, null_rates, table_metadata
+from cdp_pipelines.operations.tracking import (
+    ensure_tracking_tables,
+    new_or_changed_filter,
+    record_ingested_files,
+)
+from cdp_pipelines.operations.upsert import upsert_raw
 from cdp_pipelines.resources import ProjectPathsResource, WarehouseResource
 
 RUNS_TABLE = "quality.ingest_runs"
 QUARANTINE_TABLE = "quality.quarantine"
+
+
+class IngestRunConfig(dg.Config):
+    """Run-time choices for ingesting a source."""
+
+    incremental: bool = False
+    """Read only files not ingested before and merge their rows into the raw table."""
 
 
 def raw_key(name: str) -> dg.AssetKey:
@@ -35,6 +53,10 @@ def ensure_quality_tables(con: duckdb.DuckDBPyConnection) -> None:
             run_id VARCHAR, source VARCHAR, ingested_at TIMESTAMP, files VARCHAR, rows_read BIGINT,
             rows_staged BIGINT, rows_quarantined BIGINT, extra_columns VARCHAR, contract_error VARCHAR)"""
     )
+    # Columns added for incremental runs; older warehouses gain them on first use.
+    con.execute(f"ALTER TABLE {RUNS_TABLE} ADD COLUMN IF NOT EXISTS mode VARCHAR")
+    con.execute(f"ALTER TABLE {RUNS_TABLE} ADD COLUMN IF NOT EXISTS previous_rows_superseded BIGINT")
+    ensure_tracking_tables(con)
 
 
 def current_source(paths: ProjectPathsResource, name: str, fallback: SourceConfig) -> SourceConfig:
@@ -48,10 +70,50 @@ def current_source(paths: ProjectPathsResource, name: str, fallback: SourceConfi
 def _record_run(con, run_id: str, source: str, **values) -> None:
     con.execute(f"DELETE FROM {RUNS_TABLE} WHERE run_id = ? AND source = ?", [run_id, source])
     con.execute(
-        f"INSERT INTO {RUNS_TABLE} VALUES (?, ?, now(), ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO {RUNS_TABLE} (run_id, source, ingested_at, files, rows_read, rows_staged, rows_quarantined, "
+        f"extra_columns, contract_error, mode, previous_rows_superseded) VALUES (?, ?, now(), ?, ?, ?, ?, ?, ?, ?, ?)",
         [run_id, source, values.get("files", ""), values.get("rows_read", 0), values.get("rows_staged", 0),
-         values.get("rows_quarantined", 0), values.get("extra_columns", ""), values.get("contract_error")],
+         values.get("rows_quarantined", 0), values.get("extra_columns", ""), values.get("contract_error"),
+         values.get("mode", "full"), values.get("previous_rows_superseded", 0)],
     )
+
+
+def _store_full(con, table: str, result, source: str, run_id: str) -> dict:
+    """Full refresh: the raw table and the source's ingest quarantine are rebuilt."""
+    con.register("_staged", result.table)
+    con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _staged")
+    con.unregister("_staged")
+    con.execute(f"DELETE FROM {QUARANTINE_TABLE} WHERE stage = 'ingest' AND source = ?", [source])
+    _insert_quarantine(con, result, run_id)
+    return {"rows_staged": result.rows_staged, "rows_quarantined": result.rows_quarantined}
+
+
+def _store_incremental(con, table: str, result, source: str, run_id: str, labels: list[str]) -> dict:
+    """Incremental: merge the new files' rows into the raw table (see operations.upsert)."""
+    if labels:
+        # A changed file read again replaces what its previous version set aside.
+        con.execute(
+            f"DELETE FROM {QUARANTINE_TABLE} WHERE stage = 'ingest' AND source = ? AND list_contains(?, file)",
+            [source, labels],
+        )
+    _insert_quarantine(con, result, run_id)
+    counts = upsert_raw(con, table, result.table, source, run_id, labels, QUARANTINE_TABLE)
+    return {
+        "rows_staged": counts.staged,
+        "rows_quarantined": result.rows_quarantined + counts.batch_rows_superseded,
+        "previous_rows_superseded": counts.previous_rows_superseded,
+        "records_new": counts.new, "records_changed": counts.changed, "records_unchanged": counts.unchanged,
+    }
+
+
+def _insert_quarantine(con, result, run_id: str) -> None:
+    con.register("_quarantine", result.quarantine.cast(QUARANTINE_SCHEMA))
+    con.execute(
+        f"INSERT INTO {QUARANTINE_TABLE} SELECT 'ingest', source, record_id, file, row_number, "
+        f"raw_content, reason, ?, now() FROM _quarantine",
+        [run_id],
+    )
+    con.unregister("_quarantine")
 
 
 def build_raw_asset(declared: SourceConfig) -> dg.AssetsDefinition:
@@ -64,35 +126,39 @@ def build_raw_asset(declared: SourceConfig) -> dg.AssetsDefinition:
                     f"`{declared.path}` as text, with its file and row number. Unreadable rows go to "
                     f"`{QUARANTINE_TABLE}` with their reason.",
     )
-    def _raw(context: dg.AssetExecutionContext, warehouse: WarehouseResource, paths: ProjectPathsResource):
+    def _raw(context: dg.AssetExecutionContext, config: IngestRunConfig, warehouse: WarehouseResource,
+             paths: ProjectPathsResource):
         source = current_source(paths, declared.name, declared)
         table = f"raw.{source.name}"
+        run_id = context.run.run_id
+        data_dir = Path(paths.data_dir)
+        mode = "incremental" if config.incremental else "full"
         with warehouse.connect() as con:
             ensure_quality_tables(con)
+            file_filter = new_or_changed_filter(con, source.name, data_dir) if config.incremental else None
             try:
-                result = read_source(source, Path(paths.data_dir))
+                result = read_source(source, data_dir, file_filter=file_filter)
             except SourceContractError as error:
                 # A broken contract is reported by the blocking check, which stops everything
                 # downstream; the previous raw table is left as it was.
-                _record_run(con, context.run.run_id, source.name, contract_error=str(error))
+                _record_run(con, run_id, source.name, contract_error=str(error), mode=mode)
                 context.log.error(str(error))
                 return dg.MaterializeResult(metadata={"contract_error": dg.MetadataValue.text(str(error))})
-            con.register("_staged", result.table)
-            con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _staged")
-            con.unregister("_staged")
-            con.execute(f"DELETE FROM {QUARANTINE_TABLE} WHERE stage = 'ingest' AND source = ?", [source.name])
-            con.register("_quarantine", result.quarantine.cast(QUARANTINE_SCHEMA))
-            con.execute(
-                f"INSERT INTO {QUARANTINE_TABLE} SELECT 'ingest', source, record_id, file, row_number, "
-                f"raw_content, reason, ?, now() FROM _quarantine",
-                [context.run.run_id],
-            )
-            con.unregister("_quarantine")
+            labels = list(result.rows_per_file)
+            con.execute("BEGIN TRANSACTION")
+            if config.incremental:
+                counts = _store_incremental(con, table, result, source.name, run_id, labels)
+            else:
+                counts = _store_full(con, table, result, source.name, run_id)
+            record_ingested_files(con, source.name, result.files, data_dir, result.rows_per_file, run_id,
+                                  replace_all=not config.incremental)
             _record_run(
-                con, context.run.run_id, source.name, files=", ".join(p.name for p in result.files),
-                rows_read=result.rows_read, rows_staged=result.rows_staged,
-                rows_quarantined=result.rows_quarantined, extra_columns=", ".join(result.extra_columns),
+                con, run_id, source.name, files=", ".join(labels), rows_read=result.rows_read,
+                rows_staged=counts["rows_staged"], rows_quarantined=counts["rows_quarantined"],
+                extra_columns=", ".join(result.extra_columns), mode=mode,
+                previous_rows_superseded=counts.get("previous_rows_superseded", 0),
             )
+            con.execute("COMMIT")
             reasons = con.execute(
                 f"SELECT reason, count(*) FROM {QUARANTINE_TABLE} WHERE stage = 'ingest' AND source = ? "
                 f"GROUP BY ALL ORDER BY 2 DESC LIMIT 10",
@@ -101,16 +167,18 @@ def build_raw_asset(declared: SourceConfig) -> dg.AssetsDefinition:
             columns = [c for c in result.table.column_names if not c.startswith("_")]
             metadata = {
                 **table_metadata(con, table),
+                "mode": mode,
                 "rows_read": result.rows_read,
-                "rows_staged": result.rows_staged,
-                "rows_quarantined": result.rows_quarantined,
+                **{name: value for name, value in counts.items()},
+                "rows_superseded_by_later_files": result.rows_superseded,
                 "quarantine_reasons": dg.MetadataValue.json({r: int(n) for r, n in reasons}),
                 "files": dg.MetadataValue.json([str(p) for p in result.files]),
                 "extra_columns": dg.MetadataValue.json(result.extra_columns),
                 "null_rates": dg.MetadataValue.json(null_rates(con, table, columns)),
             }
         context.log.info(
-            f"{source.name}: read {result.rows_read}, staged {result.rows_staged}, quarantined {result.rows_quarantined}"
+            f"{source.name} ({mode}): read {result.rows_read} from {len(labels)} file(s), "
+            f"staged {counts['rows_staged']}, quarantined {counts['rows_quarantined']}"
         )
         return dg.MaterializeResult(metadata=metadata)
 
@@ -119,7 +187,8 @@ def build_raw_asset(declared: SourceConfig) -> dg.AssetsDefinition:
 
 def _latest_run(con, source: str):
     return con.execute(
-        f"SELECT rows_read, rows_staged, rows_quarantined, contract_error FROM {RUNS_TABLE} "
+        f"SELECT rows_read, rows_staged, rows_quarantined, contract_error, run_id, coalesce(mode, 'full'), "
+        f"coalesce(previous_rows_superseded, 0) FROM {RUNS_TABLE} "
         f"WHERE source = ? ORDER BY ingested_at DESC LIMIT 1",
         [source],
     ).fetchall()
@@ -161,25 +230,40 @@ def build_contract_check(declared: SourceConfig) -> dg.AssetChecksDefinition:
 def build_reconcile_check(declared: SourceConfig) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=raw_key(declared.name), name="rows_reconcile", blocking=True,
-        description="Nothing is lost: rows read = rows staged + rows quarantined.",
+        description="Nothing is lost: rows read this run = rows staged + rows quarantined this run, and "
+                    "the raw table holds each record id once (after a full refresh: every row of every "
+                    "file is in the raw table or the quarantine).",
     )
     def _reconcile(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        name = declared.name
         with warehouse.connect() as con:
             ensure_quality_tables(con)
-            latest = _latest_run(con, declared.name)
+            latest = _latest_run(con, name)
             if not latest or latest[0][3]:
-                return dg.AssetCheckResult(passed=False, description=f"{declared.name}: no successful ingest to reconcile")
-            rows_read = latest[0][0]
-            staged = con.execute(f"SELECT count(*) FROM raw.{declared.name}").fetchall()[0][0]
-            quarantined = con.execute(
-                f"SELECT count(*) FROM {QUARANTINE_TABLE} WHERE stage = 'ingest' AND source = ?", [declared.name]
-            ).fetchall()[0][0]
-        passed = rows_read == staged + quarantined
+                return dg.AssetCheckResult(passed=False, description=f"{name}: no successful ingest to reconcile")
+            rows_read, staged_run, quarantined_run, _, run_id, mode, previous_superseded = latest[0]
+            raw_rows, distinct_ids = con.execute(
+                f"SELECT count(*), count(DISTINCT _record_id) FROM raw.{name}").fetchall()[0]
+            quarantined_total, quarantined_now = con.execute(
+                f"SELECT count(*), count(*) FILTER (WHERE run_id = ?) FROM {QUARANTINE_TABLE} "
+                f"WHERE stage = 'ingest' AND source = ?", [run_id, name]
+            ).fetchall()[0]
+        problems = []
+        if rows_read != staged_run + quarantined_run:
+            problems.append(f"read {rows_read} rows this run but staged {staged_run} + quarantined {quarantined_run}")
+        if quarantined_now != quarantined_run + previous_superseded:
+            problems.append(f"the quarantine holds {quarantined_now} rows of this run, expected "
+                            f"{quarantined_run} + {previous_superseded} superseded earlier rows")
+        if raw_rows != distinct_ids:
+            problems.append(f"raw.{name} has {raw_rows} rows but {distinct_ids} distinct record ids")
+        if mode == "full" and rows_read != raw_rows + quarantined_total:
+            problems.append(f"read {rows_read} rows but {raw_rows} staged + {quarantined_total} quarantined")
         return dg.AssetCheckResult(
-            passed=passed,
-            metadata={"rows_read": rows_read, "rows_staged": staged, "rows_quarantined": quarantined},
-            description=None if passed else
-            f"{declared.name}: read {rows_read} rows but {staged} staged + {quarantined} quarantined",
+            passed=not problems,
+            metadata={"mode": mode, "rows_read": rows_read, "rows_staged": staged_run,
+                      "rows_quarantined": quarantined_run, "previous_rows_superseded": previous_superseded,
+                      "raw_rows": raw_rows, "distinct_record_ids": distinct_ids},
+            description=f"{name}: " + "; ".join(problems) if problems else None,
         )
 
     return _reconcile

@@ -1,5 +1,9 @@
 """Dagster assets of the standardize stage: one standardized table per source, and the union
-of their identity attributes that identity resolution reads."""
+of their identity attributes that identity resolution reads.
+
+In an incremental run (``incremental: true``) only the records the ingest step of the same run
+logged in quality.record_changes are standardized and merged into the existing tables.
+"""
 
 
 import dagster as dg
@@ -11,11 +15,44 @@ from cdp_pipelines.ingest.assets import current_source, raw_key
 from cdp_pipelines.ingest.quality import validate_frame
 from cdp_pipelines.ingest.sources_config import ADDRESS_JOINER, SourceConfig, load_sources
 from cdp_pipelines.metadata import OWNERS, null_rates, table_metadata
+from cdp_pipelines.operations.tracking import RECORD_CHANGES, ensure_tracking_tables
 from cdp_pipelines.resources import ProjectPathsResource, WarehouseResource
 from cdp_pipelines.standardize.frame import OUTPUT_COLUMNS, standardize_frame
 
 IDENTITY_RECORDS = dg.AssetKey(["standardized", "identity_records"])
 META = ("_record_id", "_file", "_row_number")
+
+
+class StandardizeRunConfig(dg.Config):
+    """Run-time choices for standardization."""
+
+    incremental: bool = False
+    """Standardize only the records this run's ingest added or changed, and merge them in."""
+
+
+def _table_exists(con, schema: str, name: str) -> bool:
+    return bool(con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?", [schema, name]
+    ).fetchall()[0][0])
+
+
+def _changed_ids(con, run_id: str, source: str) -> str:
+    """A subquery of the record ids this run's ingest touched in a source (reused in several
+    statements, so the values are inlined with their quotes escaped)."""
+    quoted_run, quoted_source = run_id.replace("'", "''"), source.replace("'", "''")
+    return (f"SELECT source_record_id FROM {RECORD_CHANGES} "
+            f"WHERE run_id = '{quoted_run}' AND source = '{quoted_source}'")
+
+
+def merge_into(con, target: str, batch_view: str, key_condition: str) -> None:
+    """Replace the target's rows matching ``key_condition`` by the batch (new columns added)."""
+    existing = {r[0] for r in con.execute(f"DESCRIBE {target}").fetchall()}
+    for column, column_type, *_ in con.execute(f"DESCRIBE {batch_view}").fetchall():
+        if column not in existing:
+            column_type = "VARCHAR" if column_type == '"NULL"' or column_type == "NULL" else column_type
+            con.execute(f'ALTER TABLE {target} ADD COLUMN "{column}" {column_type}')
+    con.execute(f"DELETE FROM {target} WHERE {key_condition}")
+    con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM {batch_view}")
 
 
 def standardized_key(name: str) -> dg.AssetKey:
@@ -73,26 +110,43 @@ def build_standardized_asset(declared: SourceConfig) -> dg.AssetsDefinition:
                     "emails, names with nicknames resolved, dates, postcodes, countries); placeholder "
                     "junk becomes missing and is counted. Original values are kept as `src_*` columns.",
     )
-    def _standardized(context: dg.AssetExecutionContext, warehouse: WarehouseResource, paths: ProjectPathsResource):
+    def _standardized(context: dg.AssetExecutionContext, config: StandardizeRunConfig,
+                      warehouse: WarehouseResource, paths: ProjectPathsResource):
         source = current_source(paths, declared.name, declared)
+        target = f"standardized.{source.name}"
         with warehouse.connect() as con:
-            raw = con.execute(f"SELECT * FROM raw.{source.name}").to_arrow_table().to_pandas()
-            table, outcome = standardize_source(raw, source)
+            ensure_tracking_tables(con)
             con.execute("CREATE SCHEMA IF NOT EXISTS standardized")
+            incremental = config.incremental and _table_exists(con, "standardized", source.name)
+            if incremental:
+                changed = _changed_ids(con, context.run.run_id, source.name)
+                raw = con.execute(
+                    f"SELECT * FROM raw.{source.name} WHERE _record_id IN ({changed})").to_arrow_table().to_pandas()
+            else:
+                raw = con.execute(f"SELECT * FROM raw.{source.name}").to_arrow_table().to_pandas()
+            table, outcome = standardize_source(raw, source)
             arrow = pa.Table.from_pandas(table, preserve_index=False)
             con.register("_standardized", arrow)
-            con.execute(f"CREATE OR REPLACE TABLE standardized.{source.name} AS SELECT * FROM _standardized")
+            con.execute("BEGIN TRANSACTION")
+            if incremental:
+                con.execute("CREATE OR REPLACE TEMP TABLE _standardized_batch AS SELECT * FROM _standardized")
+                merge_into(con, target, "_standardized_batch", f"source_record_id IN ({changed})")
+                con.execute("DROP TABLE _standardized_batch")
+            else:
+                con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM _standardized")
+            con.execute("COMMIT")
             con.unregister("_standardized")
-            target = f"standardized.{source.name}"
             present = [c for c in OUTPUT_COLUMNS if table[c].notna().any()]
             metadata = {
                 **table_metadata(con, target, preview_columns=["source_record_id", *present[:10]]),
+                "mode": "incremental" if incremental else "full",
                 "rows_in": len(raw),
                 "junk_values_removed": dg.MetadataValue.json(outcome.junk_counts),
                 "invalid_values": dg.MetadataValue.json(outcome.invalid_counts),
                 "null_rates": dg.MetadataValue.json(null_rates(con, target, list(OUTPUT_COLUMNS))),
             }
-        context.log.info(f"{source.name}: standardized {len(table)} rows; junk removed {sum(outcome.junk_counts.values())}")
+        context.log.info(f"{source.name}: standardized {len(table)} rows ({'incremental' if incremental else 'full'}); "
+                         f"junk removed {sum(outcome.junk_counts.values())}")
         return dg.MaterializeResult(metadata=metadata)
 
     return _standardized
@@ -152,16 +206,35 @@ def build_identity_records_asset(sources: list[SourceConfig]) -> dg.AssetsDefini
         description="Every source record's canonical identity attributes, one row per record: "
                     "the input of identity resolution.",
     )
-    def _identity_records(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    def _identity_records(context: dg.AssetExecutionContext, config: StandardizeRunConfig,
+                          warehouse: WarehouseResource) -> dg.MaterializeResult:
         columns = ", ".join(("source", "source_record_id", *OUTPUT_COLUMNS))
-        union = "\nUNION ALL\n".join(f"SELECT {columns} FROM standardized.{s.name}" for s in sources)
+        run_id = context.run.run_id
         with warehouse.connect() as con:
-            con.execute(f"CREATE OR REPLACE TABLE standardized.identity_records AS {union}")
+            ensure_tracking_tables(con)
+            incremental = config.incremental and _table_exists(con, "standardized", "identity_records")
+            con.execute("BEGIN TRANSACTION")
+            if incremental:
+                touched = 0
+                for s in sources:
+                    changed = _changed_ids(con, run_id, s.name)
+                    con.execute(f"DELETE FROM standardized.identity_records "
+                                f"WHERE source = '{s.name}' AND source_record_id IN ({changed})")
+                    con.execute(f"INSERT INTO standardized.identity_records BY NAME SELECT {columns} "
+                                f"FROM standardized.{s.name} WHERE source_record_id IN ({changed})")
+                    touched += con.execute(f"SELECT count(*) FROM ({changed})").fetchall()[0][0]
+            else:
+                union = "\nUNION ALL\n".join(f"SELECT {columns} FROM standardized.{s.name}" for s in sources)
+                con.execute(f"CREATE OR REPLACE TABLE standardized.identity_records AS {union}")
+            con.execute("COMMIT")
             per_source = con.execute(
                 "SELECT source, count(*) FROM standardized.identity_records GROUP BY ALL ORDER BY 1"
             ).fetchall()
             metadata = {**table_metadata(con, "standardized.identity_records", preview_columns=["source", "source_record_id"]),
-                        "records_per_source": dg.MetadataValue.json({s: int(n) for s, n in per_source})}
+                        "records_per_source": dg.MetadataValue.json({s: int(n) for s, n in per_source}),
+                        "mode": "incremental" if incremental else "full"}
+            if incremental:
+                metadata["records_touched"] = int(touched)
         return dg.MaterializeResult(metadata=metadata)
 
     return _identity_records
