@@ -87,3 +87,22 @@ def test_project_segments_load_as_definitions():
     deps = {d.asset_key for d in email.specs_by_key[segment_key("frustrated_across_channels")].deps}
     assert deps == {dg.AssetKey(["marts", "customer_profile"]), dg.AssetKey(["marts", "contact_context"]),
                     dg.AssetKey(["marts", "interaction_timeline"]), dg.AssetKey(["profiles", "consent"])}
+
+
+def test_members_of_segments_no_longer_declared_are_removed(tmp_path: Path):
+    warehouse = build_warehouse(tmp_path / "w.duckdb")
+    defs = build_segment_definitions(write_segments(tmp_path))
+    con = duckdb.connect(str(warehouse))
+    con.execute("CREATE SCHEMA IF NOT EXISTS segments")
+    con.execute("CREATE TABLE segments.membership (segment VARCHAR, customer_id VARCHAR, added_at TIMESTAMP)")
+    con.execute("INSERT INTO segments.membership VALUES ('retired_segment', 'C1', now()), ('retired_segment', 'C4', now())")
+    con.close()
+    email = next(a for a in defs.assets if segment_key("everyone_email") in a.keys)
+    assert dg.materialize([email], resources=resources(tmp_path, warehouse),
+                          instance=dg.DagsterInstance.ephemeral()).success
+    con = duckdb.connect(str(warehouse), read_only=True)
+    assert con.execute("SELECT DISTINCT segment FROM segments.membership").fetchall() == [("everyone_email",)]
+    removed = con.execute("SELECT customer_id FROM segments.membership_changes "
+                          "WHERE segment = 'retired_segment' AND change = 'removed' ORDER BY 1").fetchall()
+    con.close()
+    assert removed == [("C1",), ("C4",)]

@@ -7,7 +7,7 @@ import dagster as dg
 
 from cdp_pipelines.metadata import OWNERS
 from cdp_pipelines.resources import ProjectPathsResource, WarehouseResource
-from cdp_pipelines.segments.build import MEMBERSHIP_TABLE, build_segment, members_without_consent
+from cdp_pipelines.segments.build import MEMBERSHIP_TABLE, build_segment, members_without_consent, prune_undeclared
 from cdp_pipelines.segments.config import SEGMENTS_FILE, SegmentConfigError, SegmentDefinition, SegmentsConfig, load_segments
 from cdp_pipelines.segments.export import export_all
 from cdp_pipelines.segments.validation import CONSENT_TABLE, validate_rule
@@ -49,7 +49,10 @@ def build_segment_asset(declared: SegmentDefinition, loaded: SegmentsConfig) -> 
         config = current_config(paths, loaded)
         segment = config.get(declared.name) if declared.name in config.names else declared
         with warehouse.connect() as con:
+            pruned = prune_undeclared(con, config.names, run_id=context.run.run_id)
             result = build_segment(con, segment, config, run_id=context.run.run_id)
+        if pruned:
+            context.log.info(f"removed {pruned} membership rows of segments no longer declared")
         context.log.info(f"{segment.name}: {result.matched} matched, {result.members} members after consent "
                          f"(+{result.added} / -{result.removed})")
         return dg.MaterializeResult(metadata={

@@ -140,6 +140,25 @@ def build_segment(con: duckdb.DuckDBPyConnection, segment: SegmentDefinition, co
                        removed=int(removed), consent_channels=consent_channels)
 
 
+def prune_undeclared(con: duckdb.DuckDBPyConnection, declared: list[str], run_id: str = "") -> int:
+    """Remove the members of segments no longer declared, logging them as removed.
+
+    Membership rows are only replaced for the segments a run builds, so without this a segment
+    deleted from the configuration would keep its last members, and marts.customer_360 would go
+    on listing it as a current segment. Returns the rows removed.
+    """
+    ensure_tables(con)
+    names = list(declared) or [""]
+    placeholders = ", ".join("?" for _ in names)
+    stale = f"FROM {MEMBERSHIP_TABLE} WHERE segment NOT IN ({placeholders})"
+    removed = int(con.execute(f"SELECT count(*) {stale}", names).fetchone()[0])
+    if removed:
+        con.execute(f"INSERT INTO {CHANGES_TABLE} SELECT segment, customer_id, 'removed', now()::TIMESTAMP, ? {stale}",
+                    [run_id, *names])
+        con.execute(f"DELETE {stale}", names)
+    return removed
+
+
 def members_without_consent(con: duckdb.DuckDBPyConnection, segment: str, consent_channels: tuple[str, ...]) -> int:
     """Members of a segment lacking a needed opt-in right now (should always be 0)."""
     return int(con.execute(
