@@ -22,6 +22,10 @@ class IdentityRunConfig(dg.Config):
     retrain: bool = False
     """Train a new Splink model even when a saved one matches the current settings."""
 
+    incremental: bool = False
+    """Score only records not seen before (new or changed) with the saved model; keep earlier
+    scored pairs. Falls back to a full prediction when there is no earlier run or model."""
+
 
 def cluster_size_distribution(con) -> dict[str, int]:
     rows = con.execute(
@@ -72,7 +76,7 @@ def identity_graph(
     with warehouse.connect() as con:
         summary = resolve(
             con, identity_config, overrides, model_dir=artifacts / "models", run_id=context.run.run_id,
-            retrain=config.retrain, charts_dir=artifacts / "charts",
+            retrain=config.retrain, charts_dir=artifacts / "charts", incremental=config.incremental,
         )
         distribution = cluster_size_distribution(con)
         largest = largest_clusters(con)
@@ -109,6 +113,7 @@ def identity_graph(
             "model_version": summary.model_version,
             "model_trained_this_run": summary.model_trained,
             "seconds": dg.MetadataValue.json(summary.seconds),
+            "incremental": dg.MetadataValue.json(summary.incremental or {"mode": "full"}),
             "run_summary": dg.MetadataValue.path(str(report)),
             **chart_links,
         },

@@ -36,6 +36,7 @@ class ResolutionSummary:
     overrides: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
     charts: dict = field(default_factory=dict)
+    incremental: dict = field(default_factory=dict)
 
 
 def _override_rids(con: duckdb.DuckDBPyConnection, pairs) -> tuple[list[tuple[int, int]], list[str]]:
@@ -102,10 +103,14 @@ def _build_nodes(con: duckdb.DuckDBPyConnection) -> int:
         GROUP BY ALL
         """
     )
+    # A node's id is a hash of its first record and its attributes, so it stays the same from
+    # run to run while neither changes: an incremental run scores only nodes it has not seen.
+    key_parts = ", ".join(f"coalesce(CAST({c} AS VARCHAR), '')" for c in splink_model.NODE_COLUMNS)
     con.execute(
         f"""
         CREATE OR REPLACE TABLE identity.nodes AS
-        SELECT row_number() OVER (ORDER BY min(r.rid)) AS node_id, c.component, any_value(s.strong) AS strong,
+        SELECT md5(concat_ws('|', min(r.source || ':' || r.source_record_id), {key_parts})) AS node_id,
+               c.component, any_value(s.strong) AS strong,
                arg_min(r.source, r.rid) AS source, min(r.rid) AS first_rid, count(*) AS records, {columns}
         FROM identity.records r JOIN identity.record_components c USING (rid)
         JOIN identity.component_strength s USING (component)
@@ -114,6 +119,58 @@ def _build_nodes(con: duckdb.DuckDBPyConnection) -> int:
         """
     )
     return con.execute("SELECT count(*) FROM identity.nodes").fetchall()[0][0]
+
+
+def _keep_previous_nodes(con: duckdb.DuckDBPyConnection) -> int:
+    """Remember last run's node ids (and require its scored pairs) before nodes are rebuilt."""
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'identity' "
+        "AND table_name IN ('nodes', 'probabilistic_edges')"
+    ).fetchall()[0][0]
+    if exists < 2:
+        return 0
+    con.execute("CREATE OR REPLACE TABLE identity.previous_nodes AS SELECT node_id FROM identity.nodes")
+    return con.execute("SELECT count(*) FROM identity.previous_nodes").fetchall()[0][0]
+
+
+def _predict_incrementally(con: duckdb.DuckDBPyConnection, linker, config: IdentityConfig) -> dict:
+    """Keep last run's scored pairs between nodes that still exist; score only the new nodes."""
+    con.execute(
+        """
+        CREATE OR REPLACE TABLE identity_work.new_nodes AS
+        SELECT node_id FROM identity.nodes ANTI JOIN identity.previous_nodes USING (node_id)
+        """
+    )
+    new_nodes = con.execute("SELECT count(*) FROM identity_work.new_nodes").fetchall()[0][0]
+    con.execute(
+        """
+        CREATE OR REPLACE TABLE identity_work.kept_edges AS
+        SELECT e.* FROM identity.probabilistic_edges e
+        SEMI JOIN identity.nodes l ON l.node_id = e.node_id_l
+        SEMI JOIN identity.nodes r ON r.node_id = e.node_id_r
+        """
+    )
+    new_edges = splink_model.predict_new_node_edges(con, linker, config.probabilistic, "identity_work.new_nodes")
+    con.execute("CREATE OR REPLACE TABLE identity.probabilistic_edges AS SELECT * FROM identity_work.kept_edges")
+    con.execute(f"INSERT INTO identity.probabilistic_edges BY NAME SELECT * FROM {new_edges}")
+    return {
+        "new_nodes": new_nodes,
+        "pairs_kept": con.execute("SELECT count(*) FROM identity_work.kept_edges").fetchall()[0][0],
+        "pairs_scored": con.execute(f"SELECT count(*) FROM {new_edges}").fetchall()[0][0],
+    }
+
+
+def _refresh_edge_components(con: duckdb.DuckDBPyConnection) -> None:
+    """Scored pairs carry the components of the run that scored them; use this run's."""
+    con.execute(
+        """
+        CREATE OR REPLACE TABLE identity.probabilistic_edges AS
+        SELECT e.* REPLACE (l.component AS component_l, r.component AS component_r)
+        FROM identity.probabilistic_edges e
+        JOIN identity.nodes l ON l.node_id = e.node_id_l
+        JOIN identity.nodes r ON r.node_id = e.node_id_r
+        """
+    )
 
 
 def _component_links(con: duckdb.DuckDBPyConnection) -> list[tuple[int, int, float, float, bool]]:
@@ -165,6 +222,7 @@ def resolve(
     run_id: str,
     retrain: bool = False,
     charts_dir: Path | None = None,
+    incremental: bool = False,
 ) -> ResolutionSummary:
     """Resolve standardized.identity_records into identity.customer_xref (and companions)."""
     summary = ResolutionSummary()
@@ -188,23 +246,28 @@ def resolve(
     summary.seconds["deterministic"] = round(clock() - t0, 2)
 
     t1 = clock()
+    previous_nodes = _keep_previous_nodes(con) if incremental else 0
     summary.splink_nodes = _build_nodes(con)
-    sources = con.execute("SELECT count(DISTINCT source) FROM identity.nodes").fetchall()[0][0]
-    if summary.splink_nodes >= 2 and sources >= 1:
+    if summary.splink_nodes >= 2:
         linker, model = splink_model.train_or_load(con, config.probabilistic, model_dir, retrain)
         summary.model_path, summary.model_version, summary.model_trained = str(model.path), model.version, model.trained
         summary.seconds["splink_train"] = round(model.seconds, 2)
         t2 = clock()
-        summary.comparisons_by_rule = splink_model.count_comparisons(linker, config.probabilistic)
-        summary.probabilistic_edges = splink_model.predict_edges(con, linker, config.probabilistic)
+        if incremental and previous_nodes and not model.trained:
+            summary.incremental = _predict_incrementally(con, linker, config)
+            summary.probabilistic_edges = con.execute("SELECT count(*) FROM identity.probabilistic_edges").fetchall()[0][0]
+        else:
+            summary.comparisons_by_rule = splink_model.count_comparisons(linker, config.probabilistic)
+            summary.probabilistic_edges = splink_model.predict_edges(con, linker, config.probabilistic)
         summary.seconds["splink_predict"] = round(clock() - t2, 2)
         if charts_dir is not None:
             summary.charts = {k: str(v) for k, v in splink_model.save_charts(linker, con, charts_dir).items()}
     else:
         con.execute(
             "CREATE OR REPLACE TABLE identity.probabilistic_edges (component_l BIGINT, component_r BIGINT, "
-            "match_weight DOUBLE, match_probability DOUBLE, node_id_l BIGINT, node_id_r BIGINT)"
+            "match_weight DOUBLE, match_probability DOUBLE, node_id_l VARCHAR, node_id_r VARCHAR, gamma_given_name INTEGER)"
         )
+    _refresh_edge_components(con)
 
     t3 = clock()
     links = _component_links(con)
@@ -273,4 +336,5 @@ def resolve(
     summary.customers = con.execute("SELECT count(DISTINCT customer_id) FROM identity.customer_xref").fetchall()[0][0]
     summary.seconds["stable_ids"] = round(clock() - t4, 2)
     con.execute(f"DROP SCHEMA IF EXISTS {splink_model.SPLINK_SCHEMA} CASCADE")
+    con.execute("DROP TABLE IF EXISTS identity.previous_nodes")
     return summary

@@ -194,6 +194,42 @@ def predict_edges(con: duckdb.DuckDBPyConnection, linker: Linker, config: Probab
     return con.execute("SELECT count(*) FROM identity.probabilistic_edges").fetchall()[0][0]
 
 
+def tf_columns(linker: Linker) -> list[str]:
+    """Columns whose term frequencies the model uses (some comparisons add them themselves)."""
+    return sorted(column.unquote().name for column in linker._settings_obj._term_frequency_columns)
+
+
+def predict_new_node_edges(
+    con: duckdb.DuckDBPyConnection, linker: Linker, config: ProbabilisticConfig, new_nodes: str
+) -> str:
+    """Score only pairs involving nodes listed in `new_nodes` (a table of node_id): new against
+    existing nodes (predict_between) and new against new (predict_within). Term frequencies
+    come from all nodes, as in a full prediction. Returns the name of the predictions table."""
+    for column in tf_columns(linker):
+        linker.table_management.compute_tf_table(column)
+    api = linker._db_api
+    columns = ", ".join(("node_id", "component", "strong", *NODE_COLUMNS))
+    sources = [r[0] for r in con.execute("SELECT DISTINCT source FROM identity.nodes ORDER BY 1").fetchall()]
+    new_frames, old_frames = [], []
+    for source in sources:
+        for is_new, frames, prefix in ((True, new_frames, "cdp_new"), (False, old_frames, "cdp_old")):
+            where = f"source = '{source}' AND node_id {'IN' if is_new else 'NOT IN'} (SELECT node_id FROM {new_nodes})"
+            if con.execute(f"SELECT count(*) FROM identity.nodes WHERE {where}").fetchall()[0][0]:
+                frames.append(api.register(con.sql(f"SELECT {columns} FROM identity.nodes WHERE {where}"),
+                                           table_name=f"{prefix}_{source}"))
+    con.execute("CREATE OR REPLACE TABLE identity_work.new_edges AS SELECT * FROM identity.probabilistic_edges LIMIT 0")
+    if not new_frames:
+        return "identity_work.new_edges"
+    results = []
+    if old_frames:
+        results.append(linker.inference.predict_between(
+            new_frames, old_frames, threshold_match_probability=config.keep_probability))
+    results.append(linker.inference.predict_within(new_frames, threshold_match_probability=config.keep_probability))
+    for result in results:
+        con.execute(f"INSERT INTO identity_work.new_edges BY NAME SELECT * FROM {result.physical_name}")
+    return "identity_work.new_edges"
+
+
 def save_charts(linker: Linker, con: duckdb.DuckDBPyConnection, out_dir: Path, sample_edges: int = 5) -> dict[str, Path]:
     """The model's match-weight chart and a waterfall of sample edges, as HTML files."""
     out_dir.mkdir(parents=True, exist_ok=True)
