@@ -120,10 +120,10 @@ def build_standardized_asset(declared: SourceConfig) -> dg.AssetsDefinition:
             incremental = config.incremental and _table_exists(con, "standardized", source.name)
             if incremental:
                 changed = _changed_ids(con, context.run.run_id, source.name)
-                raw = con.execute(
+                raw = con.sql(
                     f"SELECT * FROM raw.{source.name} WHERE _record_id IN ({changed})").to_arrow_table().to_pandas()
             else:
-                raw = con.execute(f"SELECT * FROM raw.{source.name}").to_arrow_table().to_pandas()
+                raw = con.sql(f"SELECT * FROM raw.{source.name}").to_arrow_table().to_pandas()
             table, outcome = standardize_source(raw, source)
             arrow = pa.Table.from_pandas(table, preserve_index=False)
             con.register("_standardized", arrow)
