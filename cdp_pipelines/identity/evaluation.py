@@ -77,9 +77,37 @@ def evaluate(con: duckdb.DuckDBPyConnection, truth_csv: Path, by_source_pair: bo
         "over_merged_customers": over_merged,
         "under_merged_persons": under_merged,
     }
+    report["strongly_identified"] = strongly_identified_precision(con)
     if by_source_pair:
         report["by_source_pair"] = source_pair_accuracy(con)
     return report
+
+
+STRONG_RECORDS = """
+    r.source IN ('crm_accounts', 'crm_cases')
+    OR (r.source = 'pos_transactions' AND r.loyalty_card IS NOT NULL)
+    OR (r.source = 'web_events' AND r.web_user_id IS NOT NULL)
+"""
+"""Records from the strongly identified sources: CRM, POS with a loyalty card, logged-in web."""
+
+
+def strongly_identified_precision(con: duckdb.DuckDBPyConnection) -> dict:
+    """Pairwise precision and recall among records of the strongly identified sources."""
+    tp, predicted, actual, records = con.execute(
+        f"""
+        WITH strong AS (
+            SELECT j.* FROM _joined j JOIN identity.records r USING (source, source_record_id) WHERE {STRONG_RECORDS}
+        ),
+        cell AS (SELECT customer_id, person_id, count(*) AS n FROM strong GROUP BY ALL),
+        clus AS (SELECT customer_id, count(*) AS n FROM strong GROUP BY ALL),
+        pers AS (SELECT person_id, count(*) AS n FROM strong GROUP BY ALL)
+        SELECT (SELECT sum(n * (n - 1) / 2) FROM cell)::DOUBLE, (SELECT sum(n * (n - 1) / 2) FROM clus)::DOUBLE,
+               (SELECT sum(n * (n - 1) / 2) FROM pers)::DOUBLE, (SELECT count(*) FROM strong)
+        """
+    ).fetchall()[0]
+    tp, predicted, actual = tp or 0.0, predicted or 0.0, actual or 0.0
+    return {"records": records, "pairwise_precision": round(tp / predicted if predicted else 1.0, 5),
+            "pairwise_recall": round(tp / actual if actual else 1.0, 5)}
 
 
 def source_pair_accuracy(con: duckdb.DuckDBPyConnection) -> list[dict]:
