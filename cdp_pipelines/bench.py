@@ -61,11 +61,13 @@ def cpu_seconds() -> float:
 
 
 class LoadSampler:
-    """Samples the 1-minute load average and this process's RSS every few seconds."""
+    """Samples the 1-minute load average, this process's RSS and its CPU time (all threads,
+    DuckDB's included) every half second, so each step's CPU seconds can be read off afterwards:
+    CPU seconds do not grow when other work on the machine slows the run down."""
 
-    def __init__(self, every: float = 2.0) -> None:
+    def __init__(self, every: float = 0.5) -> None:
         self.every = every
-        self.samples: list[tuple[float, float, int]] = []
+        self.samples: list[tuple[float, float, int, float]] = []  # (epoch, load1, rss, cpu)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -76,10 +78,13 @@ class LoadSampler:
         except OSError:
             return 0
 
+    def _sample(self) -> None:
+        self.samples.append((time.time(), os.getloadavg()[0], self._rss(), cpu_seconds()))
+
     def _run(self) -> None:
-        start = time.perf_counter()
+        self._sample()
         while not self._stop.wait(self.every):
-            self.samples.append((time.perf_counter() - start, os.getloadavg()[0], self._rss()))
+            self._sample()
 
     def __enter__(self) -> "LoadSampler":
         self._thread.start()
@@ -88,6 +93,17 @@ class LoadSampler:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        self._sample()
+
+    def cpu_at(self, epoch: float) -> float | None:
+        """This process's CPU seconds at a moment, interpolated between samples."""
+        points = [(s[0], s[3]) for s in self.samples]
+        if not points or epoch < points[0][0] or epoch > points[-1][0]:
+            return None
+        for (t0, c0), (t1, c1) in zip(points, points[1:]):
+            if t0 <= epoch <= t1:
+                return c0 if t1 == t0 else c0 + (c1 - c0) * (epoch - t0) / (t1 - t0)
+        return points[-1][1]
 
     def summary(self) -> dict:
         loads = [s[1] for s in self.samples] or [os.getloadavg()[0]]
@@ -235,7 +251,7 @@ def step_timings(instance, run_id: str) -> list[dict]:
         end, kind = ends.get(step, (start, "UNFINISHED"))
         rows.append({"step": step, "group": groups.get(step, "other"), "status": kind,
                      "start": round(start - origin, 3), "end": round(end - origin, 3),
-                     "seconds": round(end - start, 3)})
+                     "seconds": round(end - start, 3), "epoch_start": start, "epoch_end": end})
     return rows
 
 
@@ -248,13 +264,17 @@ def stage_table(steps: list[dict]) -> dict[str, dict]:
         s["first_start"] = min(s["first_start"], row["start"])
         s["last_end"] = max(s["last_end"], row["end"])
         s["steps"] += 1
+        if row.get("cpu_seconds") is not None:
+            s["cpu_seconds"] = s.get("cpu_seconds", 0.0) + row["cpu_seconds"]
     for s in stages.values():
+        if "cpu_seconds" in s:
+            s["cpu_seconds"] = round(s["cpu_seconds"], 2)
         s["seconds"] = round(s["seconds"], 2)
         s["span"] = round(s["last_end"] - s["first_start"], 2)
     return dict(sorted(stages.items(), key=lambda kv: kv[1]["first_start"]))
 
 
-def run_pipeline(console) -> dict:
+def run_pipeline(console, sampler: "LoadSampler | None" = None) -> dict:
     from cdp_pipelines.runner import dagster_instance, run_full_refresh
 
     cpu0, wall0 = cpu_seconds(), time.perf_counter()
@@ -263,6 +283,11 @@ def run_pipeline(console) -> dict:
     cpu = cpu_seconds() - cpu0
     instance = dagster_instance()
     steps = step_timings(instance, outcome.run_id)
+    if sampler is not None:
+        sampler._sample()
+        for row in steps:
+            a, b = sampler.cpu_at(row["epoch_start"]), sampler.cpu_at(row["epoch_end"])
+            row["cpu_seconds"] = round(b - a, 3) if a is not None and b is not None else None
     return {"outcome": outcome, "wall": wall, "cpu": cpu, "steps": steps, "stages": stage_table(steps)}
 
 
@@ -418,12 +443,12 @@ def benchmark(persons: int, workdir: Path, seed: int = 42, serving_admin_url: st
         else:
             os.environ.pop(settings.ENV_SERVING_URL, None)
         try:
-            run = run_pipeline(console)
+            run = run_pipeline(console, sampler)
         finally:
             if serving is not None:
                 serving.__exit__(None, None, None)
         pipeline_rss = peak_rss_bytes()
-        rss_trace = [s[2] for s in sampler.samples]
+        rss_trace = [sample[2] for sample in sampler.samples]
         bare_result = run_bare_in_child(paths["warehouse"], settings.config_dir()) if bare else None
     result["load_average"] = {**sampler.summary(), "after": [round(x, 2) for x in os.getloadavg()]}
 
@@ -488,9 +513,10 @@ def format_report(r: dict) -> str:
              f"load average before {r['load_average_before']}  during mean {r['load_average']['load1_mean']} "
              f"max {r['load_average']['load1_max']}",
              "",
-             f"{'stage':<14}{'steps':>6}{'seconds':>10}{'share':>8}"]
+             f"{'stage':<14}{'steps':>6}{'seconds':>10}{'share':>8}{'CPU s':>9}"]
     for name, s in r["stages"].items():
-        lines.append(f"{name:<14}{s['steps']:>6}{s['seconds']:>10.1f}{s['seconds'] / r['wall_seconds']:>8.0%}")
+        cpu = f"{s['cpu_seconds']:>9.1f}" if s.get("cpu_seconds") is not None else f"{'':>9}"
+        lines.append(f"{name:<14}{s['steps']:>6}{s['seconds']:>10.1f}{s['seconds'] / r['wall_seconds']:>8.0%}{cpu}")
     lines.append(f"{'(outside steps)':<14}{'':>6}{r['outside_steps_seconds']:>10.1f}"
                  f"{r['outside_steps_seconds'] / r['wall_seconds']:>8.0%}")
     lines.append(f"{'total':<14}{'':>6}{r['wall_seconds']:>10.1f}")
