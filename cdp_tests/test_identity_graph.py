@@ -135,3 +135,10 @@ def test_evaluation_pairwise_and_bcubed(con, tmp_path: Path):
     assert report["bcubed"]["precision"] == pytest.approx((2 / 3 + 2 / 3 + 1 / 3 + 1) / 4, abs=1e-4)
     assert report["bcubed"]["recall"] == pytest.approx(0.75, abs=1e-4)
     assert report["over_merged_customers"] == 1 and report["under_merged_persons"] == 1
+
+
+def test_a_value_seen_under_several_web_logins_is_shared_even_without_names(con, config):
+    _records(con, [_row(i, "web_events", email="someone@mail.com", user=f"W{i % 3}") for i in range(6)])
+    build_identifier_tables(con, config.deterministic)
+    shared = con.execute("SELECT id_type, id_value, distinct_people FROM identity.shared_identifiers").fetchall()
+    assert shared == [("email", "someone@mail.com", 3)]

@@ -85,3 +85,11 @@ def test_junk_emails(raw):
 def test_invalid_emails(raw):
     assert canonical_email(raw) is None
     assert classify_email(raw)[1] is Status.INVALID
+
+
+def test_a_local_part_repeating_the_domain_name_is_junk():
+    from cdp_pipelines.standardize.emails import canonical_email
+
+    assert canonical_email("x@x.com") is None
+    assert canonical_email("MAIL@mail.co.uk") is None
+    assert canonical_email("john@smith.com") == "john@smith.com"

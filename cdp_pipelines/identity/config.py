@@ -39,10 +39,19 @@ class IdentifierRule(BaseModel):
 class DeterministicConfig(BaseModel):
     identifiers: dict[str, IdentifierRule]
     same_person_name_similarity: float = Field(0.85, gt=0, le=1)
+    distinct_people_also_by: list[str] = Field(default_factory=list)
 
     @field_validator("identifiers")
     @classmethod
     def _known_identifiers(cls, value: dict[str, IdentifierRule]) -> dict[str, IdentifierRule]:
+        unknown = sorted(set(value) - set(STRONG_IDENTIFIERS))
+        if unknown:
+            raise ValueError(f"unknown identifier(s) {unknown}; allowed: {list(STRONG_IDENTIFIERS)}")
+        return value
+
+    @field_validator("distinct_people_also_by")
+    @classmethod
+    def _known_hints(cls, value: list[str]) -> list[str]:
         unknown = sorted(set(value) - set(STRONG_IDENTIFIERS))
         if unknown:
             raise ValueError(f"unknown identifier(s) {unknown}; allowed: {list(STRONG_IDENTIFIERS)}")

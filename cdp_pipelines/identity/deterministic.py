@@ -24,9 +24,13 @@ def identifier_values_sql(config: DeterministicConfig) -> str:
         # The raw first name travels with the hint: "tiba" is a typo of "tina", even when the
         # nickname-resolved given names ("tiba", "christiana") look like two people.
         second = "first_name" if rule.people_by == "given_name" else "NULL"
+        extra = "".join(
+            f", CAST({'NULL' if column == id_type else column} AS VARCHAR) AS hint_{column}"
+            for column in config.distinct_people_also_by
+        )
         parts.append(
             f"SELECT rid, '{id_type}' AS id_type, CAST({id_type} AS VARCHAR) AS id_value, "
-            f"CAST({people_by} AS VARCHAR) AS person_hint, CAST({second} AS VARCHAR) AS person_hint_alt "
+            f"CAST({people_by} AS VARCHAR) AS person_hint, CAST({second} AS VARCHAR) AS person_hint_alt{extra} "
             f"FROM identity.records WHERE {where}"
         )
     return "\nUNION ALL\n".join(parts)
@@ -41,6 +45,9 @@ def build_identifier_tables(con: duckdb.DuckDBPyConnection, config: Deterministi
         for t, r in config.identifiers.items()
     )
     similarity = float(config.same_person_name_similarity)
+    other_counts = ", ".join(
+        ["1", *(f"count(DISTINCT hint_{column})" for column in config.distinct_people_also_by)]
+    )
     # Distinct people per value: for names, the most frequent name is one person and every other
     # name that is neither similar to it nor an initial of it counts as another person; bare
     # initials never do (they cannot tell people apart).
@@ -73,13 +80,20 @@ def build_identifier_tables(con: duckdb.DuckDBPyConnection, config: Deterministi
             FROM hints h JOIN modal m USING (id_type, id_value) JOIN limits l USING (id_type)
             GROUP BY ALL
         ),
+        by_other_identifiers AS (
+            SELECT id_type, id_value, greatest({other_counts}) AS other_people
+            FROM identity.identifier_values GROUP BY ALL
+        ),
         sizes AS (
             SELECT id_type, id_value, count(*) AS records
             FROM identity.identifier_values GROUP BY ALL
         )
-        SELECT p.id_type, p.id_value, p.distinct_people, l.max_people, s.records, p.example_hints
-        FROM people p JOIN limits l USING (id_type) JOIN sizes s USING (id_type, id_value)
-        WHERE p.distinct_people > l.max_people
+        SELECT s.id_type, s.id_value,
+               greatest(coalesce(p.distinct_people, 1), o.other_people) AS distinct_people,
+               l.max_people, s.records, p.example_hints
+        FROM sizes s JOIN limits l USING (id_type) JOIN by_other_identifiers o USING (id_type, id_value)
+        LEFT JOIN people p USING (id_type, id_value)
+        WHERE greatest(coalesce(p.distinct_people, 1), o.other_people) > l.max_people
         """
     )
     # Star edges: every record carrying a non-shared value links to the value's first record.

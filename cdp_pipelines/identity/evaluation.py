@@ -77,7 +77,11 @@ def evaluate(con: duckdb.DuckDBPyConnection, truth_csv: Path, by_source_pair: bo
         "over_merged_customers": over_merged,
         "under_merged_persons": under_merged,
     }
-    report["strongly_identified"] = strongly_identified_precision(con)
+    has_records = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'identity' AND table_name = 'records'"
+    ).fetchall()[0][0]
+    if has_records:
+        report["strongly_identified"] = strongly_identified_precision(con)
     if by_source_pair:
         report["by_source_pair"] = source_pair_accuracy(con)
     return report

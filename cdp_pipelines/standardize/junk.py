@@ -87,4 +87,8 @@ def is_junk_email(local_part: str, domain: str, config: StandardizeConfig | None
         return True
     if local_part in config.email_junk_local_parts or placeholder_key(local_part) in config.placeholders:
         return True
+    # x@x.com, abc@abc.com, mail@mail.co.uk: a local part that merely repeats the domain's name
+    # is typed to get past a form, not an address anyone reads.
+    if local_part == domain.split(".", 1)[0]:
+        return True
     return domain in config.email_junk_domains or domain.rsplit(".", 1)[-1] in config.email_junk_domains
