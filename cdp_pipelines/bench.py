@@ -411,7 +411,7 @@ def evaluate_accuracy(warehouse: Path, truth: Path) -> dict:
 
 
 def benchmark(persons: int, workdir: Path, seed: int = 42, serving_admin_url: str | None = DEFAULT_SERVING_ADMIN_URL,
-              bare: bool = True, evaluate: bool = True) -> dict:
+              bare: bool = True, evaluate: bool = True, config_dir: Path | None = None) -> dict:
     from rich.console import Console
 
     from cdp_pipelines import settings
@@ -425,9 +425,12 @@ def benchmark(persons: int, workdir: Path, seed: int = 42, serving_admin_url: st
     generation = ensure_generation(data_dir, persons, seed)
     generation_seconds = time.perf_counter() - t
     paths = fresh_environment(workdir, data_dir)
+    if config_dir is not None:
+        os.environ[settings.ENV_CONFIG_DIR] = str(config_dir.resolve())
 
     result: dict = {
         "persons": persons, "seed": seed, "workdir": str(workdir), "source_tree": source_tree(),
+        "config_dir": str(config_dir.resolve()) if config_dir else None,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "memory_gib": gib(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))},
@@ -560,12 +563,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-serving", action="store_true", help="do not publish to PostgreSQL")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare Splink comparison")
     parser.add_argument("--no-evaluate", action="store_true")
+    parser.add_argument("--config-dir", type=Path, default=None,
+                        help="configuration folder to use instead of the project's config/ (CDP_CONFIG_DIR)")
     parser.add_argument("--json", type=Path, default=None, help="default WORKDIR/bench.json")
     args = parser.parse_args(argv)
     workdir = args.workdir or Path("/tmp/cdp-bench") / f"p{args.persons}"
     result = benchmark(args.persons, workdir, seed=args.seed,
                        serving_admin_url=None if args.no_serving else args.serving_url,
-                       bare=not args.no_bare, evaluate=not args.no_evaluate)
+                       bare=not args.no_bare, evaluate=not args.no_evaluate, config_dir=args.config_dir)
     out = args.json or workdir / "bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str))
