@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cdp_pipelines.identity import assets as identity_assets  # noqa: E402
 from cdp_pipelines.identity.evaluation import evaluate  # noqa: E402
 from cdp_pipelines.ingest.assets import build_ingest_definitions  # noqa: E402
-from cdp_pipelines.resources import ProjectPathsResource, ServingResource, WarehouseResource  # noqa: E402
+from cdp_pipelines.resources import project_resources  # noqa: E402
 from cdp_pipelines.settings import PROJECT_ROOT  # noqa: E402
 from cdp_pipelines.standardize.assets import build_standardize_definitions  # noqa: E402
 from cdp_pipelines.synthetic import generate_dataset  # noqa: E402
@@ -73,13 +73,7 @@ def hold_back(full: Path, base: Path, new_persons: set[str], record_share: float
 def resolve(data_dir: Path, root: Path) -> float:
     """Ingest, standardize and resolve `data_dir` into the warehouse under `root`; seconds taken."""
     defs = dg.Definitions.merge(build_ingest_definitions(SOURCES), build_standardize_definitions(SOURCES))
-    resources = {
-        "warehouse": WarehouseResource(path=str(root / "warehouse.duckdb")),
-        "paths": ProjectPathsResource(data_dir=str(data_dir), sources_file=str(SOURCES),
-                                      config_dir=str(PROJECT_ROOT / "config"), artifacts_dir=str(root / "artifacts"),
-                                      export_dir=str(root / "exports")),
-        "serving": ServingResource(url=None),
-    }
+    resources = project_resources(root, data_dir, SOURCES, PROJECT_ROOT / "config")
     started = time.perf_counter()
     result = dg.materialize([*defs.assets, identity_assets.identity_graph], resources=resources, raise_on_error=False)
     if not result.success:

@@ -52,6 +52,20 @@ class ServingResource(dg.ConfigurableResource):
     url: str | None = None
 
 
+def project_resources(
+    root: Path, data_dir: Path, sources_file: Path, config_dir: Path, serving_url: str | None = None
+) -> dict[str, dg.ConfigurableResource]:
+    """Resources for a self-contained project folder: warehouse, artifacts and exports under `root`."""
+    return {
+        "warehouse": WarehouseResource(path=str(root / "warehouse.duckdb")),
+        "paths": ProjectPathsResource(
+            data_dir=str(data_dir), sources_file=str(sources_file), config_dir=str(config_dir),
+            artifacts_dir=str(root / "artifacts"), export_dir=str(root / "exports"),
+        ),
+        "serving": ServingResource(url=serving_url),
+    }
+
+
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     """Resources from the environment (see cdp_pipelines.settings), with project defaults."""
     return {

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 
 import duckdb
 import psycopg
 import pytest
+from pipeline_support import run_whole_graph
 from postgres_fixtures import fresh_database
 
 from cdp_pipelines import settings
 from cdp_pipelines.identity.evaluation import evaluate
-from cdp_pipelines.runner import run_full_refresh
 from cdp_pipelines.serving import lookup
 
 SAMPLE = settings.PROJECT_ROOT / "data" / "sample"
@@ -28,24 +27,13 @@ def pipeline_run(tmp_path_factory, postgres_server_url):
     """Two full runs of the sample into a fresh warehouse and a fresh serving database."""
     root = tmp_path_factory.mktemp("e2e")
     with fresh_database(postgres_server_url, f"cdp_test_e2e_{uuid.uuid4().hex[:10]}") as serving_url:
-        env = {
-            settings.ENV_DATA_DIR: str(SAMPLE),
-            settings.ENV_WAREHOUSE: str(root / "warehouse.duckdb"),
-            settings.ENV_ARTIFACTS_DIR: str(root / "artifacts"),
-            settings.ENV_EXPORT_DIR: str(root / "exports"),
-            settings.ENV_SERVING_URL: serving_url,
-            "DAGSTER_HOME": str(root / "dagster_home"),
-        }
-        with pytest.MonkeyPatch.context() as patch:
-            for name, value in env.items():
-                patch.setenv(name, value)
-            first = run_full_refresh()
-            con = duckdb.connect(env[settings.ENV_WAREHOUSE])
-            first_ids = con.execute("SELECT source, source_record_id, customer_id FROM identity.customer_xref").fetchall()
-            con.close()
-            second = run_full_refresh()
-            yield {"first": first, "second": second, "first_ids": first_ids, "serving_url": serving_url,
-                   "warehouse": Path(env[settings.ENV_WAREHOUSE]), "root": root}
+        first = run_whole_graph(root, SAMPLE, serving_url=serving_url)
+        con = duckdb.connect(str(root / "warehouse.duckdb"))
+        first_ids = con.execute("SELECT source, source_record_id, customer_id FROM identity.customer_xref").fetchall()
+        con.close()
+        second = run_whole_graph(root, SAMPLE, serving_url=serving_url)
+        yield {"first": first, "second": second, "first_ids": first_ids, "serving_url": serving_url,
+               "warehouse": root / "warehouse.duckdb", "root": root}
 
 
 @pytest.fixture

@@ -5,18 +5,12 @@ import random
 import shutil
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 import pytest
 
-from cdp_pipelines.identity import assets as identity_assets
-from cdp_pipelines.ingest.assets import build_ingest_definitions
-from cdp_pipelines.resources import ProjectPathsResource, ServingResource, WarehouseResource
-from cdp_pipelines.settings import PROJECT_ROOT
-from cdp_pipelines.standardize.assets import build_standardize_definitions
-from cdp_pipelines.synthetic import generate_dataset
+from pipeline_support import resolve_identities
 
-SOURCES = PROJECT_ROOT / "data" / "sources.yaml"
+from cdp_pipelines.synthetic import generate_dataset
 
 
 def _without_some_records(full: Path, base: Path, share: float, seed: int) -> None:
@@ -37,17 +31,7 @@ def _without_some_records(full: Path, base: Path, share: float, seed: int) -> No
 
 
 def _resolve(data_dir: Path, root: Path, incremental: bool) -> dict:
-    defs = dg.Definitions.merge(build_ingest_definitions(SOURCES), build_standardize_definitions(SOURCES))
-    assets = [*defs.assets, identity_assets.identity_graph]
-    resources = {
-        "warehouse": WarehouseResource(path=str(root / "warehouse.duckdb")),
-        "paths": ProjectPathsResource(data_dir=str(data_dir), sources_file=str(SOURCES),
-                                      config_dir=str(PROJECT_ROOT / "config"), artifacts_dir=str(root / "artifacts"),
-                                      export_dir=str(root / "exports")),
-        "serving": ServingResource(url=None),
-    }
-    result = dg.materialize(assets, resources=resources, run_config={
-        "ops": {"identity_graph": {"config": {"incremental": incremental}}}})
+    result = resolve_identities(root, data_dir, incremental=incremental)
     assert result.success
     metadata = result.asset_materializations_for_node("identity_graph")[0].metadata
     return {"incremental": metadata["incremental"].value}

@@ -3,21 +3,17 @@
 import shutil
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 import pytest
 import yaml
 from typer.testing import CliRunner
 
+from pipeline_support import resolve_identities
+
 from cdp_pipelines.cli import app
-from cdp_pipelines.identity import assets as identity_assets
-from cdp_pipelines.ingest.assets import build_ingest_definitions
-from cdp_pipelines.resources import ProjectPathsResource, ServingResource, WarehouseResource
 from cdp_pipelines.settings import PROJECT_ROOT
-from cdp_pipelines.standardize.assets import build_standardize_definitions
 from cdp_pipelines.synthetic import generate_dataset
 
-SOURCES = PROJECT_ROOT / "data" / "sources.yaml"
 pytestmark = pytest.mark.slow
 
 
@@ -39,19 +35,8 @@ def _config_dir(root: Path, **identity_changes) -> Path:
     return config
 
 
-def _run(data: Path, root: Path, config: Path) -> dg.ExecuteInProcessResult:
-    defs = dg.Definitions.merge(build_ingest_definitions(SOURCES), build_standardize_definitions(SOURCES))
-    resources = {
-        "warehouse": WarehouseResource(path=str(root / "warehouse.duckdb")),
-        "paths": ProjectPathsResource(data_dir=str(data), sources_file=str(SOURCES), config_dir=str(config),
-                                      artifacts_dir=str(root / "artifacts"), export_dir=str(root / "exports")),
-        "serving": ServingResource(url=None),
-    }
-    return dg.materialize(
-        [*defs.assets, identity_assets.identity_graph, identity_assets.largest_cluster_within_bound,
-         identity_assets.every_record_resolved_once],
-        resources=resources, raise_on_error=False,
-    )
+def _run(data: Path, root: Path, config: Path):
+    return resolve_identities(root, data, config_dir=config, with_checks=True)
 
 
 def _customer(warehouse: Path, record: str) -> str:

@@ -5,7 +5,7 @@ import shutil
 import dagster as dg
 
 from cdp_pipelines.ingest.assets import build_ingest_definitions
-from cdp_pipelines.resources import ProjectPathsResource, ServingResource, WarehouseResource
+from cdp_pipelines.resources import project_resources
 from cdp_pipelines.settings import PROJECT_ROOT
 from cdp_pipelines.standardize.assets import build_standardize_definitions
 
@@ -22,13 +22,7 @@ def test_missing_required_column_stops_the_source_and_names_file_and_column(tmp_
     reviews.write_text("".join(lines), encoding="utf-8")
 
     defs = dg.Definitions.merge(build_ingest_definitions(SOURCES), build_standardize_definitions(SOURCES))
-    resources = {
-        "warehouse": WarehouseResource(path=str(tmp_path / "warehouse.duckdb")),
-        "paths": ProjectPathsResource(data_dir=str(data), sources_file=str(SOURCES),
-                                      config_dir=str(PROJECT_ROOT / "config"), artifacts_dir=str(tmp_path / "a"),
-                                      export_dir=str(tmp_path / "e")),
-        "serving": ServingResource(url=None),
-    }
+    resources = project_resources(tmp_path, data, SOURCES, PROJECT_ROOT / "config")
     result = dg.materialize([*defs.assets, *defs.asset_checks], resources=resources, raise_on_error=False)
 
     contract = {(e.asset_key.path[-1], e.check_name): e for e in result.get_asset_check_evaluations()}

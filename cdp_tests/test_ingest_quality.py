@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cdp_pipelines.ingest.quality import QualityReport, mask_value, validate_frame
+from cdp_pipelines.ingest.quality import QualityReport, validate_frame
+from cdp_pipelines.privacy import mask_value
 from cdp_pipelines.ingest.quality_suites import QualityConfigError, get_suite, load_suites
 from cdp_pipelines.settings import PROJECT_ROOT
 

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from pipeline_support import run_whole_graph
 
-from cdp_pipelines import settings
-from cdp_pipelines.runner import run_full_refresh
 from cdp_pipelines.synthetic import generate_dataset
 
 PERSONS, SEED = 600, 23
@@ -164,19 +163,7 @@ def faulty_run(tmp_path_factory):
     generate_dataset(PERSONS, SEED, data_dir)
     clean_rows = {name: data_rows(data_dir / f) for name, f in FILES.items()}
     faults, ids = inject_faults(data_dir)
-    env = {
-        settings.ENV_DATA_DIR: str(data_dir),
-        settings.ENV_WAREHOUSE: str(root / "warehouse.duckdb"),
-        settings.ENV_ARTIFACTS_DIR: str(root / "artifacts"),
-        settings.ENV_EXPORT_DIR: str(root / "exports"),
-        "DAGSTER_HOME": str(root / "dagster_home"),
-    }
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv(settings.ENV_SERVING_URL, raising=False)
-        patch.delenv(settings.ENV_SOURCES_FILE, raising=False)
-        for name, value in env.items():
-            patch.setenv(name, value)
-        outcome = run_full_refresh()
+    outcome = run_whole_graph(root, data_dir)
     yield {"outcome": outcome, "faults": faults, "clean_rows": clean_rows, "ids": ids,
            "warehouse": root / "warehouse.duckdb"}
 

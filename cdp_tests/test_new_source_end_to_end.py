@@ -23,10 +23,10 @@ from pathlib import Path
 import duckdb
 import pytest
 import yaml
+from pipeline_support import run_whole_graph
 
 from cdp_pipelines import settings
 from cdp_pipelines.identity.evaluation import evaluate
-from cdp_pipelines.runner import run_full_refresh
 from cdp_pipelines.standardize.dates import parse_date
 from cdp_pipelines.synthetic import generate_dataset
 
@@ -115,19 +115,7 @@ def shop_run(tmp_path_factory):
     accounts = write_shop_export(data_dir)
     rekey_truth(data_dir / "ground_truth.csv")
     write_sources_file(root / "sources.yaml")
-    env = {
-        settings.ENV_DATA_DIR: str(data_dir),
-        settings.ENV_SOURCES_FILE: str(root / "sources.yaml"),
-        settings.ENV_WAREHOUSE: str(root / "warehouse.duckdb"),
-        settings.ENV_ARTIFACTS_DIR: str(root / "artifacts"),
-        settings.ENV_EXPORT_DIR: str(root / "exports"),
-        "DAGSTER_HOME": str(root / "dagster_home"),
-    }
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv(settings.ENV_SERVING_URL, raising=False)
-        for name, value in env.items():
-            patch.setenv(name, value)
-        outcome = run_full_refresh()
+    outcome = run_whole_graph(root, data_dir, sources_file=root / "sources.yaml")
     yield {"outcome": outcome, "accounts": accounts, "warehouse": root / "warehouse.duckdb",
            "truth": data_dir / "ground_truth.csv"}
 

@@ -31,6 +31,7 @@ from cdp_pipelines.ingest.quality_suites import (
     resolve_column,
     resolve_rules,
 )
+from cdp_pipelines.privacy import mask_value
 
 SAMPLE_SIZE = 5
 _GX_SAMPLE_SIZE = 20  # GX returns repeats (every duplicate row); ask for more, keep 5 distinct
@@ -460,25 +461,6 @@ def _distinct_sample(values: list[Any]) -> list[Any]:
         if len(sample) == SAMPLE_SIZE:
             break
     return sample
-
-
-def mask_value(value: Any, column: str | None = None) -> Any:
-    """Hide personal data but keep enough to recognise the problem.
-
-    Emails keep their first character and domain, phones their last two digits, everything
-    else becomes '***'. Only missing values and booleans pass unchanged.
-    """
-    if value is None or isinstance(value, bool):
-        return value
-    text = str(value)
-    if "@" in text:
-        local, _, domain = text.rpartition("@")
-        return f"{local[:1]}***@{domain}"
-    digits = re.sub(r"\D", "", text)
-    looks_like_phone = re.fullmatch(r"[\d\s+().-]+", text) is not None and len(digits) >= 6
-    if digits and (looks_like_phone or "phone" in (column or "").lower()):
-        return "***" + digits[-2:]
-    return "***"
 
 
 def _mask_failure(failure: dict[str, Any]) -> dict[str, Any]:

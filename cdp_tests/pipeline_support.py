@@ -1,0 +1,51 @@
+"""Running the pipeline in a throw-away project folder, for tests that need real runs."""
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from cdp_pipelines import settings
+from cdp_pipelines.identity import assets as identity_assets
+from cdp_pipelines.ingest.assets import build_ingest_definitions
+from cdp_pipelines.resources import project_resources
+from cdp_pipelines.runner import RunOutcome, run_full_refresh
+from cdp_pipelines.standardize.assets import build_standardize_definitions
+
+SOURCES = settings.PROJECT_ROOT / "data" / "sources.yaml"
+CONFIG = settings.PROJECT_ROOT / "config"
+
+
+def run_whole_graph(root: Path, data_dir: Path, sources_file: Path | None = None,
+                    serving_url: str | None = None) -> RunOutcome:
+    """`cdp run` with the warehouse, artifacts, exports and Dagster instance under `root`."""
+    env = {
+        settings.ENV_DATA_DIR: str(data_dir),
+        settings.ENV_WAREHOUSE: str(root / "warehouse.duckdb"),
+        settings.ENV_ARTIFACTS_DIR: str(root / "artifacts"),
+        settings.ENV_EXPORT_DIR: str(root / "exports"),
+        "DAGSTER_HOME": str(root / "dagster_home"),
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name in (settings.ENV_SERVING_URL, settings.ENV_SOURCES_FILE):
+            patch.delenv(name, raising=False)
+        if sources_file is not None:
+            env[settings.ENV_SOURCES_FILE] = str(sources_file)
+        if serving_url is not None:
+            env[settings.ENV_SERVING_URL] = serving_url
+        for name, value in env.items():
+            patch.setenv(name, value)
+        return run_full_refresh()
+
+
+def resolve_identities(root: Path, data_dir: Path, config_dir: Path = CONFIG, incremental: bool = False,
+                       with_checks: bool = False) -> dg.ExecuteInProcessResult:
+    """Ingest, standardize and identity only (the stages identity tests are about)."""
+    defs = dg.Definitions.merge(build_ingest_definitions(SOURCES), build_standardize_definitions(SOURCES))
+    assets = [*defs.assets, identity_assets.identity_graph]
+    if with_checks:
+        assets += [identity_assets.largest_cluster_within_bound, identity_assets.every_record_resolved_once]
+    return dg.materialize(
+        assets, resources=project_resources(root, data_dir, SOURCES, config_dir), raise_on_error=False,
+        run_config={"ops": {"identity_graph": {"config": {"incremental": incremental}}}},
+    )
