@@ -7,6 +7,7 @@ pipeline run exits with 1.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -18,6 +19,7 @@ import typer
 from rich.console import Console
 
 from cdp_pipelines import settings
+from cdp_pipelines.errors import user_error_in
 
 app = typer.Typer(help="Customer data platform: one trusted view of each customer.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -174,10 +176,21 @@ _mount_stage_commands()
 
 
 def main() -> None:
+    message = None
     try:
         app()
     except UserError as error:
-        console.print(f"[bold red]error:[/] {error}")
+        message = str(error)
+    except Exception as error:  # a configuration mistake wrapped by Dagster: one line, not a traceback
+        mistake = user_error_in(error)
+        if mistake is None:
+            raise
+        message = str(mistake)
+    # Exit outside the handler and after a collection: the half-built definitions' reference
+    # cycles hold DuckDB objects that would otherwise be reported as leaks at interpreter exit.
+    if message is not None:
+        gc.collect()
+        console.print(f"[bold red]error:[/] {message}")
         sys.exit(EXIT_USAGE)
 
 
