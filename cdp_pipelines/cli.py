@@ -186,6 +186,7 @@ def main() -> None:
         if mistake is None:
             raise
         message = str(mistake)
+        del mistake
     # Exit outside the handler and after a collection: the half-built definitions' reference
     # cycles hold DuckDB objects that would otherwise be reported as leaks at interpreter exit.
     if message is not None:
