@@ -414,7 +414,7 @@ def evaluate_accuracy(warehouse: Path, truth: Path) -> dict:
 
 
 def benchmark(persons: int, workdir: Path, seed: int = 42, serving_admin_url: str | None = DEFAULT_SERVING_ADMIN_URL,
-              bare: bool = True, evaluate: bool = True, config_dir: Path | None = None) -> dict:
+              bare: bool = True, evaluate: bool = True, config_dir: Path | None = None, bare_repeats: int = 2) -> dict:
     from rich.console import Console
 
     from cdp_pipelines import settings
@@ -455,7 +455,13 @@ def benchmark(persons: int, workdir: Path, seed: int = 42, serving_admin_url: st
                 serving.__exit__(None, None, None)
         pipeline_rss = peak_rss_bytes()
         rss_trace = [sample[2] for sample in sampler.samples]
-        bare_result = run_bare_in_child(paths["warehouse"], settings.config_dir()) if bare else None
+        # Bare Splink is repeated (fresh child each time) and the fastest run kept: on a shared
+        # machine one run says little about noise.
+        bare_runs = [run_bare_in_child(paths["warehouse"], settings.config_dir()) for _ in range(bare_repeats)] if bare else []
+        timed = [b for b in bare_runs if "train_predict_seconds" in b]
+        bare_result = (min(timed, key=lambda b: b["train_predict_seconds"]) if timed else bare_runs[0]) if bare_runs else None
+        if bare_result is not None:
+            bare_result = {**bare_result, "repeats_train_predict_seconds": [b.get("train_predict_seconds") for b in bare_runs]}
     result["load_average"] = {**sampler.summary(), "after": [round(x, 2) for x in os.getloadavg()]}
 
     outcome = run["outcome"]
@@ -538,7 +544,8 @@ def format_report(r: dict) -> str:
         lines.append(f"  {row['rule']:<28}{row['comparisons']:>14,}")
     bare = r.get("bare_splink")
     if bare and "train_predict_seconds" in bare:
-        lines += [f"bare Splink train+predict {bare['train_predict_seconds']} s {bare['seconds']}",
+        lines += [f"bare Splink train+predict {bare['train_predict_seconds']} s {bare['seconds']} "
+                  f"(fastest of {bare.get('repeats_train_predict_seconds')})",
                   f"pipeline Splink {r['pipeline_splink_seconds']} s  ratio pipeline/bare "
                   f"{r['splink_ratio_pipeline_over_bare']}",
                   f"share of total outside bare Splink {r['share_outside_bare_splink']:.0%}, outside pipeline "
@@ -565,6 +572,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="PostgreSQL URL of an existing database used to create and drop the benchmark's own")
     parser.add_argument("--no-serving", action="store_true", help="do not publish to PostgreSQL")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare Splink comparison")
+    parser.add_argument("--bare-repeats", type=int, default=2, help="bare Splink runs; the fastest is reported")
     parser.add_argument("--no-evaluate", action="store_true")
     parser.add_argument("--config-dir", type=Path, default=None,
                         help="configuration folder to use instead of the project's config/ (CDP_CONFIG_DIR)")
@@ -573,7 +581,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path("/tmp/cdp-bench") / f"p{args.persons}"
     result = benchmark(args.persons, workdir, seed=args.seed,
                        serving_admin_url=None if args.no_serving else args.serving_url,
-                       bare=not args.no_bare, evaluate=not args.no_evaluate, config_dir=args.config_dir)
+                       bare=not args.no_bare, evaluate=not args.no_evaluate, config_dir=args.config_dir,
+                       bare_repeats=max(1, args.bare_repeats))
     out = args.json or workdir / "bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str))
