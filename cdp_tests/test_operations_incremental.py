@@ -140,3 +140,20 @@ def test_an_older_file_arriving_late_loses_to_the_later_one(project):
                       [result.run_id])) == {"40": "new"}
     assert query(project, "SELECT rows_read, rows_staged, rows_quarantined FROM quality.ingest_runs WHERE run_id = ?",
                  [result.run_id])[0] == (2, 1, 1)
+
+
+def _check(result, name: str):
+    return next(e for e in result.get_asset_check_evaluations() if e.check_name == name)
+
+
+def test_incremental_checks_validate_only_the_new_rows(project):
+    first = run(project, incremental=False)
+    assert _check(first, "source_contract").metadata["rows_validated"].value == 20
+    (project["data"] / "shop_2.csv").write_text(HEADER + rows([21, 22, 23], day="2024-03-02"))
+    second = run(project, incremental=True)
+    for name in ("source_contract", "standardized_quality"):
+        check = _check(second, name)
+        assert check.passed and check.metadata["rows_validated"].value == 3, (name, check.metadata)
+    third = run(project, incremental=True)  # nothing new: nothing to validate, nothing fails
+    contract = _check(third, "source_contract")
+    assert contract.passed and contract.metadata["rows_validated"].value == 0

@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 
 from cdp_pipelines import settings
-from cdp_pipelines.ingest.assets import current_source, raw_key
+from cdp_pipelines.ingest.assets import current_source, latest_ingest_filter, raw_key
 from cdp_pipelines.ingest.quality import validate_frame
 from cdp_pipelines.ingest.sources_config import ADDRESS_JOINER, SourceConfig, load_sources
 from cdp_pipelines.metadata import OWNERS, null_rates, table_metadata
@@ -178,9 +178,14 @@ def build_standardized_checks(declared: SourceConfig) -> list[dg.AssetChecksDefi
                     description="Standardized values look right: E.164 phones, lower-case emails, ISO countries.")
     def _quality(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         with warehouse.connect() as con:
+            condition, files = latest_ingest_filter(con, declared.name)
+            if files == 0:
+                return dg.AssetCheckResult(passed=True, description=f"{declared.name}: no new rows to validate",
+                                           metadata={"rows_validated": 0})
             frame = con.execute(
                 f"SELECT source, source_record_id, {', '.join(_as_text_for_gx(c) for c in OUTPUT_COLUMNS)} "
-                f"FROM standardized.{declared.name}"
+                f"FROM standardized.{declared.name} "
+                f"WHERE source_record_id IN (SELECT _record_id FROM raw.{declared.name} WHERE {condition})"
             ).df()
         suite = f"standardized_{declared.kind}"
         report = validate_frame(frame, suite_name=suite, source_name=declared.name, record_id_column="source_record_id",
@@ -189,8 +194,9 @@ def build_standardized_checks(declared: SourceConfig) -> list[dg.AssetChecksDefi
             passed=report.passed_blocking,
             severity=dg.AssetCheckSeverity.WARN,
             description=report.message,
-            metadata={k: dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else v
-                      for k, v in report.to_metadata(mask=not settings.show_pii()).items()},
+            metadata={"rows_validated": len(frame),
+                      **{k: dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else v
+                         for k, v in report.to_metadata(mask=not settings.show_pii()).items()}},
         )
 
     return [_reconcile, _quality]
