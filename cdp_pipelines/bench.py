@@ -55,6 +55,18 @@ def peak_rss_bytes() -> dict[str, int]:
     return {"self": self_kib * 1024, "children": children_kib * 1024, "max": max(self_kib, children_kib) * 1024}
 
 
+def own_peak_rss_bytes() -> int:
+    """This process's own high-water resident size (VmHWM), falling back to ru_maxrss."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def cpu_seconds() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     return own.ru_utime + own.ru_stime
@@ -379,7 +391,9 @@ def bare_splink(warehouse: Path, config_dir: Path) -> dict:
         "pairs_kept": int(pairs),
         "comparisons_by_rule": comparisons,
         "pipeline_extras_seconds": {k: round(v, 2) for k, v in extra.items()},
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork and exec, so a child's
+        # ru_maxrss starts at its parent's resident size.
+        "peak_rss_bytes": own_peak_rss_bytes(),
     }
 
 
