@@ -37,6 +37,9 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
 
 DEFAULT_SERVING_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 GENERATION_MARKER = "generation.json"
@@ -607,3 +610,33 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def bench_command(
+    persons: Annotated[int, typer.Option(min=1, help="People to generate (about four source records each).")],
+    workdir: Annotated[Optional[Path], typer.Option(help="Data, warehouse and results (default /tmp/cdp-bench/p<persons>).")] = None,
+    serving_url: Annotated[str, typer.Option(help="PostgreSQL database used to create and drop the run's own.")] = DEFAULT_SERVING_ADMIN_URL,
+    no_serving: Annotated[bool, typer.Option(help="Do not publish to PostgreSQL.")] = False,
+    no_bare: Annotated[bool, typer.Option(help="Skip the bare Splink comparison.")] = False,
+    bare_repeats: Annotated[int, typer.Option(min=1, help="Bare Splink runs; the fastest is reported.")] = 2,
+    config_dir: Annotated[Optional[Path], typer.Option(help="Configuration folder instead of config/.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option(help="Results JSON (default WORKDIR/bench.json).")] = None,
+) -> None:
+    """Run the whole graph at scale and compare its Splink time with bare Splink's (docs/performance.md).
+
+    Mount with ``app.command("bench")(bench_command)``; exits 1 when the run or a check failed.
+    """
+    argv = ["--persons", str(persons), "--serving-url", serving_url, "--bare-repeats", str(bare_repeats)]
+    if workdir is not None:
+        argv += ["--workdir", str(workdir)]
+    if no_serving:
+        argv.append("--no-serving")
+    if no_bare:
+        argv.append("--no-bare")
+    if config_dir is not None:
+        argv += ["--config-dir", str(config_dir)]
+    if json_out is not None:
+        argv += ["--json", str(json_out)]
+    code = main(argv)
+    if code:
+        raise typer.Exit(code)
