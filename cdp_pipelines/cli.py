@@ -165,11 +165,11 @@ def _mount_stage_commands() -> None:
                 raise
             continue
         app.add_typer(getattr(module, attribute), name=name)
-    try:
-        from cdp_pipelines.serving.cli import lookup
-    except ImportError:
-        return
+    from cdp_pipelines.bench import bench_command
+    from cdp_pipelines.serving.cli import lookup
+
     app.command(name="lookup")(lookup)
+    app.command(name="bench")(bench_command)
 
 
 _mount_stage_commands()

@@ -23,7 +23,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cdp_pipelines import settings
 
-STEP_DONE = {"STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED", "STEP_UP_FOR_RETRY"}
 
 
 @dataclass
@@ -50,19 +49,25 @@ def load_definitions() -> dg.Definitions:
 
 
 def _watch(instance: dg.DagsterInstance, run_id: str, total: int, finished: threading.Event, console: Console) -> None:
+    """Follow step events with a cursor (never re-reading the whole run log) and show progress."""
+    wanted = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS,
+              dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.STEP_SKIPPED}
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
         task = progress.add_task("starting", total=total)
-        seen = 0
+        cursor, completed = None, 0
         while True:
-            done = finished.wait(0.5)
-            records = instance.all_logs(run_id) if instance.has_run(run_id) else []
-            steps = [r for r in records if r.dagster_event and r.dagster_event.event_type_value in STEP_DONE]
-            started = [r for r in records if r.dagster_event and r.dagster_event.event_type_value == "STEP_START"]
-            if len(steps) != seen or started:
-                seen = len(steps)
-                current = started[-1].step_key if started else "starting"
-                progress.update(task, completed=min(seen, total), description=current[:48])
+            done = finished.wait(1.0)
+            if instance.has_run(run_id):
+                page = instance.get_records_for_run(run_id, cursor=cursor, of_type=wanted)
+                cursor = page.cursor
+                for record in page.records:
+                    event = record.event_log_entry.dagster_event
+                    if event.event_type_value == "STEP_START":
+                        progress.update(task, description=(event.step_key or "")[:48])
+                    else:
+                        completed += 1
+                progress.update(task, completed=min(completed, total))
             if done:
                 progress.update(task, completed=total, description="done")
                 return

@@ -157,3 +157,20 @@ def test_incremental_checks_validate_only_the_new_rows(project):
     third = run(project, incremental=True)  # nothing new: nothing to validate, nothing fails
     contract = _check(third, "source_contract")
     assert contract.passed and contract.metadata["rows_validated"].value == 0
+
+
+def test_large_tables_are_validated_on_a_sample(project, tmp_path, monkeypatch):
+    import shutil
+
+    from cdp_pipelines import settings
+
+    config = tmp_path / "config"
+    shutil.copytree(settings.PROJECT_ROOT / "config", config)
+    text = (config / "quality.yaml").read_text().replace("max_rows_validated: 200000", "max_rows_validated: 5")
+    (config / "quality.yaml").write_text(text)
+    monkeypatch.setenv(settings.ENV_CONFIG_DIR, str(config))
+    result = run(project, incremental=False)
+    for name in ("source_contract", "standardized_quality"):
+        check = _check(result, name)
+        assert check.passed
+        assert (check.metadata["rows_validated"].value, check.metadata["rows_in_scope"].value) == (5, 20)

@@ -61,8 +61,11 @@ def build_identifier_tables(con: duckdb.DuckDBPyConnection, config: Deterministi
             GROUP BY ALL
         ),
         modal AS (
-            SELECT id_type, id_value, arg_max(person_hint, (n, person_hint)) AS modal_hint,
-                   arg_max(person_hint_alt, (n, person_hint)) AS modal_alt
+            -- The most frequent full name (initials cannot tell people apart, so an initial
+            -- is the modal hint only when nothing longer was seen).
+            SELECT id_type, id_value,
+                   arg_max(person_hint, (length(person_hint) > 2, n, person_hint)) AS modal_hint,
+                   arg_max(person_hint_alt, (length(person_hint) > 2, n, person_hint)) AS modal_alt
             FROM hints GROUP BY ALL
         ),
         people AS (

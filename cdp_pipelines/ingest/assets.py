@@ -15,6 +15,7 @@ import duckdb
 from cdp_pipelines import settings
 from cdp_pipelines.ingest.errors import SourceContractError, SourcesConfigError
 from cdp_pipelines.ingest.quality import validate_frame
+from cdp_pipelines.ingest.quality_suites import max_rows_validated, rows_to_validate_sql
 from cdp_pipelines.ingest.readers import QUARANTINE_SCHEMA, read_source
 from cdp_pipelines.ingest.sources_config import SourceConfig, load_sources
 from cdp_pipelines.metadata import OWNERS, null_rates, table_metadata
@@ -214,6 +215,14 @@ def latest_ingest_filter(con: duckdb.DuckDBPyConnection, source: str) -> tuple[s
     )
 
 
+def rows_for_validation(con: duckdb.DuckDBPyConnection, select: str):
+    """The rows of `select` for Great Expectations (a sample past max_rows_validated), and how many there are."""
+    rows = con.execute(f"SELECT count(*) FROM ({select})").fetchall()[0][0]
+    limit = max_rows_validated()
+    sql = rows_to_validate_sql(select, limit) if rows > limit else select
+    return con.execute(sql).df(), rows
+
+
 def build_contract_check(declared: SourceConfig) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=raw_key(declared.name), name="source_contract", blocking=True,
@@ -234,7 +243,7 @@ def build_contract_check(declared: SourceConfig) -> dg.AssetChecksDefinition:
             if files == 0:
                 return dg.AssetCheckResult(passed=True, description=f"{source.name}: no new files to validate",
                                            metadata={"rows_validated": 0})
-            frame = con.execute(f"SELECT * FROM raw.{source.name} WHERE {condition}").df()
+            frame, rows = rows_for_validation(con, f"SELECT * FROM raw.{source.name} WHERE {condition}")
         mapping = {attr: (cols[0] if isinstance(cols, list) else cols) for attr, cols in source.mapping.items()}
         report = validate_frame(
             frame, suite_name=source.kind, source_name=source.name, record_id_column="_record_id",
@@ -244,7 +253,7 @@ def build_contract_check(declared: SourceConfig) -> dg.AssetChecksDefinition:
             passed=report.passed_blocking,
             severity=dg.AssetCheckSeverity.ERROR,
             description=report.message,
-            metadata={"rows_validated": len(frame), "files_validated": files,
+            metadata={"rows_validated": len(frame), "rows_in_scope": rows, "files_validated": files,
                       **{k: dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else v
                          for k, v in report.to_metadata(mask=not settings.show_pii()).items()}},
         )

@@ -97,6 +97,21 @@ def get_suite(suite_name: str, config_path: Path | None = None) -> SuiteSpec:
     return suites[suite_name]
 
 
+def max_rows_validated(config_path: Path | None = None) -> int:
+    """How many rows a check hands to Great Expectations at most (a sample beyond that)."""
+    path = Path(config_path) if config_path else default_config_path()
+    with open(path, encoding="utf-8") as handle:
+        value = (yaml.safe_load(handle) or {}).get("max_rows_validated", 200_000)
+    if not isinstance(value, int) or value < 1:
+        raise QualityConfigError(f"{path}: max_rows_validated must be a positive whole number, not {value!r}")
+    return value
+
+
+def rows_to_validate_sql(select: str, limit: int) -> str:
+    """`select`, or a reproducible sample of `limit` of its rows."""
+    return f"SELECT * FROM ({select}) USING SAMPLE reservoir({int(limit)} ROWS) REPEATABLE (42)"
+
+
 @lru_cache(maxsize=8)
 def _load_suites_cached(path: str, _mtime_ns: int) -> dict[str, SuiteSpec]:
     with open(path, encoding="utf-8") as handle:

@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 
 from cdp_pipelines import settings
-from cdp_pipelines.ingest.assets import current_source, latest_ingest_filter, raw_key
+from cdp_pipelines.ingest.assets import current_source, latest_ingest_filter, raw_key, rows_for_validation
 from cdp_pipelines.ingest.quality import validate_frame
 from cdp_pipelines.ingest.sources_config import ADDRESS_JOINER, SourceConfig, load_sources
 from cdp_pipelines.metadata import OWNERS, null_rates, table_metadata
@@ -182,11 +182,12 @@ def build_standardized_checks(declared: SourceConfig) -> list[dg.AssetChecksDefi
             if files == 0:
                 return dg.AssetCheckResult(passed=True, description=f"{declared.name}: no new rows to validate",
                                            metadata={"rows_validated": 0})
-            frame = con.execute(
+            frame, rows = rows_for_validation(
+                con,
                 f"SELECT source, source_record_id, {', '.join(_as_text_for_gx(c) for c in OUTPUT_COLUMNS)} "
                 f"FROM standardized.{declared.name} "
-                f"WHERE source_record_id IN (SELECT _record_id FROM raw.{declared.name} WHERE {condition})"
-            ).df()
+                f"WHERE source_record_id IN (SELECT _record_id FROM raw.{declared.name} WHERE {condition})",
+            )
         suite = f"standardized_{declared.kind}"
         report = validate_frame(frame, suite_name=suite, source_name=declared.name, record_id_column="source_record_id",
                                 timestamp_column=None, required_columns=[])
@@ -194,7 +195,7 @@ def build_standardized_checks(declared: SourceConfig) -> list[dg.AssetChecksDefi
             passed=report.passed_blocking,
             severity=dg.AssetCheckSeverity.WARN,
             description=report.message,
-            metadata={"rows_validated": len(frame),
+            metadata={"rows_validated": len(frame), "rows_in_scope": rows,
                       **{k: dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else v
                          for k, v in report.to_metadata(mask=not settings.show_pii()).items()}},
         )
