@@ -130,3 +130,20 @@ def test_worker_processes_give_the_same_result():
     pd.testing.assert_frame_equal(in_process.frame, parallel.frame)
     assert in_process.junk_counts == parallel.junk_counts
     assert in_process.invalid_counts == parallel.invalid_counts
+
+
+def test_vectorised_identifiers_match_the_per_value_classifier():
+    import pandas as pd
+
+    from cdp_pipelines.standardize.config import default_config
+    from cdp_pipelines.standardize.frame import _classify_identifier, _map_identifier
+
+    values = ["lc 0012 34", " LC001234 ", "N/A", "unknown", "----", "0000000000", "xxxx", "  ", "", None,
+              "a", "ab-12", "Ω123", "__", "tok_9f", "1234567", "Null", "none", "AAAAAAA", "W 12 3"]
+    config = default_config()
+    for attribute in ("loyalty_card", "payment_token", "web_user_id", "cookie_id", "account_id", "order_number"):
+        mapped = _map_identifier(pd.Series(values, dtype="object"), attribute, config)
+        expected = [None if v is None else _classify_identifier(v, attribute, config)[0] for v in values]
+        assert list(mapped.values) == expected, attribute
+        junk = sum(1 for v in values if v is not None and _classify_identifier(v, attribute, config)[1].value == "junk")
+        assert mapped.junk == junk > 0, attribute

@@ -23,7 +23,7 @@ import pyarrow as pa
 from cdp_pipelines.vocabulary import CODE_IDENTIFIERS, MAPPABLE_ATTRIBUTES, STANDARDIZED_COLUMNS
 from cdp_pipelines.standardize import addresses, dates, emails, names, phones, postcodes
 from cdp_pipelines.standardize.config import StandardizeConfig, default_config
-from cdp_pipelines.standardize.junk import Status, is_blank, is_placeholder
+from cdp_pipelines.standardize.junk import Status, is_blank, is_placeholder, placeholder_mask
 
 CANONICAL_COLUMNS: tuple[str, ...] = STANDARDIZED_COLUMNS
 """Identity attributes of docs/architecture.md, in the order standardized tables hold them."""
@@ -225,7 +225,9 @@ class _Standardizer:
 
     def identifiers(self) -> None:
         for attribute in IDENTIFIER_COLUMNS:
-            self.simple(attribute, lambda v, a=attribute: _classify_identifier(v, a, self.config))
+            if self.has(attribute):
+                mapped = _map_identifier(self.raw[attribute], attribute, self.config)
+                self.out[attribute] = _text(self.record(attribute, mapped).values, self.index)
         self.simple("social_handle", lambda v: _classify_social_handle(v, self.config))
 
     def frame(self) -> pd.DataFrame:
@@ -269,6 +271,19 @@ def _failure_status(value: Any, attribute: str, config: StandardizeConfig) -> tu
     if is_blank(value):
         return None, Status.MISSING
     return None, Status.JUNK if is_placeholder(value, attribute, config) else Status.INVALID
+
+
+def _map_identifier(values: pd.Series, attribute: str, config: StandardizeConfig) -> _Mapped:
+    """_classify_identifier for a whole column, vectorised over its distinct values (identifiers
+    are mostly distinct, so per-value Python would dominate the stage at a million rows)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    text = pd.Series(np.asarray(uniques, dtype=object)).astype("str")
+    blank = (text.str.strip() == "").to_numpy(dtype=bool)
+    junk = ~blank & placeholder_mask(text, attribute, config)
+    cleaned = text.str.replace(r"\s+", "", regex=True).str.upper().to_numpy(dtype=object)
+    cleaned[blank | junk] = None
+    rows_per_unique = np.bincount(codes[codes >= 0], minlength=len(uniques))
+    return _Mapped(codes=codes, per_unique=np.append(cleaned, None), junk=int(rows_per_unique[junk].sum()), invalid=0)
 
 
 def _classify_identifier(value: Any, attribute: str, config: StandardizeConfig) -> tuple[str | None, Status]:

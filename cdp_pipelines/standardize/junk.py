@@ -10,6 +10,9 @@ import re
 from enum import Enum
 from functools import lru_cache
 
+import numpy as np
+import pandas as pd
+
 from cdp_pipelines.standardize.config import StandardizeConfig, default_config
 
 
@@ -23,6 +26,7 @@ class Status(str, Enum):
 
 
 _IGNORED_IN_KEY = re.compile(r"[\s./\\_\-]+")
+_LETTER_OR_DIGIT = re.compile(r"[^\W_]")
 _DIGITS = "0123456789"
 
 
@@ -50,7 +54,7 @@ def is_placeholder(value: str | None, attribute: str | None = None, config: Stan
 @lru_cache(maxsize=65536)
 def _is_placeholder(value: str, attribute: str | None, config: StandardizeConfig) -> bool:
     text = value.strip()
-    if not any(ch.isalnum() for ch in text):
+    if not _LETTER_OR_DIGIT.search(text):
         return True
     key = placeholder_key(text)
     if attribute and key in config.placeholder_exemptions.get(attribute, ()):
@@ -58,6 +62,20 @@ def _is_placeholder(value: str, attribute: str | None, config: StandardizeConfig
     if key in config.placeholders or (attribute and key in config.placeholders_by_attribute.get(attribute, ())):
         return True
     return len(key) >= config.repeated_char_min_length and len(set(key)) == 1
+
+
+def placeholder_mask(values: "pd.Series", attribute: str | None, config: StandardizeConfig | None = None) -> "np.ndarray":
+    """is_placeholder for a whole column of text at once (same rules, vectorised)."""
+    config = config or default_config()
+    text = values.astype("str").str.strip()
+    key = text.str.replace(_IGNORED_IN_KEY.pattern, "", regex=True).str.casefold()
+    no_letters_or_digits = ~text.str.contains(r"[^\W_]", regex=True)
+    exempt = key.isin(config.placeholder_exemptions.get(attribute, ())) if attribute else False
+    listed = key.isin(config.placeholders)
+    if attribute:
+        listed |= key.isin(config.placeholders_by_attribute.get(attribute, ()))
+    repeated = (key.str.len() >= config.repeated_char_min_length) & key.str.fullmatch(r"(.)\1*")
+    return (no_letters_or_digits | (~exempt & (listed | repeated))).to_numpy(dtype=bool)
 
 
 def is_sequential_digits(digits: str) -> bool:
