@@ -52,9 +52,10 @@ class DeterministicConfig(BaseModel):
     @field_validator("distinct_people_also_by")
     @classmethod
     def _known_hints(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - set(STRONG_IDENTIFIERS))
+        allowed = [*STRONG_IDENTIFIERS, "date_of_birth"]
+        unknown = sorted(set(value) - set(allowed))
         if unknown:
-            raise ValueError(f"unknown identifier(s) {unknown}; allowed: {list(STRONG_IDENTIFIERS)}")
+            raise ValueError(f"unknown column(s) {unknown}; allowed: {allowed}")
         return value
 
 

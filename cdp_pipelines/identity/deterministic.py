@@ -12,6 +12,16 @@ import duckdb
 from cdp_pipelines.identity.config import DeterministicConfig
 
 
+def _hint_expression(column: str, id_type: str) -> str:
+    """A value whose distinct values are distinct people: a birth year (typos in day or month do
+    not make a second person), or an identifier other than the one being judged."""
+    if column == id_type:
+        return "NULL"
+    if column == "date_of_birth":
+        return "CAST(year(date_of_birth) AS VARCHAR)"
+    return f"CAST({column} AS VARCHAR)"
+
+
 def identifier_values_sql(config: DeterministicConfig) -> str:
     """One row per (record, identifier type, value) for the configured strong identifiers."""
     parts = []
@@ -24,10 +34,7 @@ def identifier_values_sql(config: DeterministicConfig) -> str:
         # The raw first name travels with the hint: "tiba" is a typo of "tina", even when the
         # nickname-resolved given names ("tiba", "christiana") look like two people.
         second = "first_name" if rule.people_by == "given_name" else "NULL"
-        extra = "".join(
-            f", CAST({'NULL' if column == id_type else column} AS VARCHAR) AS hint_{column}"
-            for column in config.distinct_people_also_by
-        )
+        extra = "".join(f", {_hint_expression(column, id_type)} AS hint_{column}" for column in config.distinct_people_also_by)
         parts.append(
             f"SELECT rid, '{id_type}' AS id_type, CAST({id_type} AS VARCHAR) AS id_value, "
             f"CAST({people_by} AS VARCHAR) AS person_hint, CAST({second} AS VARCHAR) AS person_hint_alt{extra} "
