@@ -13,7 +13,8 @@ from cdp_pipelines.identity.stable_ids import assign_stable_ids
 from cdp_pipelines.settings import PROJECT_ROOT
 
 COLUMNS = ["rid", "source", "source_record_id", "given_name", "first_name", "email", "phone", "phone_kind",
-           "loyalty_card", "web_user_id", "account_id", "order_number", "social_handle", "cookie_id", "payment_token"]
+           "loyalty_card", "web_user_id", "account_id", "order_number", "social_handle", "cookie_id", "payment_token",
+           "date_of_birth"]
 
 
 def _records(con, rows):
@@ -36,8 +37,10 @@ def config():
     return load_identity_config(PROJECT_ROOT / "config" / "identity.yaml")
 
 
-def _row(rid, source, given=None, first=None, email=None, phone=None, kind=None, card=None, user=None, cookie=None):
-    return (rid, source, f"R{rid}", given, first or given, email, phone, kind, card, user, None, None, None, cookie)
+def _row(rid, source, given=None, first=None, email=None, phone=None, kind=None, card=None, user=None, cookie=None,
+         born=None):
+    return (rid, source, f"R{rid}", given, first or given, email, phone, kind, card, user, None, None, None, cookie,
+            None, pd.Timestamp(born).date() if born else None)
 
 
 def test_family_email_is_shared_but_a_typo_is_not(con, config):
@@ -142,3 +145,15 @@ def test_a_value_seen_under_several_web_logins_is_shared_even_without_names(con,
     build_identifier_tables(con, config.deterministic)
     shared = con.execute("SELECT id_type, id_value, distinct_people FROM identity.shared_identifiers").fetchall()
     assert shared == [("email", "someone@mail.com", 3)]
+
+
+def test_one_name_with_two_birth_years_is_two_people(con, config):
+    _records(con, [
+        _row(0, "crm_accounts", "eric", email="eric.h@mail.com", born="1951-12-08"),
+        _row(1, "crm_accounts", "eric", email="eric.h@mail.com", born="2006-10-31"),
+        _row(2, "crm_accounts", "anna", email="anna.k@mail.com", born="1980-01-02"),
+        _row(3, "pos_transactions", "anna", email="anna.k@mail.com", born="1980-02-01"),  # a typo, same year
+    ])
+    build_identifier_tables(con, config.deterministic)
+    shared = con.execute("SELECT id_value, distinct_people FROM identity.shared_identifiers").fetchall()
+    assert shared == [("eric.h@mail.com", 2)]

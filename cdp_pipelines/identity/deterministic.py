@@ -18,7 +18,7 @@ def _hint_expression(column: str, id_type: str) -> str:
     if column == id_type:
         return "NULL"
     if column == "date_of_birth":
-        return "CAST(year(date_of_birth) AS VARCHAR)"
+        return "CAST(year(CAST(date_of_birth AS DATE)) AS VARCHAR)"
     return f"CAST({column} AS VARCHAR)"
 
 
