@@ -69,8 +69,14 @@ def test_publish_creates_version_views_and_log(serving_db, duck):
             SELECT c.relname FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
             WHERE k.contype = 'p' AND c.relnamespace = 'cdp_v1'::regnamespace ORDER BY 1""").fetchall()
         assert [p for (p,) in pks] == sorted(
-            ["contact_context", "customer_360", "customer_sentiment", "identity_lookup", "journeys",
-             "segment_membership"])
+            ["contact_context", "customer_360", "customer_context", "customer_sentiment", "identity_lookup",
+             "journeys", "segment_membership"])
+        # One ready lookup document per customer, served to channels only (it holds notes and DOBs).
+        assert result.row_counts["customer_context"] == 20
+        assert conn.execute("SELECT count(*) FROM cdp.customer_context").fetchone()[0] == 20
+        assert conn.execute(
+            "SELECT count(*) FROM information_schema.views WHERE table_schema = 'cdp_marketing' "
+            "AND table_name = 'customer_context'").fetchone()[0] == 0
 
 
 def test_types_are_mapped(serving_db, duck):

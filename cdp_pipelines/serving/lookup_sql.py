@@ -9,6 +9,26 @@ from psycopg import sql
 
 FUNCTION_NAME = "lookup_customers"
 
+CONTEXT_TABLE = "customer_context"
+"""Built in PostgreSQL at publish time: one ready jsonb document per customer, so a lookup is two
+index probes (identity_lookup, then this table) instead of assembling the document per call."""
+
+# {v} is the version schema being published. One row per customer of customer_360.
+CONTEXT_DOCUMENT_SELECT = """
+SELECT p.customer_id, jsonb_build_object(
+    'profile', to_jsonb(p) - '{{_publish_version,customer_id}}'::text[],
+    'contact_context', (SELECT to_jsonb(c) - '{{_publish_version,customer_id}}'::text[]
+                        FROM {v}.contact_context c WHERE c.customer_id = p.customer_id),
+    'sentiment', (SELECT to_jsonb(t) - '{{_publish_version,customer_id}}'::text[]
+                  FROM {v}.customer_sentiment t WHERE t.customer_id = p.customer_id),
+    'escalations', COALESCE((SELECT jsonb_agg(to_jsonb(e) - '{{_publish_version,customer_id}}'::text[])
+                             FROM {v}.escalations e WHERE e.customer_id = p.customer_id), '[]'::jsonb),
+    'segments', COALESCE((SELECT jsonb_agg(m.segment ORDER BY m.segment)
+                          FROM {v}.segment_membership m WHERE m.customer_id = p.customer_id), '[]'::jsonb)
+) AS doc
+FROM {v}.customer_360 p
+"""
+
 # {s} is the stable schema (default cdp). $1 = identifier types, $2 = identifier values
 # (parallel arrays, already normalised). One jsonb document per matching customer.
 LOOKUP_FUNCTION_BODY = """
@@ -27,25 +47,24 @@ hits AS (
      AND il.identifier_value = w.identifier_value
     GROUP BY il.customer_id
 )
-SELECT jsonb_build_object(
+SELECT COALESCE(d.doc, '{{}}'::jsonb) || jsonb_build_object(
     'customer_id', h.customer_id,
     'matched_on', to_jsonb(h.matched_on),
     'candidates', count(*) OVER (),
-    'version', h.version,
-    'profile', (SELECT to_jsonb(p) - '{{_publish_version,customer_id}}'::text[]
-                FROM {s}.customer_360 p WHERE p.customer_id = h.customer_id),
-    'contact_context', (SELECT to_jsonb(c) - '{{_publish_version,customer_id}}'::text[]
-                        FROM {s}.contact_context c WHERE c.customer_id = h.customer_id),
-    'sentiment', (SELECT to_jsonb(t) - '{{_publish_version,customer_id}}'::text[]
-                  FROM {s}.customer_sentiment t WHERE t.customer_id = h.customer_id),
-    'escalations', COALESCE((SELECT jsonb_agg(to_jsonb(e) - '{{_publish_version,customer_id}}'::text[])
-                             FROM {s}.escalations e WHERE e.customer_id = h.customer_id), '[]'::jsonb),
-    'segments', COALESCE((SELECT jsonb_agg(m.segment ORDER BY m.segment)
-                          FROM {s}.segment_membership m WHERE m.customer_id = h.customer_id), '[]'::jsonb)
+    'version', h.version
 )
 FROM hits h
+LEFT JOIN {s}.customer_context d ON d.customer_id = h.customer_id
 ORDER BY h.customer_id
 """
+
+
+def build_context_sql(version_schema: str) -> sql.Composed:
+    """CREATE TABLE <version>.customer_context AS the documents, for the version being published."""
+    quoted = sql.Identifier(version_schema).as_string(None)
+    return sql.SQL("CREATE TABLE {} AS {}").format(
+        sql.Identifier(version_schema, CONTEXT_TABLE), sql.SQL(CONTEXT_DOCUMENT_SELECT.format(v=quoted))
+    )
 
 
 def function_body(stable_schema: str) -> str:

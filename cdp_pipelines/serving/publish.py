@@ -17,6 +17,7 @@ import psycopg
 from psycopg import errors, sql
 
 from cdp_pipelines.serving.config import VERSION_COLUMN, ServingConfig, TableSpec, load_config
+from cdp_pipelines.serving.lookup_sql import CONTEXT_TABLE, build_context_sql
 from cdp_pipelines.serving.duck_types import Column, columns_of, duck_ref, table_exists
 from cdp_pipelines.serving.postgres import ServingError, connect
 from cdp_pipelines.serving.schema import init_serving
@@ -63,6 +64,7 @@ def publish(
         schema = cfg.version_schema(version)
         try:
             row_counts = _load_all(url, duck, cfg, schema, version, plans)
+            row_counts[CONTEXT_TABLE] = _build_customer_context(url, schema, version)
             seconds = round(time.perf_counter() - started, 3)
             swap_views(conn, cfg, version, log_sql=_log(cfg, version, "published", row_counts, seconds))
         except BaseException as exc:
@@ -138,6 +140,19 @@ def _start_version(conn: psycopg.Connection, cfg: ServingConfig) -> int:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
     return version
+
+
+def _build_customer_context(url: str, schema: str, version: int) -> int:
+    """The ready lookup document of every customer, keyed and vacuumed before the swap."""
+    target = sql.Identifier(schema, CONTEXT_TABLE)
+    with connect(url, autocommit=True) as pg:
+        pg.execute("SET maintenance_work_mem = '512MB'")
+        pg.execute(build_context_sql(schema))
+        pg.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} integer NOT NULL DEFAULT {}").format(
+            target, sql.Identifier(VERSION_COLUMN), sql.Literal(version)))
+        pg.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (customer_id)").format(target))
+        pg.execute(sql.SQL("VACUUM (ANALYZE) {}").format(target))
+        return pg.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()[0]
 
 
 def _load_all(url, duck, cfg: ServingConfig, schema: str, version: int, plans: list[TablePlan]) -> dict[str, int]:
