@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, field_validator
 
+from cdp_pipelines.config_files import load_yaml_model
 from cdp_pipelines.vocabulary import IDENTIFIER_TYPES
 
 STRONG_IDENTIFIERS = IDENTIFIER_TYPES
@@ -139,34 +139,12 @@ class Overrides(BaseModel):
     cannot_link: list[OverridePair] = Field(default_factory=list)
 
 
-def _read_yaml(path: Path) -> dict:
-    try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise IdentityConfigError(f"{path}: file not found") from None
-    except yaml.YAMLError as error:
-        raise IdentityConfigError(f"{path}: not valid YAML: {error}") from None
-    return content or {}
-
-
-def _explain(path: Path, error: ValidationError) -> IdentityConfigError:
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in item['loc'])}: {item['msg']}" for item in error.errors()
-    )
-    return IdentityConfigError(f"{path}: {problems}")
-
-
 def load_identity_config(path: Path) -> IdentityConfig:
-    try:
-        return IdentityConfig.model_validate(_read_yaml(path))
-    except ValidationError as error:
-        raise _explain(path, error) from None
+    return load_yaml_model(path, IdentityConfig, IdentityConfigError)
 
 
 def load_overrides(path: Path) -> Overrides:
+    """Manual must-link / cannot-link decisions; none when the file does not exist."""
     if not path.exists():
         return Overrides()
-    try:
-        return Overrides.model_validate(_read_yaml(path))
-    except ValidationError as error:
-        raise _explain(path, error) from None
+    return load_yaml_model(path, Overrides, IdentityConfigError)

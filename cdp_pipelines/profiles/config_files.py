@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import TypeVar
 
 import duckdb
-import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
+from cdp_pipelines import config_files
 from cdp_pipelines.vocabulary import STANDARDIZED_COLUMNS
 
 CANONICAL_ATTRIBUTES = STANDARDIZED_COLUMNS
@@ -24,20 +24,8 @@ class ProfilesConfigError(ValueError):
 
 
 def load_yaml_model(path: Path, model: type[Model]) -> Model:
-    """Parse and validate one YAML file, naming the file and the offending keys on failure."""
-    try:
-        content = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ProfilesConfigError(f"{path}: file not found") from None
-    except yaml.YAMLError as error:
-        raise ProfilesConfigError(f"{path}: not valid YAML: {error}") from None
-    try:
-        return model.model_validate(content)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in item['loc']) or '(top level)'}: {item['msg']}" for item in error.errors()
-        )
-        raise ProfilesConfigError(f"{path}: {problems}") from None
+    """Parse and validate one profiles YAML file, naming the file and the offending keys on failure."""
+    return config_files.load_yaml_model(path, model, ProfilesConfigError)
 
 
 def literal(value: str) -> str:

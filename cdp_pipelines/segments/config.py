@@ -10,8 +10,9 @@ import re
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cdp_pipelines.config_files import read_yaml_mapping
 
 Channel = Literal["email", "sms", "ads", "direct_mail"]
 ConsentChannel = Literal["email", "sms"]
@@ -174,14 +175,7 @@ def _explain(path: Path, raw: dict, error: ValidationError) -> SegmentConfigErro
 
 def load_segments(path: Path) -> SegmentsConfig:
     """Read and check the segments file (structure only; rules are checked by validation.py)."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise SegmentConfigError(f"{path}: file not found") from None
-    except yaml.YAMLError as error:
-        raise SegmentConfigError(f"{path}: not valid YAML: {error}") from None
-    if not isinstance(raw, dict):
-        raise SegmentConfigError(f"{path}: expected a mapping with a 'segments' list")
+    raw = read_yaml_mapping(path, SegmentConfigError)
     try:
         return SegmentsConfig.model_validate(raw)
     except ValidationError as error:
