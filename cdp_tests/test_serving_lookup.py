@@ -29,7 +29,7 @@ def published(serving_db):
         ("phone", "07700 900007", "phone"),
         ("phone", "+44 7700 900007", "phone"),
         ("card", " lc000007 ", "loyalty_card"),
-        ("cookie", " ck-7-AbC ", "cookie_id"),
+        ("cookie", " ck-7-AbC ", "cookie_id"),  # stored as standardized: CK-7-ABC
         ("order", "ord-7", "order_number"),
         ("account", "acc7 ", "account_id"),
         ("web_user", "wu_7", "web_user_id"),
@@ -52,8 +52,11 @@ def test_lookup_context_lists(published):
     assert hit["escalations"] == [{"escalation_id": "E6", "reason": "late delivery", "agent_comment": "customer angry"}]
 
 
-def test_cookie_is_case_sensitive(published):
-    assert lookup(published.url, cookie="CK-7-ABC") == []
+def test_cookie_matches_as_standardization_stores_it(published):
+    # Standardization stores codes without spaces and upper-cased, cookies included.
+    found = {c["customer_id"] for c in lookup(published.url, cookie="ck-7-abc")}
+    assert found == {c["customer_id"] for c in lookup(published.url, cookie="CK-7-ABC")} and len(found) == 1
+    assert lookup(published.url, cookie="CK-8-ABD") == []
 
 
 def test_shared_phone_returns_every_candidate(published):
@@ -97,3 +100,19 @@ def test_channel_role_can_run_lookup_and_marketing_cannot(published):
         conn.execute(f'SET ROLE "{published.marketing_role}"')
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             lookup(conn, card="LC000002")
+
+
+def test_lookup_normalises_exactly_as_the_pipeline_stores():
+    """A code typed with spaces or in lower case, or a lower-case cookie from a source, finds
+    what standardization stored (the same per-value rules, not a copy of them)."""
+    import pandas as pd
+
+    from cdp_pipelines.serving.normalize import normalize_identifiers
+    from cdp_pipelines.standardize.frame import standardize_frame
+
+    raw = pd.DataFrame({"loyalty_card": [" lc 000 007 "], "cookie_id": ["3f2a-9c"], "social_handle": ["https://x.com/Ann_B/"]})
+    stored = standardize_frame(raw).frame.iloc[0]
+    typed = dict(normalize_identifiers({"card": "LC000 007", "cookie": "3F2A-9C ", "social": "@ann_b"}))
+    assert typed == {"loyalty_card": stored["loyalty_card"], "cookie_id": stored["cookie_id"],
+                     "social_handle": stored["social_handle"]}
+    assert normalize_identifiers({"card": "N/A", "email": "test@test.com"}) == []

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,10 +20,9 @@ import duckdb
 from cdp_pipelines import settings
 from cdp_pipelines.profiles.config_files import ProfilesConfigError, literal
 from cdp_pipelines.profiles.identifiers import IDENTIFIER_TYPES, identifier_rows_sql
-from cdp_pipelines.standardize.emails import canonical_email
-from cdp_pipelines.standardize.phones import normalize_phone
+from cdp_pipelines.standardize.identifiers import normalize_identifier
 
-ENV_SUPPRESSION_FILE = "CDP_SUPPRESSION_FILE"
+ENV_SUPPRESSION_FILE = settings.ENV_SUPPRESSION_FILE
 COLUMNS = ("request_id", "identifier_type", "identifier_hash", "requested_at")
 SUPPRESSED = "profiles.suppressed_customers"
 AUDIT = "profiles.erasure_audit"
@@ -35,25 +33,14 @@ _HASH = re.compile(r"^[0-9a-f]{64}$")
 
 def suppression_file() -> Path:
     """The erasure list: CDP_SUPPRESSION_FILE, default data/suppression/erasure_requests.csv."""
-    value = os.environ.get(ENV_SUPPRESSION_FILE, "").strip()
-    if value:
-        return Path(value).expanduser().resolve()
-    return settings.PROJECT_ROOT / "data" / "suppression" / "erasure_requests.csv"
+    return settings.suppression_file()
 
 
 def normalise_identifier(identifier_type: str, value: str, default_region: str = "GB") -> str:
     """The standardized form of an identifier, the one stored in the warehouse and hashed."""
     if identifier_type not in IDENTIFIER_TYPES:
         raise ProfilesConfigError(f"unknown identifier type {identifier_type!r}; allowed: {list(IDENTIFIER_TYPES)}")
-    text = (value or "").strip()
-    if identifier_type == "email":
-        normalised = canonical_email(text)
-    elif identifier_type == "phone":
-        normalised = normalize_phone(text, default_region)
-    elif identifier_type == "social_handle":
-        normalised = text.rstrip("/").rsplit("/", 1)[-1].lstrip("@").lower()
-    else:
-        normalised = "".join(text.split()).upper()
+    normalised = normalize_identifier(identifier_type, value or "", default_region)
     if not normalised:
         raise ProfilesConfigError(f"the {identifier_type} given is not a valid {identifier_type}; nothing recorded")
     return normalised

@@ -1,16 +1,14 @@
 """Turn what a channel system typed into the form identity_lookup stores.
 
-Phones and emails use the standardization stage's own functions, so a lookup matches exactly
-what the pipeline wrote. Codes printed on cards, receipts and accounts are case-insensitive in
-practice: trimmed and upper-cased. Cookies and web user ids are opaque: trimmed, case kept.
+Every value goes through the standardization stage's own per-value rules
+(cdp_pipelines.standardize.identifiers), so a lookup matches exactly what the pipeline stored:
+E.164 phones, canonical emails, codes (cards, orders, accounts, cookies, web logins) without
+spaces and upper-cased, handles lower-cased without "@".
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from cdp_pipelines.standardize.emails import canonical_email
-from cdp_pipelines.standardize.phones import normalize_phone
+from cdp_pipelines.standardize.identifiers import normalize_identifier
 
 # keyword accepted by lookup() → identifier_type stored in identity_lookup
 IDENTIFIER_TYPES = {
@@ -25,38 +23,6 @@ IDENTIFIER_TYPES = {
 }
 
 
-def _phone(value: str, default_region: str) -> str | None:
-    return normalize_phone(value, default_region)
-
-
-def _email(value: str, default_region: str) -> str | None:
-    return canonical_email(value)
-
-
-def _code(value: str, default_region: str) -> str | None:
-    return value.strip().upper() or None
-
-
-def _opaque(value: str, default_region: str) -> str | None:
-    return value.strip() or None
-
-
-def _handle(value: str, default_region: str) -> str | None:
-    return value.strip().lstrip("@").lower() or None
-
-
-NORMALIZERS: dict[str, Callable[[str, str], str | None]] = {
-    "phone": _phone,
-    "email": _email,
-    "loyalty_card": _code,
-    "order_number": _code,
-    "account_id": _code,
-    "cookie_id": _opaque,
-    "web_user_id": _opaque,
-    "social_handle": _handle,
-}
-
-
 def normalize_identifiers(values: dict[str, str | None], default_region: str = "GB") -> list[tuple[str, str]]:
     """(identifier_type, normalised value) pairs for the given keyword → raw value mapping.
 
@@ -67,7 +33,7 @@ def normalize_identifiers(values: dict[str, str | None], default_region: str = "
         if raw is None:
             continue
         kind = IDENTIFIER_TYPES[keyword]
-        normalised = NORMALIZERS[kind](str(raw), default_region)
+        normalised = normalize_identifier(kind, str(raw), default_region)
         if normalised:
             pairs.append((kind, normalised))
     return pairs
