@@ -78,11 +78,6 @@ def run_full_refresh(retrain: bool = False, console: Console | None = None) -> R
     return run_pipeline(incremental=False, retrain=retrain, console=console)
 
 
-def run_incremental(retrain: bool = False, console: Console | None = None) -> RunOutcome:
-    """The incremental job: only new or changed files are read, only touched records linked."""
-    return run_pipeline(incremental=True, retrain=retrain, console=console)
-
-
 def pipeline_run_config(incremental: bool, retrain: bool) -> dict:
     """Run config of either job; the incremental job's defaults are repeated here because a run
     config given at launch replaces the job's defaults as a whole."""
@@ -93,6 +88,16 @@ def pipeline_run_config(incremental: bool, retrain: bool) -> dict:
     identity["retrain"] = retrain
     ops["identity_graph"] = {"config": identity}
     return {"ops": ops, "loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+def split_check_failures(evaluations) -> tuple[list[dict], list[dict]]:
+    """Failed checks that fail the run (severity ERROR) and those only reported (severity WARN)."""
+    def describe(e) -> dict:
+        return {"asset": e.asset_key.to_user_string(), "check": e.check_name, "description": e.description}
+
+    failures = [e for e in evaluations if not e.passed]
+    return ([describe(e) for e in failures if e.severity != dg.AssetCheckSeverity.WARN],
+            [describe(e) for e in failures if e.severity == dg.AssetCheckSeverity.WARN])
 
 
 def run_pipeline(incremental: bool = False, retrain: bool = False, console: Console | None = None) -> RunOutcome:
@@ -113,10 +118,7 @@ def run_pipeline(incremental: bool = False, retrain: bool = False, console: Cons
     finally:
         finished.set()
         watcher.join(timeout=5)
-    failed_checks = [
-        {"asset": e.asset_key.to_user_string(), "check": e.check_name, "description": e.description}
-        for e in result.get_asset_check_evaluations() if not e.passed
-    ]
+    failed_checks, check_warnings = split_check_failures(result.get_asset_check_evaluations())
     failed_steps = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     skipped = [e.step_key for e in result.all_events if e.event_type_value == "STEP_SKIPPED"]
     summary = {
@@ -127,14 +129,15 @@ def run_pipeline(incremental: bool = False, retrain: bool = False, console: Cons
         "warehouse": str(settings.warehouse_path()),
         **warehouse_summary(settings.warehouse_path(), run_id),
         "failed_checks": failed_checks,
+        "check_warnings": check_warnings,
         "failed_steps": failed_steps,
         "skipped_steps": skipped,
     }
-    blocking_failed = [c for c in failed_checks if c["asset"]]
-    for check in blocking_failed:
+    for check in failed_checks:
         console.print(f"[bold red]check failed[/] {check['asset']} {check['check']}: {check['description']}")
-    return RunOutcome(success=result.success and not failed_steps and not blocking_failed and not skipped,
-                      run_id=run_id, summary=summary)
+    for check in check_warnings:
+        console.print(f"[yellow]check warning[/] {check['asset']} {check['check']}: {check['description']}")
+    return RunOutcome(success=summary["success"] and not failed_steps and not skipped, run_id=run_id, summary=summary)
 
 
 def warehouse_summary(path: Path, run_id: str | None = None) -> dict:

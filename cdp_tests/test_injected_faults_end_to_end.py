@@ -179,6 +179,7 @@ def test_the_run_succeeds_with_every_check_passing(faulty_run):
     outcome = faulty_run["outcome"]
     assert outcome.success, json.dumps(outcome.summary, default=str)[:3000]
     assert outcome.summary["failed_checks"] == [] and outcome.summary["skipped_steps"] == []
+    assert outcome.summary["check_warnings"] == []
 
 
 def test_every_fault_is_quarantined_with_its_reason(faulty_run, warehouse):

@@ -131,6 +131,7 @@ def test_the_run_succeeds_with_every_check_passing(shop_run):
     outcome = shop_run["outcome"]
     assert outcome.success, json.dumps(outcome.summary, default=str)[:3000]
     assert outcome.summary["failed_checks"] == [] and outcome.summary["skipped_steps"] == []
+    assert outcome.summary["check_warnings"] == []
     per_source = outcome.summary["records_per_source"]
     assert SOURCE in per_source and "crm_accounts" not in per_source
     shop = per_source[SOURCE]
