@@ -202,7 +202,10 @@ def _component_facts(con: duckdb.DuckDBPyConnection, cannot: list[tuple[int, int
         GROUP BY ALL
         """
     ).fetchall()
-    labels = dict(con.execute("SELECT rid, component FROM identity.record_components").fetchall()) if cannot else {}
+    involved = sorted({rid for pair in cannot for rid in pair})
+    labels = dict(con.execute(
+        "SELECT rid, component FROM identity.record_components WHERE list_contains(?, rid)", [involved]
+    ).fetchall()) if cannot else {}
     tags: dict[int, set[int]] = {}
     for tag, (a, b) in enumerate(cannot):
         tags.setdefault(labels[a], set()).add(tag)
