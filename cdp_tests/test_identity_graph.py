@@ -157,3 +157,12 @@ def test_one_name_with_two_birth_years_is_two_people(con, config):
     build_identifier_tables(con, config.deterministic)
     shared = con.execute("SELECT id_value, distinct_people FROM identity.shared_identifiers").fetchall()
     assert shared == [("eric.h@mail.com", 2)]
+
+
+def test_evaluation_names_a_wrong_truth_file(con, tmp_path: Path):
+    from cdp_pipelines.identity.evaluation import TruthFileError
+
+    truth = tmp_path / "truth.csv"
+    truth.write_text("a,b\n1,2\n")
+    with pytest.raises(TruthFileError, match="missing column\\(s\\) source, source_record_id, person_id"):
+        evaluate(con, truth)

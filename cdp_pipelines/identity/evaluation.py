@@ -12,12 +12,33 @@ from pathlib import Path
 import duckdb
 
 
+TRUTH_COLUMNS = ("source", "source_record_id", "person_id")
+
+
+class TruthFileError(ValueError):
+    """The ground-truth file cannot be used (missing, unreadable, wrong columns)."""
+
+
+def _check_truth_file(con: duckdb.DuckDBPyConnection, truth_csv: Path) -> None:
+    try:
+        columns = [row[0] for row in con.execute(
+            "DESCRIBE SELECT * FROM read_csv(?, header = true, all_varchar = true)", [str(truth_csv)]
+        ).fetchall()]
+    except duckdb.Error as error:
+        raise TruthFileError(f"{truth_csv}: cannot be read as CSV ({str(error).splitlines()[0]})") from None
+    missing = [c for c in TRUTH_COLUMNS if c not in columns]
+    if missing:
+        raise TruthFileError(f"{truth_csv}: missing column(s) {', '.join(missing)}; expected "
+                             f"{', '.join(TRUTH_COLUMNS)}, found {', '.join(columns)}")
+
+
 def _f1(p: float, r: float) -> float:
     return 0.0 if p + r == 0 else 2 * p * r / (p + r)
 
 
 def evaluate(con: duckdb.DuckDBPyConnection, truth_csv: Path, by_source_pair: bool = True) -> dict:
     """Compare identity.customer_xref with a truth CSV (source, source_record_id, person_id)."""
+    _check_truth_file(con, truth_csv)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _truth AS SELECT source::VARCHAR AS source, "
         "source_record_id::VARCHAR AS source_record_id, person_id::VARCHAR AS person_id "
