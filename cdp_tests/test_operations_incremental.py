@@ -174,3 +174,15 @@ def test_large_tables_are_validated_on_a_sample(project, tmp_path, monkeypatch):
         check = _check(result, name)
         assert check.passed
         assert (check.metadata["rows_validated"].value, check.metadata["rows_in_scope"].value) == (5, 20)
+
+
+def test_standardized_metadata_shows_junk_and_null_rates_and_a_preview(project):
+    lines = "".join(f"{i},Person {i},p{i}@mail.co.uk,2024-03-01T10:00:00\n" for i in range(1, 20))
+    (project["data"] / "shop_1.csv").write_text(HEADER + lines + "20,Person 20,test@test.com,2024-03-01T10:00:00\n")
+    result = run(project, incremental=False)
+    metadata = next(m for m in result.asset_materializations_for_node("standardized__shop")).metadata
+    assert metadata["junk_values_removed"].value["email"] == 1
+    assert metadata["junk_rates"].value["email"] == 0.05
+    assert metadata["null_rates"].value["email"] == 0.05 and metadata["null_rates"].value["phone"] == 1.0
+    preview = metadata["preview"].value
+    assert "source_record_id" in preview and "p1@mail.co.uk" not in preview  # personal data masked

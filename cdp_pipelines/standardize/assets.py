@@ -142,6 +142,8 @@ def build_standardized_asset(declared: SourceConfig) -> dg.AssetsDefinition:
                 "mode": "incremental" if incremental else "full",
                 "rows_in": len(raw),
                 "junk_values_removed": dg.MetadataValue.json(outcome.junk_counts),
+                "junk_rates": dg.MetadataValue.json(
+                    {c: round(n / len(raw), 4) for c, n in outcome.junk_counts.items()} if len(raw) else {}),
                 "invalid_values": dg.MetadataValue.json(outcome.invalid_counts),
                 "null_rates": dg.MetadataValue.json(null_rates(con, target, list(OUTPUT_COLUMNS))),
             }
