@@ -42,7 +42,16 @@ def _run(root: Path, name: str, incremental: bool) -> dict:
     outcome = run_pipeline(incremental=incremental)
     if not outcome.success:
         raise SystemExit(f"{name} run failed: {json.dumps(outcome.summary, default=str)[:2000]}")
-    return outcome.summary
+    return {**outcome.summary, "slowest_steps": _slowest_steps(outcome.run_id)}
+
+
+def _slowest_steps(run_id: str, top: int = 12) -> dict[str, float]:
+    """Wall seconds of the run's slowest steps, read from the Dagster instance."""
+    from cdp_pipelines.runner import dagster_instance
+
+    stats = dagster_instance().get_run_step_stats(run_id)
+    timed = [(s.step_key, s.end_time - s.start_time) for s in stats if s.start_time and s.end_time]
+    return {key: round(seconds, 2) for key, seconds in sorted(timed, key=lambda t: -t[1])[:top]}
 
 
 def _globbed_sources(project_sources: Path, target: Path) -> None:
@@ -147,7 +156,7 @@ def main() -> None:
     incremental_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    _run(root, "full", incremental=False)
+    full = _run(root, "full", incremental=False)
     full_seconds = time.perf_counter() - started
 
     report = {
@@ -161,6 +170,8 @@ def main() -> None:
         "target_ratio": 0.2,
         **pair_agreement(root / "incremental.duckdb", root / "full.duckdb"),
         "target_agreement": 0.999,
+        "slowest_steps_incremental": incremental["slowest_steps"],
+        "slowest_steps_full": full["slowest_steps"],
     }
     print(json.dumps(report, indent=2))
 
