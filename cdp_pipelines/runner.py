@@ -13,6 +13,8 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +75,22 @@ def _watch(instance: dg.DagsterInstance, run_id: str, total: int, finished: thre
                 return
 
 
+@contextmanager
+def warehouse_kept_open(path: Path) -> Iterator[None]:
+    """Hold one connection to the warehouse for the whole in-process run.
+
+    DuckDB shares one database instance among the connections of a process, so while this one is
+    open every step's own connection attaches to the loaded instance instead of reading the
+    catalog from the file again (about 50 ms a step on a large warehouse) and checkpointing on
+    close."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    anchor = duckdb.connect(str(path))
+    try:
+        yield
+    finally:
+        anchor.close()
+
+
 def run_full_refresh(retrain: bool = False, console: Console | None = None) -> RunOutcome:
     """Materialize every asset and run every check, returning success and a summary."""
     return run_pipeline(incremental=False, retrain=retrain, console=console)
@@ -114,7 +132,9 @@ def run_pipeline(incremental: bool = False, retrain: bool = False, console: Cons
     watcher = threading.Thread(target=_watch, args=(instance, run_id, total, finished, console), daemon=True)
     watcher.start()
     try:
-        result = job.execute_in_process(run_config=run_config, instance=instance, run_id=run_id, raise_on_error=False)
+        with warehouse_kept_open(settings.warehouse_path()):
+            result = job.execute_in_process(run_config=run_config, instance=instance, run_id=run_id,
+                                            raise_on_error=False)
     finally:
         finished.set()
         watcher.join(timeout=5)
