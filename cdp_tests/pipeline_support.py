@@ -9,7 +9,7 @@ from cdp_pipelines import settings
 from cdp_pipelines.identity import assets as identity_assets
 from cdp_pipelines.ingest.assets import build_ingest_definitions
 from cdp_pipelines.resources import project_resources
-from cdp_pipelines.runner import RunOutcome, run_full_refresh
+from cdp_pipelines.runner import RunOutcome, run_pipeline
 from cdp_pipelines.standardize.assets import build_standardize_definitions
 
 SOURCES = settings.PROJECT_ROOT / "data" / "sources.yaml"
@@ -17,8 +17,9 @@ CONFIG = settings.PROJECT_ROOT / "config"
 
 
 def run_whole_graph(root: Path, data_dir: Path, sources_file: Path | None = None,
-                    serving_url: str | None = None) -> RunOutcome:
-    """`cdp run` with the warehouse, artifacts, exports and Dagster instance under `root`."""
+                    serving_url: str | None = None, incremental: bool = False) -> RunOutcome:
+    """`cdp run` (or `cdp run --incremental`) with the warehouse, artifacts, exports and Dagster
+    instance under `root`."""
     env = {
         settings.ENV_DATA_DIR: str(data_dir),
         settings.ENV_WAREHOUSE: str(root / "warehouse.duckdb"),
@@ -35,7 +36,7 @@ def run_whole_graph(root: Path, data_dir: Path, sources_file: Path | None = None
             env[settings.ENV_SERVING_URL] = serving_url
         for name, value in env.items():
             patch.setenv(name, value)
-        return run_full_refresh()
+        return run_pipeline(incremental=incremental)
 
 
 def resolve_identities(root: Path, data_dir: Path, config_dir: Path = CONFIG, incremental: bool = False,

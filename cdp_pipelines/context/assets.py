@@ -12,10 +12,11 @@ from pathlib import Path
 import dagster as dg
 
 from cdp_pipelines import settings
-from cdp_pipelines.context.runner import load_variables, run_on_duckdb
+from cdp_pipelines.context.runner import load_variables, refresh_on_duckdb
 from cdp_pipelines.context.sentiment import TABLE as TEXT_SENTIMENT_TABLE, build_text_sentiment
 from cdp_pipelines.context.sql_models import SqlModel, discover_models
 from cdp_pipelines.metadata import OWNERS, table_metadata
+from cdp_pipelines.operations.refresh_config import IncrementalRefreshConfig
 from cdp_pipelines.resources import ProjectPathsResource, WarehouseResource
 from cdp_pipelines.segments.assets import segment_key
 from cdp_pipelines.segments.build import MEMBERSHIP_TABLE
@@ -64,12 +65,14 @@ def build_model_asset(model: SqlModel, segment_keys: list[dg.AssetKey] | None = 
         description=model.description or None,
         metadata={"sql_file": dg.MetadataValue.path(str(model.path))},
     )
-    def _model(context: dg.AssetExecutionContext, warehouse: WarehouseResource, paths: ProjectPathsResource):
+    def _model(context: dg.AssetExecutionContext, config: IncrementalRefreshConfig, warehouse: WarehouseResource,
+               paths: ProjectPathsResource):
         variables = load_variables(paths.config_path(CONFIG_FILE))
         with warehouse.connect() as con:
-            run_on_duckdb(con, model, variables)
+            plan = refresh_on_duckdb(con, model, variables, config.incremental)
             metadata = {
                 **table_metadata(con, model.table),
+                **plan.metadata(),
                 "dagster/column_schema": columns_metadata(con, model.table),
                 "variables": dg.MetadataValue.json({name: variables.get(name) for name in model.variables}),
             }
@@ -91,9 +94,9 @@ def build_model_asset(model: SqlModel, segment_keys: list[dg.AssetKey] | None = 
     description="VADER compound sentiment (-1..1) of every review and social post text, scored once per "
                 "distinct text in Python; the SQL models join to it.",
 )
-def int_text_sentiment(warehouse: WarehouseResource) -> dg.MaterializeResult:
+def int_text_sentiment(config: IncrementalRefreshConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.connect() as con:
-        scored = build_text_sentiment(con)
+        scored = build_text_sentiment(con, incremental=config.incremental)
         metadata = table_metadata(con, TEXT_SENTIMENT_TABLE)
     return dg.MaterializeResult(metadata={**metadata, "texts_scored": scored})
 

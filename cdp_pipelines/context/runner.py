@@ -18,7 +18,8 @@ import yaml
 from psycopg import sql as pgsql
 
 from cdp_pipelines.context.sql_models import VAR_PATTERN, SqlModel
-from cdp_pipelines.segments.build import MEMBERSHIP_TABLE
+from cdp_pipelines.operations import scoped_refresh
+from cdp_pipelines.segments.build import CHANGES_TABLE, MEMBERSHIP_TABLE
 
 # Tables models may read that other stages write, with the columns they always have. A model
 # reading one must still run when that stage wrote nothing (no segments declared, a warehouse
@@ -110,6 +111,48 @@ def run_on_duckdb(con, model: SqlModel, variables: Mapping[str, Any]) -> None:
     ensure_inputs_exist(con.execute, model)
     con.execute(f'CREATE SCHEMA IF NOT EXISTS "{model.layer}"')
     con.execute(f'CREATE OR REPLACE TABLE "{model.layer}"."{model.name}" AS\n{select}')
+
+
+def effective_variables(con, model: SqlModel, variables: Mapping[str, Any]) -> dict[str, Any]:
+    """The variables with an unset `as_of` replaced by the value of the model's `as_of` CTE over
+    all customers, so a refresh of some customers uses the same moment as a whole rebuild."""
+    resolved = dict(variables)
+    if "as_of" not in model.variables or resolved.get("as_of") is not None:
+        return resolved
+    tree = sqlglot.parse_one(_select_only(render(model.sql, resolved)), read="duckdb")
+    cte = next((c for c in tree.find_all(sqlglot.exp.CTE) if c.alias_or_name.lower() == "as_of"), None)
+    if cte is None:
+        return resolved
+    ensure_inputs_exist(con.execute, model)
+    value = con.execute(f"SELECT * FROM ({cte.this.sql(dialect='duckdb')})").fetchall()
+    if value and value[0][0] is not None:
+        resolved["as_of"] = value[0][0]
+    return resolved
+
+
+def refresh_on_duckdb(con, model: SqlModel, variables: Mapping[str, Any],
+                      incremental: bool) -> scoped_refresh.RefreshPlan:
+    """Build the model's table whole, or (incremental, per-customer model) only the rows of the
+    customers changed since it was built: every input table with a customer_id is read for
+    those customers only (see operations/scoped_refresh.py)."""
+    resolved = effective_variables(con, model, variables)
+    select = _select_only(render(model.sql, resolved))
+    ensure_inputs_exist(con.execute, model)
+    inputs = [f"{schema}.{table}" for schema, table in model.deps]
+    print_ = scoped_refresh.fingerprint(select, *scoped_refresh.upstream_fingerprints(con, inputs))
+    per_customer = (scoped_refresh.table_exists(con, model.table)
+                    and scoped_refresh.has_customer_id(con, model.table))
+    extra = [f"SELECT customer_id FROM {CHANGES_TABLE} WHERE changed_at > $since"] if MEMBERSHIP_TABLE in inputs else []
+    plan = scoped_refresh.plan_refresh(con, model.table, print_, incremental and per_customer, extra)
+    if plan.mode == "full":
+        con.execute(f'CREATE SCHEMA IF NOT EXISTS "{model.layer}"')
+        con.execute(f'CREATE OR REPLACE TABLE "{model.layer}"."{model.name}" AS\n{select}')
+    elif plan.mode == "scoped":
+        customer_tables = {t for t in inputs
+                           if scoped_refresh.table_exists(con, t) and scoped_refresh.has_customer_id(con, t)}
+        scoped_refresh.replace_scope_rows(con, plan, scoped_refresh.scoped_sql(select, customer_tables, plan.scope_table))
+    scoped_refresh.mark_refreshed(con, plan)
+    return plan
 
 
 def run_on_postgres(conn, model: SqlModel, variables: Mapping[str, Any]) -> None:

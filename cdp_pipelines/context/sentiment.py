@@ -2,7 +2,8 @@
 
 VADER runs in Python (its lexicon ships inside the vaderSentiment package, no download), so it
 is the one context table not written in SQL: `intermediate.int_text_sentiment(source,
-source_record_id, compound)`, which the SQL models join to.
+source_record_id, compound, text_md5)`, which the SQL models join to. The hash of the text lets
+an incremental run score only the texts it has not scored before.
 """
 
 from __future__ import annotations
@@ -31,18 +32,39 @@ def score_texts(texts: pd.Series) -> pd.Series:
     return texts.map(scores).astype("Float64")
 
 
-def build_text_sentiment(con) -> int:
-    """(Re)create the sentiment table from the standardized texts; returns rows scored."""
-    records = con.execute(TEXTS_SQL).df()
-    records["compound"] = score_texts(records.pop("text"))
-    scored = records.dropna(subset=["compound"])[["source", "source_record_id", "compound"]]
+def build_text_sentiment(con, incremental: bool = False) -> int:
+    """(Re)create the sentiment table from the standardized texts; returns rows scored.
+
+    Incrementally, only records whose text is not yet scored (by an MD5 of the text) are scored;
+    rows of records whose text changed or went away are removed."""
     con.execute("CREATE SCHEMA IF NOT EXISTS intermediate")
+    keep_scored = incremental and _has_text_hash(con)
+    texts = f"SELECT source, source_record_id, text, md5(text) AS text_md5 FROM ({TEXTS_SQL}) WHERE text IS NOT NULL"
+    if keep_scored:
+        texts = (f"SELECT * FROM ({texts}) AS t ANTI JOIN {TABLE} AS s "
+                 "USING (source, source_record_id, text_md5)")
+    records = con.execute(texts).df()
+    records["compound"] = score_texts(records.pop("text"))
+    scored = records.dropna(subset=["compound"])[["source", "source_record_id", "text_md5", "compound"]]
+    select = """SELECT CAST(source AS VARCHAR) AS source, CAST(source_record_id AS VARCHAR) AS source_record_id,
+                       CAST(compound AS DOUBLE) AS compound, CAST(text_md5 AS VARCHAR) AS text_md5
+                FROM scored_texts"""
     con.register("scored_texts", scored)
     try:
-        con.execute(f"""CREATE OR REPLACE TABLE {TABLE} AS
-                        SELECT CAST(source AS VARCHAR) AS source, CAST(source_record_id AS VARCHAR) AS source_record_id,
-                               CAST(compound AS DOUBLE) AS compound
-                        FROM scored_texts""")
+        if keep_scored:
+            con.execute(f"""DELETE FROM {TABLE} AS s WHERE NOT EXISTS (
+                                SELECT 1 FROM ({TEXTS_SQL}) AS t WHERE t.source = s.source
+                                AND t.source_record_id = s.source_record_id AND md5(t.text) = s.text_md5)""")
+            con.execute(f"INSERT INTO {TABLE} BY NAME {select}")
+        else:
+            con.execute(f"CREATE OR REPLACE TABLE {TABLE} AS {select}")
     finally:
         con.unregister("scored_texts")
     return len(scored)
+
+
+def _has_text_hash(con) -> bool:
+    schema, name = TABLE.split(".")
+    return bool(con.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+        "AND column_name = 'text_md5'", [schema, name]).fetchall()[0][0])

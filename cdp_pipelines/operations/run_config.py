@@ -1,5 +1,6 @@
 """Run configuration of the incremental job: `incremental: true` on every ingest and standardize
-step and on identity resolution (when its configuration knows the field)."""
+step, on identity resolution, and on the profile and context steps that refresh only the
+customers a run changed."""
 
 from __future__ import annotations
 
@@ -25,12 +26,19 @@ def identity_supports_incremental() -> bool:
 
 def incremental_ops_config(sources_file: Path) -> dict:
     """The `ops` section setting incremental mode on every step that has one."""
+    from cdp_pipelines import settings
+    from cdp_pipelines.context.assets import TEXT_SENTIMENT, model_key
+    from cdp_pipelines.context.sql_models import discover_models
     from cdp_pipelines.ingest.assets import raw_key
+    from cdp_pipelines.profiles.assets import ACTIVE_XREF, GOLDEN, IDENTIFIERS
     from cdp_pipelines.standardize.assets import IDENTITY_RECORDS, standardized_key
 
     names = load_sources(sources_file).names()
-    keys = [*(raw_key(n) for n in names), *(standardized_key(n) for n in names), IDENTITY_RECORDS]
+    keys = [*(raw_key(n) for n in names), *(standardized_key(n) for n in names), IDENTITY_RECORDS,
+            ACTIVE_XREF, GOLDEN, IDENTIFIERS, TEXT_SENTIMENT,
+            *(model_key(m) for m in discover_models(settings.SQL_MODELS_DIR))]
     ops = {key.to_python_identifier(): {"config": {"incremental": True}} for key in keys}
+    ops["consent"] = {"config": {"incremental": True}}
     if identity_supports_incremental():
         ops["identity_graph"] = {"config": {"incremental": True}}
     return ops

@@ -15,9 +15,15 @@ from cdp_pipelines.metadata import OWNERS, table_metadata
 from cdp_pipelines.privacy import mask_value
 from cdp_pipelines.profiles import consent as consent_rules
 from cdp_pipelines.profiles import suppression
-from cdp_pipelines.profiles.identifiers import CUSTOMER_IDENTIFIERS, build_customer_identifiers, identifier_counts, records_sql
+from cdp_pipelines.operations import scoped_refresh
+from cdp_pipelines.operations.refresh_config import IncrementalRefreshConfig
+from cdp_pipelines.operations.tracking import RECORD_CHANGES
+from cdp_pipelines.profiles.identifiers import (
+    CUSTOMER_IDENTIFIERS, customer_identifiers_select, identifier_counts, records_sql,
+)
 from cdp_pipelines.profiles.survivorship import (
-    GOLDEN_PROFILE, build_golden_profile, fill_rates_and_winning_sources, load_survivorship_config,
+    GOLDEN_PROFILE, check_display_columns, fill_rates_and_winning_sources, golden_profile_select,
+    load_survivorship_config,
 )
 from cdp_pipelines.resources import ProjectPathsResource, WarehouseResource
 
@@ -82,34 +88,55 @@ def erasure_requests_applied(context: dg.AssetExecutionContext, warehouse: Wareh
 
 
 @dg.asset(key=ACTIVE_XREF, deps=[XREF, SUPPRESSED], kinds={"duckdb"}, owners=OWNERS, group_name=GROUP)
-def active_xref(warehouse: WarehouseResource) -> dg.MaterializeResult:
+def active_xref(context: dg.AssetExecutionContext, config: IncrementalRefreshConfig,
+                warehouse: WarehouseResource) -> dg.MaterializeResult:
     """identity.customer_xref minus suppressed customers: the xref every profile, context,
-    segment and serving model reads, so erasure applies everywhere by construction."""
+    segment and serving model reads, so erasure applies everywhere by construction.
+
+    Each build is a generation; in an incremental run it lists the customers it changed, and
+    the tables downstream refresh only those customers' rows."""
+    following = "profiles.active_xref__next"
     with warehouse.connect() as con:
-        suppression.build_active_xref(con)
+        suppression.build_active_xref(con, target=following)
+        previous = (suppression.ACTIVE_XREF
+                    if config.incremental and scoped_refresh.table_exists(con, suppression.ACTIVE_XREF) else None)
+        changes = RECORD_CHANGES if scoped_refresh.table_exists(con, RECORD_CHANGES) else None
+        generation = scoped_refresh.record_generation(con, previous, following, context.run.run_id, changes)
+        con.execute(f"DROP TABLE IF EXISTS {suppression.ACTIVE_XREF}")
+        con.execute(f"ALTER TABLE {following} RENAME TO {suppression.ACTIVE_XREF.split('.')[1]}")
         meta = table_metadata(con, suppression.ACTIVE_XREF)
         removed = con.execute(
             f"SELECT (SELECT count(*) FROM {suppression.XREF}) - (SELECT count(*) FROM {suppression.ACTIVE_XREF})"
         ).fetchall()[0][0]
-    return dg.MaterializeResult(metadata={**meta, "records_suppressed": int(removed)})
+    return dg.MaterializeResult(metadata={**meta, "records_suppressed": int(removed),
+                                          "generation": dg.MetadataValue.json(generation)})
 
 
 @dg.asset(key=GOLDEN, deps=[ACTIVE_XREF, IDENTITY_RECORDS, *_sources_named_in(SURVIVORSHIP_FILE, ("attributes",))],
           kinds={"duckdb"}, owners=OWNERS, group_name=GROUP)
-def golden_profile(warehouse: WarehouseResource, paths: ProjectPathsResource) -> dg.MaterializeResult:
+def golden_profile(config: IncrementalRefreshConfig, warehouse: WarehouseResource,
+                   paths: ProjectPathsResource) -> dg.MaterializeResult:
     """One row per active customer; each attribute chosen by the rule declared in
     config/survivorship.yaml, with the source, record and time it came from."""
-    config = load_survivorship_config(paths.config_path(SURVIVORSHIP_FILE))
+    rules = load_survivorship_config(paths.config_path(SURVIVORSHIP_FILE))
     with warehouse.connect() as con:
-        build_golden_profile(con, config, records_sql(suppression.ACTIVE_XREF))
-        fill, shares = fill_rates_and_winning_sources(con, config)
+        display = check_display_columns(con, rules)
+
+        def select_for(xref: str) -> str:
+            return golden_profile_select(rules, records_sql(xref), display)
+
+        plan = scoped_refresh.refresh_from_xref(
+            con, GOLDEN_PROFILE, select_for, suppression.ACTIVE_XREF,
+            scoped_refresh.fingerprint(select_for("xref")), config.incremental)
+        fill, shares = fill_rates_and_winning_sources(con, rules)
         meta = table_metadata(con, GOLDEN_PROFILE, preview_columns=[
-            "customer_id", "records", "sources", "first_seen", "last_seen", *list(config.attributes)[:6]])
+            "customer_id", "records", "sources", "first_seen", "last_seen", *list(rules.attributes)[:6]])
     return dg.MaterializeResult(metadata={
         **meta,
+        **plan.metadata(),
         "fill_rates": dg.MetadataValue.json(fill),
         "winning_source_shares": dg.MetadataValue.json(shares),
-        "rules": dg.MetadataValue.json({a: r.rule for a, r in config.attributes.items()}),
+        "rules": dg.MetadataValue.json({a: r.rule for a, r in rules.attributes.items()}),
     })
 
 
@@ -125,15 +152,18 @@ def _masked_identifier_preview(con, limit: int = 10) -> dg.MetadataValue:
 
 
 @dg.asset(key=IDENTIFIERS, deps=[ACTIVE_XREF, IDENTITY_RECORDS], kinds={"duckdb"}, owners=OWNERS, group_name=GROUP)
-def customer_identifiers(warehouse: WarehouseResource) -> dg.MaterializeResult:
+def customer_identifiers(config: IncrementalRefreshConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Every identifier each active customer is known by, with when and where it was seen:
     what lookups and channel systems key on."""
     with warehouse.connect() as con:
-        build_customer_identifiers(con, suppression.ACTIVE_XREF)
+        plan = scoped_refresh.refresh_from_xref(
+            con, CUSTOMER_IDENTIFIERS, customer_identifiers_select, suppression.ACTIVE_XREF,
+            scoped_refresh.fingerprint(customer_identifiers_select("xref")), config.incremental)
         meta = table_metadata(con, CUSTOMER_IDENTIFIERS, preview_columns=["customer_id", "identifier_type"])
         meta["preview"] = _masked_identifier_preview(con)
         counts = identifier_counts(con)
-    return dg.MaterializeResult(metadata={**meta, "identifiers_by_type": dg.MetadataValue.json(counts)})
+    return dg.MaterializeResult(metadata={**meta, **plan.metadata(),
+                                          "identifiers_by_type": dg.MetadataValue.json(counts)})
 
 
 @dg.multi_asset(
@@ -148,18 +178,47 @@ def customer_identifiers(warehouse: WarehouseResource) -> dg.MaterializeResult:
                      kinds={"duckdb"}, owners=OWNERS, group_name=GROUP),
     ],
 )
-def consent(context: dg.AssetExecutionContext, warehouse: WarehouseResource, paths: ProjectPathsResource):
+def consent(context: dg.AssetExecutionContext, config: IncrementalRefreshConfig, warehouse: WarehouseResource,
+            paths: ProjectPathsResource):
     """Resolve consent conservatively from the explicit signals declared in config/consent.yaml."""
-    config = consent_rules.load_consent_config(paths.config_path(CONSENT_FILE))
+    rules = consent_rules.load_consent_config(paths.config_path(CONSENT_FILE))
     with warehouse.connect() as con:
-        summary = consent_rules.build_consent(con, config, suppression.ACTIVE_XREF)
+        summary = _refresh_consent(con, rules, config.incremental)
         consent_meta = table_metadata(con, consent_rules.CONSENT)
         signals_meta = table_metadata(con, consent_rules.CONSENT_SIGNALS)
         counts = consent_rules.status_counts(con)
     if summary["skipped_signals"]:
         context.log.warning(f"consent signals skipped: {summary['skipped_signals']}")
     yield dg.MaterializeResult(asset_key=CONSENT, metadata={
-        **consent_meta, "status_by_channel": dg.MetadataValue.json(counts),
+        **consent_meta, **summary["refresh"], "status_by_channel": dg.MetadataValue.json(counts),
         "skipped_signals": dg.MetadataValue.json(summary["skipped_signals"]),
         "undated_opt_ins_ignored": summary["undated_opt_ins_ignored"]})
     yield dg.MaterializeResult(asset_key=CONSENT_SIGNALS, metadata=signals_meta)
+
+
+def _refresh_consent(con, rules: consent_rules.ConsentConfig, incremental: bool) -> dict:
+    """Both consent tables, whole or for the customers changed since they were built."""
+    signals, skipped = consent_rules.usable_signals(con, rules)
+    xref = suppression.ACTIVE_XREF
+    print_ = scoped_refresh.fingerprint(consent_rules.signals_select(signals, rules, "xref"),
+                                        consent_rules.consent_select(rules, "xref", "signals"))
+    plan = scoped_refresh.plan_refresh(con, consent_rules.CONSENT, print_, incremental)
+    if plan.mode == "scoped" and scoped_refresh.state_fingerprint(con, consent_rules.CONSENT_SIGNALS) != print_:
+        plan = scoped_refresh.RefreshPlan(plan.target, "full", "signals table out of step", plan.generation, print_)
+    if plan.mode == "full":
+        summary = consent_rules.build_consent(con, rules, xref)
+    else:
+        summary = {"skipped_signals": skipped, "undated_opt_ins_ignored": 0}
+        if plan.mode == "scoped":
+            scoped_xref = scoped_refresh.narrowed(xref, plan)
+            summary["undated_opt_ins_ignored"] = consent_rules.undated_opt_ins(con, signals, rules, scoped_xref)
+            signals_plan = scoped_refresh.RefreshPlan(consent_rules.CONSENT_SIGNALS, "scoped", plan.reason,
+                                                      plan.generation, print_, plan.scope_table)
+            scoped_refresh.replace_scope_rows(con, signals_plan,
+                                              consent_rules.signals_select(signals, rules, scoped_xref))
+            scoped_refresh.replace_scope_rows(con, plan, consent_rules.consent_select(
+                rules, scoped_xref, scoped_refresh.narrowed(consent_rules.CONSENT_SIGNALS, plan)))
+    scoped_refresh.mark_refreshed(con, scoped_refresh.RefreshPlan(
+        consent_rules.CONSENT_SIGNALS, plan.mode, plan.reason, plan.generation, print_))
+    scoped_refresh.mark_refreshed(con, plan)
+    return {**summary, "refresh": plan.metadata()}

@@ -141,29 +141,29 @@ def _signal_select(signal: ConsentSignal, config: ConsentConfig, xref: str) -> s
     )
 
 
-def build_consent(con: duckdb.DuckDBPyConnection, config: ConsentConfig, xref: str) -> dict:
-    """Write profiles.consent_signals (every counted explicit choice) and profiles.consent."""
-    con.execute("CREATE SCHEMA IF NOT EXISTS profiles")
-    signals, skipped = usable_signals(con, config)
-    empty = ("SELECT CAST(NULL AS VARCHAR) AS customer_id, CAST(NULL AS VARCHAR) AS channel, "
-             "CAST(NULL AS VARCHAR) AS status, CAST(NULL AS TIMESTAMP) AS decided_at, "
-             "CAST(NULL AS VARCHAR) AS source, CAST(NULL AS VARCHAR) AS source_record_id WHERE FALSE")
-    union = " UNION ALL ".join(_signal_select(s, config, xref) for s in signals) or empty
-    ignored = con.execute(
-        f"SELECT count(*) FILTER (WHERE status = 'opt_in' AND decided_at IS NULL) FROM ({union})"
-    ).fetchall()[0][0]
-    con.execute(
-        f"""
-        CREATE OR REPLACE TABLE {CONSENT_SIGNALS} AS
-        SELECT * FROM ({union})
+EMPTY_SIGNALS = ("SELECT CAST(NULL AS VARCHAR) AS customer_id, CAST(NULL AS VARCHAR) AS channel, "
+                 "CAST(NULL AS VARCHAR) AS status, CAST(NULL AS TIMESTAMP) AS decided_at, "
+                 "CAST(NULL AS VARCHAR) AS source, CAST(NULL AS VARCHAR) AS source_record_id WHERE FALSE")
+
+
+def all_signals_sql(signals: list[ConsentSignal], config: ConsentConfig, xref: str) -> str:
+    """Every choice of the customers in `xref`, counted or not (status NULL: not a choice)."""
+    return " UNION ALL ".join(_signal_select(s, config, xref) for s in signals) or EMPTY_SIGNALS
+
+
+def signals_select(signals: list[ConsentSignal], config: ConsentConfig, xref: str) -> str:
+    """profiles.consent_signals rows of the customers in `xref`: the counted explicit choices."""
+    return f"""
+        SELECT * FROM ({all_signals_sql(signals, config, xref)})
         WHERE status IS NOT NULL AND NOT (status = 'opt_in' AND decided_at IS NULL)
         ORDER BY customer_id, channel, decided_at
         """
-    )
+
+
+def consent_select(config: ConsentConfig, xref: str, signals_table: str) -> str:
+    """profiles.consent rows of the customers in `xref`, from their rows of `signals_table`."""
     channels = ", ".join(f"({literal(c)})" for c in config.channels)
-    con.execute(
-        f"""
-        CREATE OR REPLACE TABLE {CONSENT} AS
+    return f"""
         WITH latest AS (
             SELECT customer_id, channel,
                    arg_max(struct_pack(status := status, decided_at := decided_at, source := source,
@@ -172,7 +172,7 @@ def build_consent(con: duckdb.DuckDBPyConnection, config: ConsentConfig, xref: s
                                        t := coalesce(decided_at, {OLDEST}),
                                        opt_out := status = 'opt_out',
                                        s := source, r := source_record_id)) AS choice
-            FROM {CONSENT_SIGNALS}
+            FROM {signals_table}
             GROUP BY ALL
         ),
         customers AS (SELECT DISTINCT customer_id FROM {xref}),
@@ -186,8 +186,25 @@ def build_consent(con: duckdb.DuckDBPyConnection, config: ConsentConfig, xref: s
         LEFT JOIN latest l ON l.customer_id = c.customer_id AND l.channel = ch.channel
         ORDER BY c.customer_id, ch.channel
         """
-    )
-    return {"skipped_signals": skipped, "undated_opt_ins_ignored": int(ignored)}
+
+
+def undated_opt_ins(con: duckdb.DuckDBPyConnection, signals: list[ConsentSignal], config: ConsentConfig,
+                    xref: str) -> int:
+    """Opt-ins without a date among the choices of the customers in `xref` (never counted)."""
+    return int(con.execute(
+        f"SELECT count(*) FILTER (WHERE status = 'opt_in' AND decided_at IS NULL) "
+        f"FROM ({all_signals_sql(signals, config, xref)})"
+    ).fetchall()[0][0])
+
+
+def build_consent(con: duckdb.DuckDBPyConnection, config: ConsentConfig, xref: str) -> dict:
+    """Write profiles.consent_signals (every counted explicit choice) and profiles.consent."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS profiles")
+    signals, skipped = usable_signals(con, config)
+    ignored = undated_opt_ins(con, signals, config, xref)
+    con.execute(f"CREATE OR REPLACE TABLE {CONSENT_SIGNALS} AS {signals_select(signals, config, xref)}")
+    con.execute(f"CREATE OR REPLACE TABLE {CONSENT} AS {consent_select(config, xref, CONSENT_SIGNALS)}")
+    return {"skipped_signals": skipped, "undated_opt_ins_ignored": ignored}
 
 
 def status_counts(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, int]]:

@@ -32,9 +32,12 @@ def identifier_rows_sql(xref: str, types: tuple[str, ...] = IDENTIFIER_TYPES) ->
 
 def build_customer_identifiers(con: duckdb.DuckDBPyConnection, xref: str) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS profiles")
-    con.execute(
-        f"""
-        CREATE OR REPLACE TABLE {CUSTOMER_IDENTIFIERS} AS
+    con.execute(f"CREATE OR REPLACE TABLE {CUSTOMER_IDENTIFIERS} AS {customer_identifiers_select(xref)}")
+
+
+def customer_identifiers_select(xref: str) -> str:
+    """One row per (customer, identifier type, value) of the customers in `xref`."""
+    return f"""
         SELECT customer_id, identifier_type, identifier_value,
                min(observed_at) AS first_seen, max(observed_at) AS last_seen,
                count(*) AS records, list_sort(list(DISTINCT source)) AS sources
@@ -43,7 +46,6 @@ def build_customer_identifiers(con: duckdb.DuckDBPyConnection, xref: str) -> Non
         GROUP BY ALL
         ORDER BY customer_id, identifier_type, identifier_value
         """
-    )
 
 
 def identifier_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

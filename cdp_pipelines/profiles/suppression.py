@@ -228,12 +228,12 @@ def apply_erasure_requests(con: duckdb.DuckDBPyConnection, path: Path, applied_a
             "requests_matching_nobody": int(unmatched)}
 
 
-def build_active_xref(con: duckdb.DuckDBPyConnection) -> None:
+def build_active_xref(con: duckdb.DuckDBPyConnection, target: str = ACTIVE_XREF) -> None:
     """identity.customer_xref without suppressed customers: the only xref profile models read."""
     con.execute("CREATE SCHEMA IF NOT EXISTS profiles")
     con.execute(
         f"""
-        CREATE OR REPLACE TABLE {ACTIVE_XREF} AS
+        CREATE OR REPLACE TABLE {target} AS
         SELECT x.* FROM {XREF} AS x
         ANTI JOIN (SELECT DISTINCT customer_id FROM {SUPPRESSED}) AS s USING (customer_id)
         """

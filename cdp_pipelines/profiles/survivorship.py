@@ -142,6 +142,11 @@ def check_display_columns(con: duckdb.DuckDBPyConnection, config: SurvivorshipCo
 
 def golden_profile_sql(config: SurvivorshipConfig, records: str, available_display: dict[str, set[str]]) -> str:
     """CREATE TABLE statement for the golden profile from `records` (customer_id + canonical columns)."""
+    return f"CREATE OR REPLACE TABLE {GOLDEN_PROFILE} AS\n{golden_profile_select(config, records, available_display)}"
+
+
+def golden_profile_select(config: SurvivorshipConfig, records: str, available_display: dict[str, set[str]]) -> str:
+    """The golden profile rows of the customers in `records` (customer_id + canonical columns)."""
     joins, display_values = [], {}
     for source, columns in sorted(available_display.items()):
         alias = f"d_{source}"
@@ -184,7 +189,6 @@ def golden_profile_sql(config: SurvivorshipConfig, records: str, available_displ
         ]
     newline = ",\n    "
     return f"""
-CREATE OR REPLACE TABLE {GOLDEN_PROFILE} AS
 WITH candidates AS (
     SELECT r.*{display_select}
     FROM {records} AS r
