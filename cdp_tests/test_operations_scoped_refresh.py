@@ -101,7 +101,7 @@ def _copy_with_changes(full: Path, base: Path, share: float, seed: int) -> None:
 
 
 def _rebuild_downstream_whole(root: Path, data: Path) -> None:
-    """Every profile, context and segment table rebuilt whole (default config) from the xref."""
+    """Every profile, context, segment and serving table rebuilt whole (default config) from the xref."""
     env = {settings.ENV_DATA_DIR: str(data), settings.ENV_WAREHOUSE: str(root / "warehouse.duckdb"),
            settings.ENV_ARTIFACTS_DIR: str(root / "artifacts"), settings.ENV_EXPORT_DIR: str(root / "exports")}
     with pytest.MonkeyPatch.context() as patch:
@@ -111,7 +111,7 @@ def _rebuild_downstream_whole(root: Path, data: Path) -> None:
         defs = load_definitions()
         assets = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition)]
         result = dg.materialize(assets, resources=default_resources(),
-                                selection=dg.AssetSelection.groups("profiles", "context", "segments"))
+                                selection=dg.AssetSelection.groups("profiles", "context", "segments", "serving"))
         assert result.success
 
 

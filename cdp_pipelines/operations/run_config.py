@@ -31,11 +31,12 @@ def incremental_ops_config(sources_file: Path) -> dict:
     from cdp_pipelines.context.sql_models import discover_models
     from cdp_pipelines.ingest.assets import raw_key
     from cdp_pipelines.profiles.assets import ACTIVE_XREF, GOLDEN, IDENTIFIERS
+    from cdp_pipelines.serving.assets import IDENTITY_LOOKUP
     from cdp_pipelines.standardize.assets import IDENTITY_RECORDS, standardized_key
 
     names = load_sources(sources_file).names()
     keys = [*(raw_key(n) for n in names), *(standardized_key(n) for n in names), IDENTITY_RECORDS,
-            ACTIVE_XREF, GOLDEN, IDENTIFIERS, TEXT_SENTIMENT,
+            ACTIVE_XREF, GOLDEN, IDENTIFIERS, TEXT_SENTIMENT, IDENTITY_LOOKUP,
             *(model_key(m) for m in discover_models(settings.SQL_MODELS_DIR))]
     ops = {key.to_python_identifier(): {"config": {"incremental": True}} for key in keys}
     ops["consent"] = {"config": {"incremental": True}}

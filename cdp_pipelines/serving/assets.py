@@ -6,6 +6,8 @@ from pathlib import Path
 import dagster as dg
 
 from cdp_pipelines.metadata import OWNERS, table_metadata
+from cdp_pipelines.operations import scoped_refresh
+from cdp_pipelines.operations.refresh_config import IncrementalRefreshConfig
 from cdp_pipelines.resources import ProjectPathsResource, ServingResource, WarehouseResource
 from cdp_pipelines.segments.assets import segment_key
 from cdp_pipelines.segments.config import load_segments
@@ -26,17 +28,16 @@ PUBLISHED = dg.AssetKey(["serving", "published"])
                 "handle) to customer id, for every identifier the pipeline knows: what channel "
                 "systems look customers up by. A shared value maps to several customers.",
 )
-def identity_lookup(warehouse: WarehouseResource) -> dg.MaterializeResult:
+def identity_lookup(config: IncrementalRefreshConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    def select_for(identifiers: str) -> str:
+        return (f"SELECT DISTINCT identifier_type, identifier_value, customer_id FROM {identifiers} "
+                "WHERE identifier_value IS NOT NULL")
+
     with warehouse.connect() as con:
-        con.execute("CREATE SCHEMA IF NOT EXISTS serving")
-        con.execute(
-            """
-            CREATE OR REPLACE TABLE serving.identity_lookup AS
-            SELECT DISTINCT identifier_type, identifier_value, customer_id
-            FROM profiles.customer_identifiers
-            WHERE identifier_value IS NOT NULL
-            """
-        )
+        inputs = scoped_refresh.upstream_fingerprints(con, ["profiles.customer_identifiers"])
+        plan = scoped_refresh.refresh_from_xref(
+            con, "serving.identity_lookup", select_for, "profiles.customer_identifiers",
+            scoped_refresh.fingerprint(select_for("identifiers"), *inputs), config.incremental)
         per_type = con.execute(
             "SELECT identifier_type, count(*) FROM serving.identity_lookup GROUP BY ALL ORDER BY 1"
         ).fetchall()
@@ -44,7 +45,7 @@ def identity_lookup(warehouse: WarehouseResource) -> dg.MaterializeResult:
             "SELECT count(*) FROM (SELECT identifier_type, identifier_value FROM serving.identity_lookup "
             "GROUP BY ALL HAVING count(*) > 1)"
         ).fetchall()[0][0]
-        metadata = {**table_metadata(con, "serving.identity_lookup"),
+        metadata = {**table_metadata(con, "serving.identity_lookup"), **plan.metadata(),
                     "identifiers_by_type": dg.MetadataValue.json({t: int(n) for t, n in per_type}),
                     "values_shared_by_several_customers": int(shared)}
     return dg.MaterializeResult(metadata=metadata)
