@@ -133,7 +133,7 @@ def test_materialize_context_assets_with_checks(tmp_path):
                                       artifacts_dir=str(tmp_path), export_dir=str(tmp_path)),
     }
     assets = [a for a in defs.assets]
-    result = dg.materialize([*assets, *defs.asset_checks], resources=resources)
+    result = dg.materialize(assets, resources=resources)
     assert result.success
     evaluations = result.get_asset_check_evaluations()
     assert evaluations and all(e.passed for e in evaluations)

@@ -1,5 +1,6 @@
 """Dagster assets of the context stage: one asset per SQL model, the VADER sentiment asset,
-and blocking checks on every mart (unique key, known customers, complete customer_360).
+and blocking checks on every mart (unique key, known customers, complete customer_360), run in
+the mart's own step.
 
 A model's dependencies are the `schema.table` names its SQL reads, as asset keys
 `[schema, table]`. One table is written by several assets instead of one: `segments.membership`
@@ -56,8 +57,14 @@ def dependency_keys(model: SqlModel, segment_keys: list[dg.AssetKey]) -> list[dg
 
 
 def build_model_asset(model: SqlModel, segment_keys: list[dg.AssetKey] | None = None) -> dg.AssetsDefinition:
+    """The model's asset; a mart's blocking checks run in the same step, right after the build
+    (one step instead of one per check: each step costs the run a fixed overhead)."""
+    checks = check_queries(model) if model.layer == "marts" else {}
+
     @dg.asset(
         key=model_key(model),
+        check_specs=[dg.AssetCheckSpec(name, asset=model_key(model), blocking=True, description=description)
+                     for name, (description, _) in checks.items()],
         deps=dependency_keys(model, segment_keys or []),
         group_name=GROUP,
         kinds={"duckdb", "sql"},
@@ -79,8 +86,9 @@ def build_model_asset(model: SqlModel, segment_keys: list[dg.AssetKey] | None = 
             if model.freshness:
                 latest = con.execute(f'SELECT max("{model.freshness}") FROM {model.table}').fetchone()[0]
                 metadata["freshness"] = dg.MetadataValue.text(str(latest) if latest is not None else "no rows")
+            results = [check_result(con, model, name, query) for name, (_, query) in checks.items()]
         context.log.info(f"{model.table}: {metadata['dagster/row_count'].value} rows")
-        return dg.MaterializeResult(metadata=metadata)
+        return dg.MaterializeResult(metadata=metadata, check_results=results)
 
     return _model
 
@@ -125,27 +133,18 @@ def check_queries(model: SqlModel) -> dict[str, tuple[str, str]]:
     return queries
 
 
-def build_check(model: SqlModel, name: str, description: str, query: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=model_key(model), name=name, blocking=True, description=description)
-    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        with warehouse.connect() as con:
-            offending = int(con.execute(query).fetchone()[0])
-        return dg.AssetCheckResult(
-            passed=offending == 0,
-            metadata={"offending_rows": offending},
-            description=None if offending == 0 else f"{offending} offending rows in {model.table} ({name})",
-        )
-
-    return _check
-
-
-def build_mart_checks(model: SqlModel) -> list[dg.AssetChecksDefinition]:
-    return [build_check(model, name, description, query)
-            for name, (description, query) in check_queries(model).items()]
+def check_result(con, model: SqlModel, name: str, query: str) -> dg.AssetCheckResult:
+    offending = int(con.execute(query).fetchone()[0])
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=offending == 0,
+        metadata={"offending_rows": offending},
+        description=None if offending == 0 else f"{offending} offending rows in {model.table} ({name})",
+    )
 
 
 def build_context_definitions(models_dir: Path, segments_file: Path | None = None) -> dg.Definitions:
-    """One asset per SQL file, the sentiment asset, and checks on every mart.
+    """One asset per SQL file (a mart's checks run in its step), and the sentiment asset.
 
     `segments_file` (default: the segments file of the configuration folder) names the segment
     assets a model reading segments.membership depends on.
@@ -153,5 +152,4 @@ def build_context_definitions(models_dir: Path, segments_file: Path | None = Non
     models = discover_models(models_dir)
     segment_keys = declared_segment_keys(segments_file or settings.config_dir() / SEGMENTS_FILE)
     assets = [int_text_sentiment] + [build_model_asset(m, segment_keys) for m in models]
-    checks = [check for m in models if m.layer == "marts" for check in build_mart_checks(m)]
-    return dg.Definitions(assets=assets, asset_checks=checks)
+    return dg.Definitions(assets=assets)
