@@ -23,7 +23,7 @@ def test_missing_required_column_stops_the_source_and_names_file_and_column(tmp_
 
     defs = dg.Definitions.merge(build_ingest_definitions(SOURCES), build_standardize_definitions(SOURCES))
     resources = project_resources(tmp_path, data, SOURCES, PROJECT_ROOT / "config")
-    result = dg.materialize([*defs.assets, *defs.asset_checks], resources=resources, raise_on_error=False)
+    result = dg.materialize([*defs.assets, *(defs.asset_checks or [])], resources=resources, raise_on_error=False)
 
     contract = {(e.asset_key.path[-1], e.check_name): e for e in result.get_asset_check_evaluations()}
     failed = contract[("reviews", "source_contract")]

@@ -53,7 +53,7 @@ def project(tmp_path):
 
 def run(project, incremental: bool):
     defs = project["defs"]
-    assets = [*defs.assets, *defs.asset_checks]
+    assets = [*defs.assets, *(defs.asset_checks or [])]
     config = {"incremental": incremental}
     run_config = {"ops": {name: {"config": config} for name in
                           ("raw__shop", "standardized__shop", "standardized__identity_records")}}

@@ -18,7 +18,7 @@ from cdp_pipelines.ingest.quality import validate_frame
 from cdp_pipelines.ingest.quality_suites import max_rows_validated, rows_to_validate_sql
 from cdp_pipelines.ingest.readers import QUARANTINE_SCHEMA, read_source
 from cdp_pipelines.ingest.sources_config import SourceConfig, load_sources
-from cdp_pipelines.metadata import OWNERS, null_rates, table_metadata
+from cdp_pipelines.metadata import OWNERS, named, null_rates, table_metadata
 from cdp_pipelines.operations.tracking import (
     ensure_tracking_tables,
     new_or_changed_filter,
@@ -118,9 +118,27 @@ def _insert_quarantine(con, result, run_id: str) -> None:
     con.unregister("_quarantine")
 
 
+CONTRACT_DESCRIPTION = ("The source honours its contract: files present and readable, required columns, "
+                        "unique ids, parseable timestamps, rows present (Great Expectations suite).")
+RECONCILE_DESCRIPTION = ("Nothing is lost: rows read this run = rows staged + rows quarantined this run, and "
+                         "the raw table holds each record id once (after a full refresh: every row of every "
+                         "file is in the raw table or the quarantine).")
+
+
 def build_raw_asset(declared: SourceConfig) -> dg.AssetsDefinition:
+    """The source's raw asset. Its blocking checks (contract, reconciliation) run in the same
+    step once the rows are stored: one step instead of three."""
+    key = raw_key(declared.name)
+    contract, reconcile = contract_check_fn(declared), reconcile_check_fn(declared)
+
+    def with_checks(metadata: dict, warehouse: WarehouseResource, paths: ProjectPathsResource) -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata=metadata, check_results=[
+            named("source_contract", contract(warehouse, paths)), named("rows_reconcile", reconcile(warehouse))])
+
     @dg.asset(
-        key=raw_key(declared.name),
+        key=key,
+        check_specs=[dg.AssetCheckSpec("source_contract", asset=key, blocking=True, description=CONTRACT_DESCRIPTION),
+                     dg.AssetCheckSpec("rows_reconcile", asset=key, blocking=True, description=RECONCILE_DESCRIPTION)],
         group_name="ingest",
         kinds={"duckdb", declared.format},
         owners=OWNERS,
@@ -145,7 +163,7 @@ def build_raw_asset(declared: SourceConfig) -> dg.AssetsDefinition:
                 # downstream; the previous raw table is left as it was.
                 _record_run(con, run_id, source.name, contract_error=str(error), mode=mode)
                 context.log.error(str(error))
-                return dg.MaterializeResult(metadata={"contract_error": dg.MetadataValue.text(str(error))})
+                return with_checks({"contract_error": dg.MetadataValue.text(str(error))}, warehouse, paths)
             labels = list(result.rows_per_file)
             con.execute("BEGIN TRANSACTION")
             if config.incremental:
@@ -182,7 +200,7 @@ def build_raw_asset(declared: SourceConfig) -> dg.AssetsDefinition:
             f"{source.name} ({mode}): read {result.rows_read} from {len(labels)} file(s), "
             f"staged {counts['rows_staged']}, quarantined {counts['rows_quarantined']}"
         )
-        return dg.MaterializeResult(metadata=metadata)
+        return with_checks(metadata, warehouse, paths)
 
     return _raw
 
@@ -223,12 +241,8 @@ def rows_for_validation(con: duckdb.DuckDBPyConnection, select: str):
     return con.execute(sql).df(), rows
 
 
-def build_contract_check(declared: SourceConfig) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=raw_key(declared.name), name="source_contract", blocking=True,
-        description="The source honours its contract: files present and readable, required columns, "
-                    "unique ids, parseable timestamps, rows present (Great Expectations suite).",
-    )
+def contract_check_fn(declared: SourceConfig):
+    """The source-contract check of the latest ingest of the source (run in the raw asset's step)."""
     def _contract(warehouse: WarehouseResource, paths: ProjectPathsResource) -> dg.AssetCheckResult:
         source = current_source(paths, declared.name, declared)
         with warehouse.connect() as con:
@@ -261,13 +275,8 @@ def build_contract_check(declared: SourceConfig) -> dg.AssetChecksDefinition:
     return _contract
 
 
-def build_reconcile_check(declared: SourceConfig) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=raw_key(declared.name), name="rows_reconcile", blocking=True,
-        description="Nothing is lost: rows read this run = rows staged + rows quarantined this run, and "
-                    "the raw table holds each record id once (after a full refresh: every row of every "
-                    "file is in the raw table or the quarantine).",
-    )
+def reconcile_check_fn(declared: SourceConfig):
+    """The row reconciliation of the latest ingest of the source (run in the raw asset's step)."""
     def _reconcile(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         name = declared.name
         with warehouse.connect() as con:
@@ -305,7 +314,4 @@ def build_reconcile_check(declared: SourceConfig) -> dg.AssetChecksDefinition:
 
 def build_ingest_definitions(sources_file: Path) -> dg.Definitions:
     sources = load_sources(sources_file)
-    return dg.Definitions(
-        assets=[build_raw_asset(s) for s in sources.sources],
-        asset_checks=[c for s in sources.sources for c in (build_contract_check(s), build_reconcile_check(s))],
-    )
+    return dg.Definitions(assets=[build_raw_asset(s) for s in sources.sources])

@@ -14,7 +14,7 @@ from cdp_pipelines import settings
 from cdp_pipelines.ingest.assets import current_source, latest_ingest_filter, raw_key, rows_for_validation
 from cdp_pipelines.ingest.quality import validate_frame
 from cdp_pipelines.ingest.sources_config import ADDRESS_JOINER, SourceConfig, load_sources
-from cdp_pipelines.metadata import OWNERS, null_rates, table_metadata
+from cdp_pipelines.metadata import OWNERS, named, null_rates, table_metadata
 from cdp_pipelines.operations.tracking import RECORD_CHANGES, ensure_tracking_tables
 from cdp_pipelines.resources import ProjectPathsResource, WarehouseResource
 from cdp_pipelines.standardize.frame import OUTPUT_COLUMNS, standardize_frame
@@ -99,9 +99,20 @@ def standardize_source(raw: pd.DataFrame, source: SourceConfig):
     return table, outcome
 
 
+RECONCILE_DESCRIPTION = "Every staged raw row has exactly one standardized row."
+QUALITY_DESCRIPTION = "Standardized values look right: E.164 phones, lower-case emails, ISO countries."
+
+
 def build_standardized_asset(declared: SourceConfig) -> dg.AssetsDefinition:
+    """The source's standardized asset; its checks (blocking reconciliation, warning-level
+    quality suite) run in the same step once the table is written."""
+    key = standardized_key(declared.name)
+    reconcile, quality = standardized_check_fns(declared)
+
     @dg.asset(
-        key=standardized_key(declared.name),
+        key=key,
+        check_specs=[dg.AssetCheckSpec("rows_reconcile", asset=key, blocking=True, description=RECONCILE_DESCRIPTION),
+                     dg.AssetCheckSpec("standardized_quality", asset=key, description=QUALITY_DESCRIPTION)],
         deps=[raw_key(declared.name)],
         group_name="standardize",
         kinds={"duckdb", "pandas"},
@@ -149,7 +160,8 @@ def build_standardized_asset(declared: SourceConfig) -> dg.AssetsDefinition:
             }
         context.log.info(f"{source.name}: standardized {len(table)} rows ({'incremental' if incremental else 'full'}); "
                          f"junk removed {sum(outcome.junk_counts.values())}")
-        return dg.MaterializeResult(metadata=metadata)
+        return dg.MaterializeResult(metadata=metadata, check_results=[
+            named("rows_reconcile", reconcile(warehouse)), named("standardized_quality", quality(warehouse))])
 
     return _standardized
 
@@ -159,11 +171,9 @@ def _as_text_for_gx(column: str) -> str:
     return f"CAST({column} AS VARCHAR) AS {column}" if column in ("observed_at", "date_of_birth") else column
 
 
-def build_standardized_checks(declared: SourceConfig) -> list[dg.AssetChecksDefinition]:
-    key = standardized_key(declared.name)
+def standardized_check_fns(declared: SourceConfig):
+    """The reconciliation and quality checks of a standardized table (run in its asset's step)."""
 
-    @dg.asset_check(asset=key, name="rows_reconcile", blocking=True,
-                    description="Every staged raw row has exactly one standardized row.")
     def _reconcile(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         with warehouse.connect() as con:
             raw_rows, std_rows, distinct = con.execute(
@@ -176,8 +186,6 @@ def build_standardized_checks(declared: SourceConfig) -> list[dg.AssetChecksDefi
             description=None if passed else f"{declared.name}: {raw_rows} raw rows became {std_rows} standardized rows",
         )
 
-    @dg.asset_check(asset=key, name="standardized_quality",
-                    description="Standardized values look right: E.164 phones, lower-case emails, ISO countries.")
     def _quality(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         with warehouse.connect() as con:
             condition, files = latest_ingest_filter(con, declared.name)
@@ -252,6 +260,4 @@ def build_identity_records_asset(sources: list[SourceConfig]) -> dg.AssetsDefini
 def build_standardize_definitions(sources_file) -> dg.Definitions:
     sources = load_sources(sources_file).sources
     return dg.Definitions(
-        assets=[*(build_standardized_asset(s) for s in sources), build_identity_records_asset(sources)],
-        asset_checks=[c for s in sources for c in build_standardized_checks(s)],
-    )
+        assets=[*(build_standardized_asset(s) for s in sources), build_identity_records_asset(sources)])
