@@ -3,10 +3,16 @@
     .venv/bin/python benchmarks/serving_bench.py --url postgresql://postgres@127.0.0.1:5432/postgres
 
 Builds the warehouse tables in an in-memory DuckDB with range(), publishes them into a fresh
-database (cdp_bench_<random>, dropped at the end unless --keep), then runs --clients processes,
-each with its own connection, doing lookups by random identifiers for --seconds. Reports publish
-seconds and lookup p50/p95/p99 latency and throughput. --rate N paces each client to N lookups/s
-(open loop, like real channel traffic); 0 means as fast as possible (closed loop, saturation).
+database (cdp_bench_<random>, dropped at the end unless --keep), then runs --clients clients,
+each with its own connection (a ServingClient), doing lookups by random identifiers for
+--seconds. Reports publish seconds and lookup p50/p95/p99 latency and throughput. --rate N paces
+each client to N lookups/s (open loop, like real channel traffic); 0 means as fast as possible
+(closed loop, saturation).
+
+--processes P spreads the clients over P processes as threads: P = --clients (the default) is one
+process per client; P = 1 is one application server whose 16 threads each hold a connection, the
+way a channel system's connection pool works. Every client connects and warms up first; timing
+starts for all of them at once, after the last one is ready.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import multiprocessing as mp
 import random
 import statistics
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -67,7 +74,9 @@ def build_warehouse(duck: duckdb.DuckDBPyConnection, n: int) -> None:
         FROM range({n}) t(i)
         UNION ALL SELECT 'phone', '+4478' || printf('%08d', i), {cid} FROM range({n}) t(i) WHERE i % 10 < 7
         UNION ALL SELECT 'loyalty_card', printf('LC%09d', i), {cid} FROM range({n}) t(i) WHERE i % 5 < 2
-        UNION ALL SELECT 'cookie_id', 'ck_' || md5(i::VARCHAR), {cid} FROM range({n}) t(i) WHERE i % 5 >= 3""")
+        UNION ALL SELECT 'cookie_id', 'CK_' || upper(md5(i::VARCHAR)), {cid} FROM range({n}) t(i) WHERE i % 5 >= 3""")
+    # Cookies as standardization stores codes (upper-cased): a lookup normalises what it is given
+    # the same way, so every sampled identifier is a hit.
 
 
 def sample_identifiers(duck: duckdb.DuckDBPyConnection, k: int) -> list[tuple[str, str]]:
@@ -78,45 +87,76 @@ def sample_identifiers(duck: duckdb.DuckDBPyConnection, k: int) -> list[tuple[st
 
 
 WARMUP_LOOKUPS = 20
+START_TIMEOUT_S = 600  # every client connected and warm by then, or the run fails
 
 
-def client_worker(url: str, identifiers, seconds: float, rate: float, seed: int, out) -> None:
-    rng = random.Random(seed)
+def client_loop(client, identifiers, seconds: float, rate: float, rng: random.Random, start) -> tuple:
+    """One client: warm its connection, wait for the common start, then time every lookup end to
+    end (normalisation, round trip, decoding), as a channel system would see it."""
     latencies, misses, errors = [], 0, 0
     interval = 1.0 / rate if rate > 0 else 0.0
-    with ServingClient(url) as client:
-        # A channel system keeps its connection open: warm it (statement prepared server-side
-        # after psycopg's fifth execution, catalog caches of the backend loaded) before timing.
-        for _ in range(WARMUP_LOOKUPS):
-            keyword, value = rng.choice(identifiers)
-            client.lookup(**{keyword: value})
-        deadline = time.perf_counter() + seconds
-        next_at = time.perf_counter()
-        while (now := time.perf_counter()) < deadline:
-            if interval:
-                if now < next_at:
-                    time.sleep(next_at - now)
-                next_at += interval * rng.expovariate(1.0)
-            keyword, value = rng.choice(identifiers)
-            t0 = time.perf_counter()
-            try:
-                hits = client.lookup(**{keyword: value})
-            except Exception:  # counted, reported, never silently ignored
-                errors += 1
-                continue
-            latencies.append(time.perf_counter() - t0)
-            misses += not hits
-    out.put((latencies, misses, errors))
+    # A channel system keeps its connection open: warm it (statement prepared server-side,
+    # generic plan chosen, catalog caches of the backend loaded) before timing.
+    for _ in range(WARMUP_LOOKUPS):
+        keyword, value = rng.choice(identifiers)
+        client.lookup(**{keyword: value})
+    start()
+    deadline = time.perf_counter() + seconds
+    next_at = time.perf_counter()
+    while (now := time.perf_counter()) < deadline:
+        if interval:
+            if now < next_at:
+                time.sleep(next_at - now)
+            next_at += interval * rng.expovariate(1.0)
+        keyword, value = rng.choice(identifiers)
+        t0 = time.perf_counter()
+        try:
+            hits = client.lookup(**{keyword: value})
+        except Exception:  # counted, reported, never silently ignored
+            errors += 1
+            continue
+        latencies.append(time.perf_counter() - t0)
+        misses += not hits
+    return latencies, misses, errors
 
 
-def run_clients(url: str, identifiers, clients: int, seconds: float, rate: float) -> dict:
+def client_process(url: str, identifiers, seconds: float, rate: float, seeds: list[int], ready, go, out) -> None:
+    """len(seeds) clients in this process: one thread and one connection each."""
+    warmed = threading.Barrier(len(seeds) + 1, timeout=START_TIMEOUT_S)  # a failed client breaks it
+
+    def start() -> None:
+        warmed.wait()  # every thread of this process is warm ...
+        go.wait()      # ... and so is every other process
+
+    results = [None] * len(seeds)
+
+    def run(i: int) -> None:
+        with ServingClient(url) as client:
+            results[i] = client_loop(client, identifiers, seconds, rate, random.Random(seeds[i]), start)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(seeds))]
+    for t in threads:
+        t.start()
+    warmed.wait()
+    ready.put(True)
+    for t in threads:
+        t.join()
+    out.put(results)
+
+
+def run_clients(url: str, identifiers, clients: int, seconds: float, rate: float, processes: int | None = None) -> dict:
+    processes = min(processes or clients, clients)
     ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    procs = [ctx.Process(target=client_worker, args=(url, identifiers, seconds, rate, i, out))
-             for i in range(clients)]
+    ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    seeds = [list(range(clients))[p::processes] for p in range(processes)]
+    procs = [ctx.Process(target=client_process, args=(url, identifiers, seconds, rate, s, ready, go, out))
+             for s in seeds]
     for p in procs:
         p.start()
-    results = [out.get() for _ in procs]
+    for _ in procs:
+        ready.get(timeout=START_TIMEOUT_S)
+    go.set()
+    results = [r for _ in procs for r in out.get()]
     for p in procs:
         p.join()
     lat = sorted(x for r in results for x in r[0])
@@ -138,6 +178,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--rate", type=float, nargs="*", default=[0, 50],
                         help="lookups/s per client for each run; 0 = closed loop")
+    parser.add_argument("--processes", type=int, nargs="*", default=[0],
+                        help="client processes for each load (clients spread over them as threads); "
+                             "0 = one process per client; several values run each load once per value")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     args = parser.parse_args()
 
@@ -156,12 +199,17 @@ def main() -> None:
         for attempt in (1, 2):
             result = publish(url, duck)
             print(f"publish #{attempt}: version {result.version}, {sum(result.row_counts.values()):,} rows "
-                  f"in {result.seconds:.1f}s  {result.row_counts}")
+                  f"in {result.seconds:.1f}s  {result.row_counts}", flush=True)
         identifiers = sample_identifiers(duck, 50_000)
         for rate in args.rate:
-            label = "closed loop" if rate == 0 else f"{rate:g}/s per client"
-            stats = run_clients(url, identifiers, args.clients, args.seconds, rate)
-            print(f"lookups, {args.clients} clients, {label}, {args.seconds:g}s: {stats}")
+            for processes in args.processes:
+                processes = min(processes or args.clients, args.clients)
+                label = "closed loop" if rate == 0 else f"{rate:g}/s per client"
+                layout = ("1 process each" if processes == args.clients
+                          else f"threads in {processes} process{'es' * (processes > 1)}")
+                stats = run_clients(url, identifiers, args.clients, args.seconds, rate, processes)
+                print(f"lookups, {args.clients} clients ({layout}), {label}, {args.seconds:g}s: {stats}",
+                      flush=True)
     finally:
         if not args.keep:
             with psycopg.connect(args.url, autocommit=True) as admin:

@@ -5,6 +5,8 @@ Kept in one place so the function, the Python client and docs/serving.md describ
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from psycopg import sql
 
 FUNCTION_NAME = "lookup_customers"
@@ -31,29 +33,25 @@ FROM {v}.customer_360 p
 
 # {s} is the stable schema (default cdp). $1 = identifier types, $2 = identifier values
 # (parallel arrays, already normalised). One jsonb document per matching customer.
+# No DISTINCT or NULL filter on the input pairs: the equality join never matches a NULL value,
+# and a pair given twice collapses in the GROUP BY (array_agg DISTINCT keeps matched_on clean).
 LOOKUP_FUNCTION_BODY = """
-WITH wanted AS (
-    SELECT DISTINCT w.identifier_type, w.identifier_value
-    FROM unnest($1::text[], $2::text[]) AS w(identifier_type, identifier_value)
-    WHERE w.identifier_value IS NOT NULL
-),
-hits AS (
-    SELECT il.customer_id,
-           array_agg(DISTINCT il.identifier_type ORDER BY il.identifier_type) AS matched_on,
-           max(il._publish_version) AS version
-    FROM wanted w
-    JOIN {s}.identity_lookup il
-      ON il.identifier_type = w.identifier_type
-     AND il.identifier_value = w.identifier_value
-    GROUP BY il.customer_id
-)
 SELECT COALESCE(d.doc, '{{}}'::jsonb) || jsonb_build_object(
     'customer_id', h.customer_id,
     'matched_on', to_jsonb(h.matched_on),
     'candidates', count(*) OVER (),
     'version', h.version
 )
-FROM hits h
+FROM (
+    SELECT il.customer_id,
+           array_agg(DISTINCT il.identifier_type ORDER BY il.identifier_type) AS matched_on,
+           max(il._publish_version) AS version
+    FROM unnest($1::text[], $2::text[]) AS w(identifier_type, identifier_value)
+    JOIN {s}.identity_lookup il
+      ON il.identifier_type = w.identifier_type
+     AND il.identifier_value = w.identifier_value
+    GROUP BY il.customer_id
+) h
 LEFT JOIN {s}.customer_context d ON d.customer_id = h.customer_id
 ORDER BY h.customer_id
 """
@@ -83,8 +81,20 @@ def create_function_sql(stable_schema: str) -> sql.Composed:
     )
 
 
-def call_sql(stable_schema: str) -> sql.Composed:
-    """What a client sends: one statement, two array parameters."""
-    return sql.SQL("SELECT * FROM {fn}(%s::text[], %s::text[])").format(
-        fn=sql.Identifier(stable_schema, FUNCTION_NAME)
-    )
+@lru_cache(maxsize=64)
+def call_sql(stable_schema: str, identifiers: int = 1) -> str:
+    """What a client sends for `identifiers` (type, value) pairs: one statement, 2 x n text
+    parameters, the types first (`ARRAY[$1, ..., $n]`, then the values), each document as text.
+
+    The arrays are built from scalar parameters rather than passed as text[] parameters: with
+    ARRAY[$1] the planner knows how many pairs there are, so the generic plan of the prepared
+    statement costs the same as a custom one and PostgreSQL keeps it. With a text[] parameter it
+    estimates 10 pairs, prefers a fresh custom plan and re-plans on every call (about 0.3 ms of
+    server CPU, three times the cost of the lookup itself). The document is read as text and
+    decoded by the client (lookup.decode_document), skipping psycopg's per-row loader lookup.
+    """
+    if identifiers < 1:
+        raise ValueError("a lookup needs at least one identifier")
+    marks = ", ".join(["%s"] * identifiers)
+    fn = sql.Identifier(stable_schema, FUNCTION_NAME).as_string(None)
+    return f"SELECT l::text FROM {fn}(ARRAY[{marks}]::text[], ARRAY[{marks}]::text[]) AS l"
