@@ -28,7 +28,6 @@ CHANGED = "profiles.xref_changed_customers"
 CONSUMED = "profiles.xref_consumed_runs"
 STATE = "profiles.refresh_state"
 WORK_SCHEMA = "refresh_work"
-ACTIVE_XREF = "profiles.active_xref"
 # Above this share of a table's customers a whole rebuild is cheaper than delete-and-insert.
 MAX_SCOPE_SHARE = 0.3
 
@@ -74,7 +73,7 @@ def has_customer_id(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
 def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS profiles")
     con.execute(f"CREATE TABLE IF NOT EXISTS {GENERATIONS} (generation BIGINT, mode VARCHAR, run_id VARCHAR, "
-                "created_at TIMESTAMP, customers_changed BIGINT)")
+                "created_at TIMESTAMP, customers_changed BIGINT, customers BIGINT)")
     con.execute(f"CREATE TABLE IF NOT EXISTS {CHANGED} (generation BIGINT, customer_id VARCHAR)")
     con.execute(f"CREATE TABLE IF NOT EXISTS {CONSUMED} (run_id VARCHAR, generation BIGINT)")
     con.execute(f"CREATE TABLE IF NOT EXISTS {STATE} (target VARCHAR, generation BIGINT, fingerprint VARCHAR, "
@@ -98,8 +97,10 @@ def record_generation(con: duckdb.DuckDBPyConnection, previous: str | None, new:
     generation = (current_generation(con) or 0) + 1
     unseen = (f"SELECT * FROM {record_changes} WHERE run_id NOT IN (SELECT run_id FROM {CONSUMED})"
               if record_changes else None)
+    customers = con.execute(f"SELECT count(DISTINCT customer_id) FROM {new}").fetchall()[0][0]
     if previous is None:
-        con.execute(f"INSERT INTO {GENERATIONS} VALUES (?, 'full', ?, now()::TIMESTAMP, NULL)", [generation, run_id])
+        con.execute(f"INSERT INTO {GENERATIONS} VALUES (?, 'full', ?, now()::TIMESTAMP, NULL, ?)",
+                    [generation, run_id, customers])
         _consume(con, unseen, generation)
         return {"generation": generation, "mode": "full"}
     content = ""
@@ -125,8 +126,8 @@ def record_generation(con: duckdb.DuckDBPyConnection, previous: str | None, new:
         [generation],
     )
     changed = con.execute(f"SELECT count(*) FROM {CHANGED} WHERE generation = ?", [generation]).fetchall()[0][0]
-    con.execute(f"INSERT INTO {GENERATIONS} VALUES (?, 'incremental', ?, now()::TIMESTAMP, ?)",
-                [generation, run_id, changed])
+    con.execute(f"INSERT INTO {GENERATIONS} VALUES (?, 'incremental', ?, now()::TIMESTAMP, ?, ?)",
+                [generation, run_id, changed, customers])
     _consume(con, unseen, generation)
     return {"generation": generation, "mode": "incremental", "customers_changed": int(changed)}
 
@@ -187,7 +188,7 @@ def plan_refresh(con: duckdb.DuckDBPyConnection, target: str, print_: str, incre
     scope = con.execute(f"SELECT count(*) FROM {scope_table}").fetchall()[0][0]
     if scope == 0:
         return RefreshPlan(target, "unchanged", "no customer changed", generation, print_, scope_table, 0)
-    customers = con.execute(f"SELECT count(DISTINCT customer_id) FROM {ACTIVE_XREF}").fetchall()[0][0]
+    customers = con.execute(f"SELECT customers FROM {GENERATIONS} WHERE generation = ?", [generation]).fetchall()[0][0]
     if scope > MAX_SCOPE_SHARE * max(customers, 1):
         return full(f"{scope} changed customers, over {MAX_SCOPE_SHARE:.0%} of {customers}")
     return RefreshPlan(target, "scoped", f"{scope} changed customers", generation, print_, scope_table, int(scope))
