@@ -238,6 +238,11 @@ def predict_new_node_edges(
     con.execute("CREATE OR REPLACE TABLE identity_work.new_edges AS SELECT * FROM identity.probabilistic_edges LIMIT 0")
     if not new_frames:
         return "identity_work.new_edges"
+    if len(new_frames) == 1:
+        # Splink leaves out its source_dataset column when one table is linked within itself,
+        # and its SQL still refers to it: an empty second input keeps the column.
+        new_frames.append(api.register(con.sql(f"SELECT {columns} FROM {SPLINK_SCHEMA}.score_nodes WHERE FALSE"),
+                                       table_name="cdp_new_none"))
     results = []
     if old_frames:
         results.append(linker.inference.predict_between(
