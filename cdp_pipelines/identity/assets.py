@@ -23,8 +23,10 @@ class IdentityRunConfig(dg.Config):
     """Train a new Splink model even when a saved one matches the current settings."""
 
     incremental: bool = False
-    """Score only records not seen before (new or changed) with the saved model; keep earlier
-    scored pairs. Falls back to a full prediction when there is no earlier run or model."""
+    """Resolve only the region that new or changed records reach (see identity/incremental.py),
+    scoring their nodes with the saved model and keeping everything else from the previous run.
+    Resolves the whole graph when there is no earlier run or model, or the identity settings
+    changed since it."""
 
 
 def cluster_size_distribution(con) -> dict[str, int]:

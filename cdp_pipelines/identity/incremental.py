@@ -262,7 +262,8 @@ def update_nodes(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def update_edges(con: duckdb.DuckDBPyConnection, linker, config: IdentityConfig) -> dict:
-    """Keep scored pairs between remaining nodes not rescored; score the nodes in score_ids."""
+    """Keep scored pairs between remaining nodes not rescored; score the nodes in score_ids
+    (with `linker`; None scores nothing)."""
     # The link graph before this run, for finding the groups that held an affected component.
     con.execute(
         f"CREATE OR REPLACE TABLE {WORK}.old_links AS SELECT DISTINCT component_l, component_r "
@@ -276,8 +277,11 @@ def update_edges(con: duckdb.DuckDBPyConnection, linker, config: IdentityConfig)
         """
     )
     kept = _count(con, "SELECT count(*) FROM identity.probabilistic_edges")
-    new_edges = splink_model.predict_new_node_edges(con, linker, config.probabilistic, f"{WORK}.score_ids")
-    con.execute(f"CREATE OR REPLACE TABLE {WORK}.scored_edges AS SELECT * FROM {new_edges}")
+    if linker is None:  # fewer than two nodes: nothing to compare
+        con.execute(f"CREATE OR REPLACE TABLE {WORK}.scored_edges AS SELECT * FROM identity.probabilistic_edges LIMIT 0")
+    else:
+        new_edges = splink_model.predict_new_node_edges(con, linker, config.probabilistic, f"{WORK}.score_ids")
+        con.execute(f"CREATE OR REPLACE TABLE {WORK}.scored_edges AS SELECT * FROM {new_edges}")
     con.execute(f"INSERT INTO identity.probabilistic_edges BY NAME SELECT * FROM {WORK}.scored_edges")
     # Pairs touching the affected region carry the components of the run that scored them.
     for side in ("l", "r"):

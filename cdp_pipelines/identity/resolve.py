@@ -453,14 +453,16 @@ def _resolve_incremental(
 
     summary.splink_nodes = inc.update_nodes(con)
     t = inc.timed(seconds, "nodes", t)
-    linker, model = splink_model.train_or_load(con, config.probabilistic, model_dir, retrain=False)
-    summary.model_path, summary.model_version, summary.model_trained = str(model.path), model.version, model.trained
-    seconds["splink_train"] = round(model.seconds, 2)
+    linker = None
+    if summary.splink_nodes >= 2:
+        linker, model = splink_model.train_or_load(con, config.probabilistic, model_dir, retrain=False)
+        summary.model_path, summary.model_version, summary.model_trained = str(model.path), model.version, model.trained
+        seconds["splink_train"] = round(model.seconds, 2)
     t = clock()
     summary.incremental.update(inc.update_edges(con, linker, config))
     summary.probabilistic_edges = con.execute("SELECT count(*) FROM identity.probabilistic_edges").fetchall()[0][0]
     t = inc.timed(seconds, "splink_predict", t)
-    if charts_dir is not None:
+    if charts_dir is not None and linker is not None:
         summary.charts = {k: str(v) for k, v in splink_model.save_charts(linker, con, charts_dir).items()}
         t = inc.timed(seconds, "charts", t)
 
