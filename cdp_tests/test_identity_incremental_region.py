@@ -217,3 +217,27 @@ def test_nothing_changed_keeps_every_customer_and_changed_settings_resolve_every
     summary = w.run("run-4", incremental=True)
     assert summary.incremental["mode"] == "incremental"
     w.assert_consistent()
+
+
+def test_incremental_run_stopped_half_way_leaves_the_next_one_resolving_everything(resolved, tmp_path, config,
+                                                                                     monkeypatch):
+    from cdp_pipelines.identity import incremental as incremental_module
+
+    probe = Warehouse(resolved, tmp_path / "probe.duckdb", config)
+    a, b = _pick_two_customers(probe)
+    probe.close()
+
+    def broken(con):
+        raise RuntimeError("stopped")
+
+    w = Warehouse(resolved, tmp_path / "stopped.duckdb", config)
+    _bridge(w, a[2], b[2])
+    with monkeypatch.context() as patch:
+        patch.setattr(incremental_module, "update_nodes", broken)
+        with pytest.raises(RuntimeError):
+            w.run("run-2", incremental=True)
+    summary = w.run("run-3", incremental=True)
+    assert summary.incremental["mode"] == "whole graph"
+    assert "resolution_state" in summary.incremental["whole_graph_because"]
+    assert w.customer(f"{a[0]}:{a[1]}") == w.customer(f"{b[0]}:{b[1]}")
+    w.assert_consistent()

@@ -64,6 +64,11 @@ def save_state(con: duckdb.DuckDBPyConnection, config: IdentityConfig, run_id: s
     con.execute(f"INSERT INTO {STATE_TABLE} VALUES (?, ?, ?)", [config_hash(config), run_id, mode])
 
 
+def forget_state(con: duckdb.DuckDBPyConnection) -> None:
+    """A run that stops half way leaves no state, so the next incremental run resolves everything."""
+    con.execute(f"DROP TABLE IF EXISTS {STATE_TABLE}")
+
+
 def can_run(con: duckdb.DuckDBPyConnection, config: IdentityConfig) -> str | None:
     """None when an incremental run can start from the previous tables, else the reason not."""
     present = {row[0] for row in con.execute(

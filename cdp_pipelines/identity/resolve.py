@@ -316,13 +316,16 @@ def resolve(
         fingerprint = splink_model.settings_fingerprint(config.probabilistic)
         if reason is None and splink_model.latest_model(model_dir, fingerprint) is None:
             reason = "no saved model for the current settings"
+        # Until this run completes, its tables are no base for an incremental run.
+        incremental_module.forget_state(con)
         if reason is None:
             summary = _resolve_incremental(con, config, overrides, model_dir, run_id, charts_dir)
             incremental_module.save_state(con, config, run_id, "incremental")
             return summary
         summary = _resolve_everything(con, config, overrides, model_dir, run_id, retrain, charts_dir, incremental)
-        summary.incremental["whole_graph_because"] = reason
+        summary.incremental.update(mode="whole graph", whole_graph_because=reason)
     else:
+        incremental_module.forget_state(con)
         summary = _resolve_everything(con, config, overrides, model_dir, run_id, retrain, charts_dir, incremental)
     incremental_module.save_state(con, config, run_id, "full" if not incremental else "incremental (whole graph)")
     return summary

@@ -93,7 +93,18 @@ def assign_stable_ids(con: duckdb.DuckDBPyConnection, run_id: str, scope: tuple[
         FROM {current} c JOIN identity.records r USING (rid) GROUP BY ALL ORDER BY c.cluster
         """
     ).fetchall()
-    known_ids = {row[0] for row in con.execute("SELECT customer_id FROM identity.customer_ids").fetchall()}
+    # Ids ever issued that a new id must not repeat: looked up for the candidates only.
+    candidates = [mint_id(first_record) for cluster, first_record, _ in clusters if cluster not in taken_clusters]
+    known_ids = {row[0] for row in con.execute(
+        "SELECT customer_id FROM identity.customer_ids WHERE customer_id IN (SELECT unnest(?::VARCHAR[]))", [candidates]
+    ).fetchall()} if candidates else set()
+    first_candidates = set(candidates)
+
+    def issued(customer_id: str) -> bool:
+        if customer_id in known_ids or customer_id in taken_ids:
+            return True
+        return customer_id not in first_candidates and bool(con.execute(
+            "SELECT count(*) FROM identity.customer_ids WHERE customer_id = ?", [customer_id]).fetchall()[0][0])
     assignments: list[tuple[int, str]] = []
     changes: list[tuple[str, str, str | None, int, str]] = []
     for cluster, first_record, records in clusters:
@@ -101,7 +112,7 @@ def assign_stable_ids(con: duckdb.DuckDBPyConnection, run_id: str, scope: tuple[
         if customer_id is None:
             salt = 0
             customer_id = mint_id(first_record, salt)
-            while customer_id in known_ids or customer_id in taken_ids:
+            while issued(customer_id):
                 salt += 1
                 customer_id = mint_id(first_record, salt)
             taken_ids.add(customer_id)
