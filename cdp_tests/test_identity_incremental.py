@@ -57,7 +57,9 @@ def test_incremental_run_agrees_with_full_refresh(tmp_path):
     incremental_root, full_root = tmp_path / "incremental", tmp_path / "refresh"
     _resolve(tmp_path / "base", incremental_root, incremental=False)
     summary = _resolve(full, incremental_root, incremental=True)["incremental"]
+    assert summary["mode"] == "incremental", summary  # the affected region, not the whole graph
     assert summary["new_nodes"] > 0 and summary["pairs_kept"] > 0
+    assert summary["affected_records"] < summary["new_records"] * 10
     shutil.rmtree(incremental_root / "artifacts")  # the full refresh trains its own model
     _resolve(full, full_root, incremental=False)
 

@@ -23,8 +23,10 @@ class IdentityRunConfig(dg.Config):
     """Train a new Splink model even when a saved one matches the current settings."""
 
     incremental: bool = False
-    """Score only records not seen before (new or changed) with the saved model; keep earlier
-    scored pairs. Falls back to a full prediction when there is no earlier run or model."""
+    """Resolve only the region that new or changed records reach (see identity/incremental.py),
+    scoring their nodes with the saved model and keeping everything else from the previous run.
+    Resolves the whole graph when there is no earlier run or model, or the identity settings
+    changed since it."""
 
 
 def cluster_size_distribution(con) -> dict[str, int]:
@@ -40,10 +42,16 @@ def cluster_size_distribution(con) -> dict[str, int]:
 
 
 def largest_clusters(con, limit: int = 5) -> list[dict]:
+    # The largest customers first, then the sources of those only.
     rows = con.execute(
         f"""
-        SELECT customer_id, count(*) AS records, string_agg(DISTINCT source, ', ' ORDER BY source) AS sources
-        FROM identity.customer_xref GROUP BY customer_id ORDER BY records DESC, customer_id LIMIT {int(limit)}
+        WITH largest AS (
+            SELECT customer_id, count(*) AS records FROM identity.customer_xref
+            GROUP BY customer_id ORDER BY records DESC, customer_id LIMIT {int(limit)}
+        )
+        SELECT l.customer_id, l.records, string_agg(DISTINCT x.source, ', ' ORDER BY x.source) AS sources
+        FROM largest l JOIN identity.customer_xref x USING (customer_id)
+        GROUP BY ALL ORDER BY l.records DESC, l.customer_id
         """
     ).fetchall()
     return [{"customer_id": c, "records": int(n), "sources": s} for c, n, s in rows]

@@ -22,7 +22,7 @@ def _hint_expression(column: str, id_type: str) -> str:
     return f"CAST({column} AS VARCHAR)"
 
 
-def identifier_values_sql(config: DeterministicConfig) -> str:
+def identifier_values_sql(config: DeterministicConfig, records: str = "identity.records") -> str:
     """One row per (record, identifier type, value) for the configured strong identifiers."""
     parts = []
     for id_type, rule in config.identifiers.items():
@@ -38,14 +38,15 @@ def identifier_values_sql(config: DeterministicConfig) -> str:
         parts.append(
             f"SELECT rid, '{id_type}' AS id_type, CAST({id_type} AS VARCHAR) AS id_value, "
             f"CAST({people_by} AS VARCHAR) AS person_hint, CAST({second} AS VARCHAR) AS person_hint_alt{extra} "
-            f"FROM identity.records WHERE {where}"
+            f"FROM {records} WHERE {where}"
         )
     return "\nUNION ALL\n".join(parts)
 
 
-def build_identifier_tables(con: duckdb.DuckDBPyConnection, config: DeterministicConfig) -> dict[str, int]:
-    """Create identity.identifier_values, identity.shared_identifiers, identity.deterministic_edges."""
-    con.execute(f"CREATE OR REPLACE TABLE identity.identifier_values AS {identifier_values_sql(config)}")
+def shared_identifiers_sql(config: DeterministicConfig, values: str = "identity.identifier_values") -> str:
+    """The values of `values` (rows of identity.identifier_values) used by more distinct people
+    than their rule allows. Every value is judged on its own rows only, so a subset of values
+    (with all their rows) gives the same answer for those values as the whole table."""
     limits = " UNION ALL ".join(
         f"SELECT '{t}' AS id_type, {r.max_people} AS max_people, "
         f"{'TRUE' if r.people_by == 'given_name' else 'FALSE'} AS by_name"
@@ -58,13 +59,11 @@ def build_identifier_tables(con: duckdb.DuckDBPyConnection, config: Deterministi
     # Distinct people per value: for names, the most frequent name is one person and every other
     # name that is neither similar to it nor an initial of it counts as another person; bare
     # initials never do (they cannot tell people apart).
-    con.execute(
-        f"""
-        CREATE OR REPLACE TABLE identity.shared_identifiers AS
+    return f"""
         WITH limits AS ({limits}),
         hints AS (
             SELECT id_type, id_value, person_hint, person_hint_alt, count(*) AS n
-            FROM identity.identifier_values WHERE person_hint IS NOT NULL
+            FROM {values} WHERE person_hint IS NOT NULL
             GROUP BY ALL
         ),
         modal AS (
@@ -92,11 +91,11 @@ def build_identifier_tables(con: duckdb.DuckDBPyConnection, config: Deterministi
         ),
         by_other_identifiers AS (
             SELECT id_type, id_value, greatest({other_counts}) AS other_people
-            FROM identity.identifier_values GROUP BY ALL
+            FROM {values} GROUP BY ALL
         ),
         sizes AS (
             SELECT id_type, id_value, count(*) AS records
-            FROM identity.identifier_values GROUP BY ALL
+            FROM {values} GROUP BY ALL
         )
         SELECT s.id_type, s.id_value,
                greatest(coalesce(p.distinct_people, 1), o.other_people) AS distinct_people,
@@ -105,13 +104,14 @@ def build_identifier_tables(con: duckdb.DuckDBPyConnection, config: Deterministi
         LEFT JOIN people p USING (id_type, id_value)
         WHERE greatest(coalesce(p.distinct_people, 1), o.other_people) > l.max_people
         """
-    )
-    # Star edges: every record carrying a non-shared value links to the value's first record.
-    con.execute(
-        """
-        CREATE OR REPLACE TABLE identity.deterministic_edges AS
+
+
+def deterministic_edges_sql(values: str = "identity.identifier_values") -> str:
+    """Star edges: every record carrying a non-shared value links to the value's first record.
+    Like sharing, a value's edges depend on that value's rows only."""
+    return f"""
         WITH usable AS (
-            SELECT v.* FROM identity.identifier_values v
+            SELECT v.* FROM {values} v
             ANTI JOIN identity.shared_identifiers s USING (id_type, id_value)
         ),
         anchors AS (SELECT id_type, id_value, min(rid) AS anchor FROM usable GROUP BY ALL)
@@ -119,7 +119,9 @@ def build_identifier_tables(con: duckdb.DuckDBPyConnection, config: Deterministi
         FROM usable u JOIN anchors a USING (id_type, id_value)
         WHERE u.rid <> a.anchor
         """
-    )
+
+
+def identifier_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     counts = con.execute(
         """
         SELECT (SELECT count(*) FROM identity.identifier_values),
@@ -128,3 +130,45 @@ def build_identifier_tables(con: duckdb.DuckDBPyConnection, config: Deterministi
         """
     ).fetchall()[0]
     return {"identifier_values": counts[0], "shared_identifiers": counts[1], "deterministic_edges": counts[2]}
+
+
+def build_identifier_tables(con: duckdb.DuckDBPyConnection, config: DeterministicConfig) -> dict[str, int]:
+    """Create identity.identifier_values, identity.shared_identifiers, identity.deterministic_edges."""
+    con.execute(f"CREATE OR REPLACE TABLE identity.identifier_values AS {identifier_values_sql(config)}")
+    con.execute(f"CREATE OR REPLACE TABLE identity.shared_identifiers AS {shared_identifiers_sql(config)}")
+    con.execute(f"CREATE OR REPLACE TABLE identity.deterministic_edges AS {deterministic_edges_sql()}")
+    return identifier_counts(con)
+
+
+def update_identifier_tables(
+    con: duckdb.DuckDBPyConnection, config: DeterministicConfig, removed_rids: str, records: str
+) -> dict[str, int]:
+    """Incremental form of build_identifier_tables: the records of `removed_rids` (a table of rid)
+    lose their identifier rows, the records of `records` (rows shaped like identity.records) add
+    theirs, and sharing and edges are judged again only for the values those rows carry (left in
+    identity_work.touched_values); every other value keeps its rows, verdict and edges."""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE identity_work.touched_values AS
+        SELECT DISTINCT id_type, id_value FROM (
+            SELECT v.id_type, v.id_value FROM identity.identifier_values v SEMI JOIN {removed_rids} USING (rid)
+            UNION ALL
+            SELECT id_type, id_value FROM ({identifier_values_sql(config, records)})
+        )
+        """
+    )
+    con.execute(f"DELETE FROM identity.identifier_values WHERE rid IN (SELECT rid FROM {removed_rids})")
+    con.execute(f"INSERT INTO identity.identifier_values {identifier_values_sql(config, records)}")
+    touched = ("(SELECT v.* FROM identity.identifier_values v "
+               "SEMI JOIN identity_work.touched_values t USING (id_type, id_value))")
+    con.execute(
+        "DELETE FROM identity.shared_identifiers s USING identity_work.touched_values t "
+        "WHERE s.id_type = t.id_type AND s.id_value = t.id_value"
+    )
+    con.execute(f"INSERT INTO identity.shared_identifiers {shared_identifiers_sql(config, touched)}")
+    con.execute(
+        "DELETE FROM identity.deterministic_edges e USING identity_work.touched_values t "
+        "WHERE e.rule = t.id_type AND e.id_value = t.id_value"
+    )
+    con.execute(f"INSERT INTO identity.deterministic_edges {deterministic_edges_sql(touched)}")
+    return identifier_counts(con)

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from cdp_pipelines.identity import clustering, deterministic, splink_model, stable_ids
+from cdp_pipelines.identity import incremental as incremental_module
 from cdp_pipelines.identity.config import IdentityConfig, Overrides
 from cdp_pipelines.vocabulary import STANDARDIZED_COLUMNS
 
@@ -67,6 +68,15 @@ def _write_components(con: duckdb.DuckDBPyConnection, labels: np.ndarray) -> Non
 def _deterministic_components(
     con: duckdb.DuckDBPyConnection, n_records: int, must: list[tuple[int, int]], cannot: list[tuple[int, int]]
 ) -> int:
+    labels, split = _component_labels(con, n_records, must, cannot)
+    _write_components(con, labels)
+    return split
+
+
+def _component_labels(
+    con: duckdb.DuckDBPyConnection, n_records: int, must: list[tuple[int, int]], cannot: list[tuple[int, int]]
+) -> tuple[np.ndarray, int]:
+    """Component label of every rid 0..n_records-1 (the smallest rid of its component)."""
     edges = con.execute("SELECT rid_l, rid_r FROM identity.deterministic_edges").fetchnumpy()
     left = np.concatenate([edges["rid_l"], np.array([m[0] for m in must], dtype=np.int64)])
     right = np.concatenate([edges["rid_r"], np.array([m[1] for m in must], dtype=np.int64)])
@@ -85,39 +95,46 @@ def _deterministic_components(
         for node, root in clustering.split_for_cannot_link(members, comp_edges, forbidden).items():
             labels[node] = root
         split += 1
-    _write_components(con, labels)
-    return split
+    return labels, split
 
 
-def _build_nodes(con: duckdb.DuckDBPyConnection) -> int:
-    """Distinct comparable attribute combinations per deterministic component (Splink's input)."""
-    columns = ", ".join(splink_model.NODE_COLUMNS)
-    any_present = " OR ".join(f"r.{c} IS NOT NULL" for c in splink_model.NODE_COLUMNS)
-    con.execute(
-        f"""
-        CREATE OR REPLACE TABLE identity.component_strength AS
+def component_strength_sql(components: str = "identity.record_components") -> str:
+    """Whether each component of `components` (rows of identity.record_components, whole
+    components) has a record carrying a strong identifier value that is not shared."""
+    own = "" if components == "identity.record_components" else f"SEMI JOIN {components} USING (rid)"
+    return f"""
         SELECT c.component, bool_or(u.rid IS NOT NULL) AS strong
-        FROM identity.record_components c
-        LEFT JOIN (SELECT DISTINCT v.rid FROM identity.identifier_values v
+        FROM {components} c
+        LEFT JOIN (SELECT DISTINCT v.rid FROM identity.identifier_values v {own}
                    ANTI JOIN identity.shared_identifiers s USING (id_type, id_value)) u USING (rid)
         GROUP BY ALL
         """
-    )
+
+
+def nodes_sql(components: str = "identity.record_components") -> str:
+    """Identity nodes of the (whole) components listed in `components`."""
+    columns = ", ".join(splink_model.NODE_COLUMNS)
+    any_present = " OR ".join(f"r.{c} IS NOT NULL" for c in splink_model.NODE_COLUMNS)
     # A node's id is a hash of its first record and its attributes, so it stays the same from
     # run to run while neither changes: an incremental run scores only nodes it has not seen.
+    # Its source is the first source it has records in (rid order follows source order in a
+    # full run, so this is the source of its first record there).
     key_parts = ", ".join(f"coalesce(CAST({c} AS VARCHAR), '')" for c in splink_model.NODE_COLUMNS)
-    con.execute(
-        f"""
-        CREATE OR REPLACE TABLE identity.nodes AS
+    return f"""
         SELECT md5(concat_ws('|', min(r.source || ':' || r.source_record_id), {key_parts})) AS node_id,
                c.component, any_value(s.strong) AS strong,
-               arg_min(r.source, r.rid) AS source, min(r.rid) AS first_rid, count(*) AS records, {columns}
-        FROM identity.records r JOIN identity.record_components c USING (rid)
+               min(r.source) AS source, min(r.rid) AS first_rid, count(*) AS records, {columns}
+        FROM identity.records r JOIN {components} c USING (rid)
         JOIN identity.component_strength s USING (component)
         WHERE {any_present}
         GROUP BY c.component, {columns}
         """
-    )
+
+
+def _build_nodes(con: duckdb.DuckDBPyConnection) -> int:
+    """Distinct comparable attribute combinations per deterministic component (Splink's input)."""
+    con.execute(f"CREATE OR REPLACE TABLE identity.component_strength AS {component_strength_sql()}")
+    con.execute(f"CREATE OR REPLACE TABLE identity.nodes AS {nodes_sql()}")
     return con.execute("SELECT count(*) FROM identity.nodes").fetchall()[0][0]
 
 
@@ -173,23 +190,30 @@ def _refresh_edge_components(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def _component_links(con: duckdb.DuckDBPyConnection) -> list[tuple[int, int, float, float, bool]]:
+def _component_links(
+    con: duckdb.DuckDBPyConnection, scope: str | None = None
+) -> list[tuple[int, int, float, float, bool]]:
     """The strongest scored pair between each two components, and whether its given names are
-    wholly different (Splink's lowest given-name level) while both are known."""
+    wholly different (Splink's lowest given-name level) while both are known. `scope`: a table
+    of components whose links (within their link groups) are wanted."""
+    where = f" AND component_l IN (SELECT component FROM {scope})" if scope else ""
     return con.execute(
-        """
+        f"""
         SELECT least(component_l, component_r) AS a, greatest(component_l, component_r) AS b,
                max(match_weight) AS w, max(match_probability) AS p,
                arg_max(gamma_given_name = 0, match_weight) AS names_conflict
-        FROM identity.probabilistic_edges WHERE component_l <> component_r
+        FROM identity.probabilistic_edges WHERE component_l <> component_r{where}
         GROUP BY ALL
         """
     ).fetchall()
 
 
-def _component_facts(con: duckdb.DuckDBPyConnection, cannot: list[tuple[int, int]]) -> dict[int, clustering.ComponentFacts]:
+def _component_facts(
+    con: duckdb.DuckDBPyConnection, cannot: list[tuple[int, int]], scope: str | None = None
+) -> dict[int, clustering.ComponentFacts]:
+    restrict = f"SEMI JOIN {scope} USING (component)" if scope else ""
     rows = con.execute(
-        """
+        f"""
         WITH linked AS (
             SELECT component_l AS component FROM identity.probabilistic_edges
             UNION SELECT component_r FROM identity.probabilistic_edges
@@ -197,7 +221,7 @@ def _component_facts(con: duckdb.DuckDBPyConnection, cannot: list[tuple[int, int
         SELECT c.component, count(*) AS records, any_value(s.strong) AS strong,
                list(DISTINCT r.date_of_birth) FILTER (WHERE r.date_of_birth IS NOT NULL),
                list(DISTINCT r.account_id) FILTER (WHERE r.account_id IS NOT NULL)
-        FROM identity.record_components c SEMI JOIN linked USING (component)
+        FROM identity.record_components c SEMI JOIN linked USING (component) {restrict}
         JOIN identity.records r USING (rid) JOIN identity.component_strength s USING (component)
         GROUP BY ALL
         """
@@ -217,6 +241,61 @@ def _component_facts(con: duckdb.DuckDBPyConnection, cannot: list[tuple[int, int
     }
 
 
+def _refused_key(reason: str) -> str:
+    return reason.split(" ")[0] if reason.startswith(("probability", "would")) else reason
+
+
+def _merge(
+    con: duckdb.DuckDBPyConnection, config: IdentityConfig, cannot: list[tuple[int, int]], scope: str | None = None
+) -> tuple[pa.Table, pa.Table, list[clustering.MergeDecision]]:
+    """Guarded merge of the components' links (of the link groups of `scope`, if given)."""
+    links = _component_links(con, scope)
+    facts = _component_facts(con, cannot, scope)
+    guard = clustering.GuardSettings(
+        match_probability=config.probabilistic.match_probability,
+        weak_record_probability=config.probabilistic.weak_record_probability,
+        overwhelming_match_weight=config.clustering.overwhelming_match_weight,
+        conflict_attributes=tuple(config.clustering.conflict_attributes),
+    )
+    roots, decisions = clustering.guarded_merge(facts, links, guard)
+    decision_table = pa.table({
+        "component_l": pa.array([d.left for d in decisions], pa.int64()),
+        "component_r": pa.array([d.right for d in decisions], pa.int64()),
+        "match_weight": pa.array([d.match_weight for d in decisions], pa.float64()),
+        "match_probability": pa.array([d.match_probability for d in decisions], pa.float64()),
+        "accepted": pa.array([d.accepted for d in decisions], pa.bool_()),
+        "reason": pa.array([d.reason for d in decisions], pa.string()),
+    })
+    root_table = pa.table({"component": pa.array(list(roots.keys()), pa.int64()),
+                           "cluster": pa.array(list(roots.values()), pa.int64())})
+    return decision_table, root_table, decisions
+
+
+def xref_sql(scope_rids: str | None = None) -> str:
+    """Rows of identity.customer_xref (for the records of `scope_rids`, whose components are whole)."""
+    restrict = f"SEMI JOIN {scope_rids} USING (rid)" if scope_rids else ""
+    return f"""
+        WITH clusters AS (SELECT c.* FROM identity.clusters c {restrict}),
+        component_size AS (SELECT component, count(*) AS n FROM clusters GROUP BY ALL),
+        accepted AS (
+            SELECT component, max(match_probability) AS p FROM (
+                SELECT component_l AS component, match_probability FROM identity.link_decisions WHERE accepted
+                UNION ALL
+                SELECT component_r, match_probability FROM identity.link_decisions WHERE accepted)
+            GROUP BY ALL
+        )
+        SELECT r.source, r.source_record_id, ids.customer_id,
+               CASE WHEN a.p IS NOT NULL THEN 'probabilistic'
+                    WHEN s.n > 1 THEN 'deterministic' ELSE 'single' END AS match_kind,
+               CASE WHEN a.p IS NOT NULL THEN a.p WHEN s.n > 1 THEN 1.0 END AS match_probability,
+               c.component, c.cluster
+        FROM clusters c JOIN identity.records r USING (rid)
+        JOIN identity.cluster_ids ids USING (cluster)
+        JOIN component_size s USING (component)
+        LEFT JOIN accepted a USING (component)
+        """
+
+
 def resolve(
     con: duckdb.DuckDBPyConnection,
     config: IdentityConfig,
@@ -227,7 +306,41 @@ def resolve(
     charts_dir: Path | None = None,
     incremental: bool = False,
 ) -> ResolutionSummary:
-    """Resolve standardized.identity_records into identity.customer_xref (and companions)."""
+    """Resolve standardized.identity_records into identity.customer_xref (and companions).
+
+    With `incremental`, only the region that new or changed records reach is resolved again
+    (see identity/incremental.py), when the previous run's tables, settings and model allow it;
+    otherwise everything is, and only new nodes are scored when a saved model is reused."""
+    if incremental and not retrain:
+        reason = incremental_module.can_run(con, config)
+        fingerprint = splink_model.settings_fingerprint(config.probabilistic)
+        if reason is None and splink_model.latest_model(model_dir, fingerprint) is None:
+            reason = "no saved model for the current settings"
+        # Until this run completes, its tables are no base for an incremental run.
+        incremental_module.forget_state(con)
+        if reason is None:
+            summary = _resolve_incremental(con, config, overrides, model_dir, run_id, charts_dir)
+            incremental_module.save_state(con, config, run_id, "incremental")
+            return summary
+        summary = _resolve_everything(con, config, overrides, model_dir, run_id, retrain, charts_dir, incremental)
+        summary.incremental.update(mode="whole graph", whole_graph_because=reason)
+    else:
+        incremental_module.forget_state(con)
+        summary = _resolve_everything(con, config, overrides, model_dir, run_id, retrain, charts_dir, incremental)
+    incremental_module.save_state(con, config, run_id, "full" if not incremental else "incremental (whole graph)")
+    return summary
+
+
+def _resolve_everything(
+    con: duckdb.DuckDBPyConnection,
+    config: IdentityConfig,
+    overrides: Overrides,
+    model_dir: Path,
+    run_id: str,
+    retrain: bool,
+    charts_dir: Path | None,
+    incremental: bool,
+) -> ResolutionSummary:
     summary = ResolutionSummary()
     clock = time.perf_counter
     t0 = clock()
@@ -273,31 +386,13 @@ def resolve(
     _refresh_edge_components(con)
 
     t3 = clock()
-    links = _component_links(con)
-    facts = _component_facts(con, cannot)
-    guard = clustering.GuardSettings(
-        match_probability=config.probabilistic.match_probability,
-        weak_record_probability=config.probabilistic.weak_record_probability,
-        overwhelming_match_weight=config.clustering.overwhelming_match_weight,
-        conflict_attributes=tuple(config.clustering.conflict_attributes),
-    )
-    roots, decisions = clustering.guarded_merge(facts, links, guard)
+    decision_table, root_table, decisions = _merge(con, config, cannot)
     summary.links_considered = len(decisions)
     summary.links_accepted = sum(d.accepted for d in decisions)
     for d in decisions:
         if not d.accepted:
-            key = d.reason.split(" ")[0] if d.reason.startswith(("probability", "would")) else d.reason
+            key = _refused_key(d.reason)
             summary.links_refused[key] = summary.links_refused.get(key, 0) + 1
-    decision_table = pa.table({
-        "component_l": pa.array([d.left for d in decisions], pa.int64()),
-        "component_r": pa.array([d.right for d in decisions], pa.int64()),
-        "match_weight": pa.array([d.match_weight for d in decisions], pa.float64()),
-        "match_probability": pa.array([d.match_probability for d in decisions], pa.float64()),
-        "accepted": pa.array([d.accepted for d in decisions], pa.bool_()),
-        "reason": pa.array([d.reason for d in decisions], pa.string()),
-    })
-    root_table = pa.table({"component": pa.array(list(roots.keys()), pa.int64()),
-                           "cluster": pa.array(list(roots.values()), pa.int64())})
     con.register("_decisions", decision_table)
     con.register("_roots", root_table)
     con.execute("CREATE OR REPLACE TABLE identity.link_decisions AS SELECT * FROM _decisions")
@@ -314,30 +409,118 @@ def resolve(
 
     t4 = clock()
     summary.changes = stable_ids.assign_stable_ids(con, run_id)
-    con.execute(
-        """
-        CREATE OR REPLACE TABLE identity.customer_xref AS
-        WITH component_size AS (SELECT component, count(*) AS n FROM identity.clusters GROUP BY ALL),
-        accepted AS (
-            SELECT component, max(match_probability) AS p FROM (
-                SELECT component_l AS component, match_probability FROM identity.link_decisions WHERE accepted
-                UNION ALL
-                SELECT component_r, match_probability FROM identity.link_decisions WHERE accepted)
-            GROUP BY ALL
-        )
-        SELECT r.source, r.source_record_id, ids.customer_id,
-               CASE WHEN a.p IS NOT NULL THEN 'probabilistic'
-                    WHEN s.n > 1 THEN 'deterministic' ELSE 'single' END AS match_kind,
-               CASE WHEN a.p IS NOT NULL THEN a.p WHEN s.n > 1 THEN 1.0 END AS match_probability,
-               c.component, c.cluster
-        FROM identity.clusters c JOIN identity.records r USING (rid)
-        JOIN identity.cluster_ids ids USING (cluster)
-        JOIN component_size s USING (component)
-        LEFT JOIN accepted a USING (component)
-        """
-    )
+    con.execute(f"CREATE OR REPLACE TABLE identity.customer_xref AS {xref_sql()}")
     summary.customers = con.execute("SELECT count(DISTINCT customer_id) FROM identity.customer_xref").fetchall()[0][0]
     summary.seconds["stable_ids"] = round(clock() - t4, 2)
     con.execute(f"DROP SCHEMA IF EXISTS {splink_model.SPLINK_SCHEMA} CASCADE")
     con.execute("DROP TABLE IF EXISTS identity.previous_nodes")
+    return summary
+
+
+def _resolve_incremental(
+    con: duckdb.DuckDBPyConnection,
+    config: IdentityConfig,
+    overrides: Overrides,
+    model_dir: Path,
+    run_id: str,
+    charts_dir: Path | None,
+) -> ResolutionSummary:
+    """The region-by-region run described in identity/incremental.py."""
+    inc = incremental_module
+    work = inc.WORK
+    summary = ResolutionSummary()
+    seconds = summary.seconds
+    clock = time.perf_counter
+    t = t0 = clock()
+    con.execute(f"DROP SCHEMA IF EXISTS {work} CASCADE")
+    con.execute(f"CREATE SCHEMA {work}")
+    summary.incremental = {"mode": "incremental", **inc.find_changes(con, run_id, RECORD_COLUMNS)}
+    previous_max = con.execute("SELECT coalesce(max(rid), -1) FROM identity.records").fetchall()[0][0]
+    inc.update_records(con, RECORD_COLUMNS)
+    summary.records, current_max = con.execute(
+        "SELECT count(*), coalesce(max(rid), -1) FROM identity.records").fetchall()[0]
+    t = inc.timed(seconds, "records", t)
+    summary.deterministic = deterministic.update_identifier_tables(
+        con, config.deterministic, f"{work}.removed_rids", f"{work}.changed_records")
+    t = inc.timed(seconds, "identifiers", t)
+    must, missing_must = _override_rids(con, overrides.must_link)
+    cannot, missing_cannot = _override_rids(con, overrides.cannot_link)
+    n = max(previous_max, current_max) + 1
+    labels, split = _component_labels(con, n, must, cannot)
+    summary.overrides = {"must_link": len(must), "cannot_link": len(cannot), "components_split_by_cannot_link": split,
+                         "unknown_records": missing_must + missing_cannot}
+    region = inc.affected_components(con, labels, {rid for pair in must + cannot for rid in pair})
+    summary.incremental.update(region)
+    t = inc.timed(seconds, "components", t)
+    seconds["deterministic"] = round(t - t0, 2)
+
+    summary.splink_nodes = inc.update_nodes(con)
+    t = inc.timed(seconds, "nodes", t)
+    linker = None
+    if summary.splink_nodes >= 2:
+        linker, model = splink_model.train_or_load(con, config.probabilistic, model_dir, retrain=False)
+        summary.model_path, summary.model_version, summary.model_trained = str(model.path), model.version, model.trained
+        seconds["splink_train"] = round(model.seconds, 2)
+    t = clock()
+    summary.incremental.update(inc.update_edges(con, linker, config))
+    summary.probabilistic_edges = con.execute("SELECT count(*) FROM identity.probabilistic_edges").fetchall()[0][0]
+    t = inc.timed(seconds, "splink_predict", t)
+    if charts_dir is not None and linker is not None:
+        summary.charts = {k: str(v) for k, v in splink_model.save_charts(linker, con, charts_dir).items()}
+        t = inc.timed(seconds, "charts", t)
+
+    summary.incremental["regrouped_components"] = inc.regroup_scope(con, n)
+    scope = f"{work}.scope_components"
+    decision_table, root_table, _ = _merge(con, config, cannot, scope)
+    con.register("_decisions", decision_table)
+    con.register("_roots", root_table)
+    con.execute(
+        f"""
+        DELETE FROM identity.link_decisions
+        WHERE component_l IN (SELECT component FROM {scope} UNION ALL SELECT component FROM {work}.scope_candidates
+                              UNION ALL SELECT component FROM {work}.old_components)
+           OR component_r IN (SELECT component FROM {scope} UNION ALL SELECT component FROM {work}.scope_candidates
+                              UNION ALL SELECT component FROM {work}.old_components)
+        """
+    )
+    con.execute("INSERT INTO identity.link_decisions SELECT * FROM _decisions")
+    con.execute(
+        f"DELETE FROM identity.clusters WHERE rid IN (SELECT rid FROM {work}.scope_rids "
+        f"UNION ALL SELECT rid FROM {work}.removed_rids)"
+    )
+    con.execute(
+        f"""
+        INSERT INTO identity.clusters
+        SELECT c.rid, coalesce(r.cluster, c.component) AS cluster, c.component
+        FROM identity.record_components c SEMI JOIN {work}.scope_rids USING (rid) LEFT JOIN _roots r USING (component)
+        """
+    )
+    con.unregister("_decisions")
+    con.unregister("_roots")
+    summary.links_considered, summary.links_accepted = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE accepted) FROM identity.link_decisions").fetchall()[0]
+    for reason, count in con.execute(
+        "SELECT reason, count(*) FROM identity.link_decisions WHERE NOT accepted GROUP BY ALL ORDER BY 1"
+    ).fetchall():
+        key = _refused_key(reason)
+        summary.links_refused[key] = summary.links_refused.get(key, 0) + count
+    t = inc.timed(seconds, "clustering", t)
+
+    summary.changes = stable_ids.assign_stable_ids(con, run_id, scope=(f"{work}.scope_rids", f"{work}.scope_customers"))
+    summary.changes["kept"] += con.execute(
+        f"SELECT count(*) FROM identity.cluster_ids ANTI JOIN (SELECT DISTINCT cluster FROM identity.clusters "
+        f"SEMI JOIN {work}.scope_rids USING (rid)) USING (cluster)").fetchall()[0][0]
+    con.execute(
+        f"""
+        DELETE FROM identity.customer_xref x USING (
+            SELECT r.source, r.source_record_id FROM identity.records r SEMI JOIN {work}.scope_rids USING (rid)
+            UNION ALL SELECT source, source_record_id FROM {work}.gone_keys
+            UNION ALL SELECT source, source_record_id FROM {work}.changed_records) k
+        WHERE x.source = k.source AND x.source_record_id = k.source_record_id
+        """
+    )
+    con.execute(f"INSERT INTO identity.customer_xref {xref_sql(f'{work}.scope_rids')}")
+    summary.customers = con.execute("SELECT count(*) FROM identity.cluster_ids").fetchall()[0][0]
+    t = inc.timed(seconds, "stable_ids", t)
+    con.execute(f"DROP SCHEMA IF EXISTS {work} CASCADE")
     return summary

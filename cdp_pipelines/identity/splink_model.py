@@ -204,22 +204,45 @@ def predict_new_node_edges(
 ) -> str:
     """Score only pairs involving nodes listed in `new_nodes` (a table of node_id): new against
     existing nodes (predict_between) and new against new (predict_within). Term frequencies
-    come from all nodes, as in a full prediction. Returns the name of the predictions table."""
+    come from all nodes, as in a full prediction. Returns the name of the predictions table.
+
+    Only existing nodes that share the columns of at least one blocking rule with a new node can
+    be paired with one, so only those are handed to Splink: the same pairs, without carrying
+    every node through Splink's input tables."""
     for column in tf_columns(linker):
         linker.table_management.compute_tf_table(column)
     api = linker._db_api
     columns = ", ".join(("node_id", "component", "strong", *NODE_COLUMNS))
-    sources = [r[0] for r in con.execute("SELECT DISTINCT source FROM identity.nodes ORDER BY 1").fetchall()]
+    con.execute(
+        f"CREATE OR REPLACE TABLE {SPLINK_SCHEMA}.score_nodes AS "
+        f"SELECT source, {columns} FROM identity.nodes SEMI JOIN {new_nodes} USING (node_id)"
+    )
+    candidates = " UNION ".join(
+        f"SELECT n.node_id FROM identity.nodes n SEMI JOIN {SPLINK_SCHEMA}.score_nodes s ON "
+        + " AND ".join(f"n.{c} = s.{c}" for c in rule)
+        for rule in config.blocking_rules
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE {SPLINK_SCHEMA}.candidate_nodes AS
+        SELECT source, {columns} FROM identity.nodes
+        SEMI JOIN ({candidates}) USING (node_id) ANTI JOIN {new_nodes} USING (node_id)
+        """
+    )
     new_frames, old_frames = [], []
-    for source in sources:
-        for is_new, frames, prefix in ((True, new_frames, "cdp_new"), (False, old_frames, "cdp_old")):
-            where = f"source = '{source}' AND node_id {'IN' if is_new else 'NOT IN'} (SELECT node_id FROM {new_nodes})"
-            if con.execute(f"SELECT count(*) FROM identity.nodes WHERE {where}").fetchall()[0][0]:
-                frames.append(api.register(con.sql(f"SELECT {columns} FROM identity.nodes WHERE {where}"),
-                                           table_name=f"{prefix}_{source}"))
+    for table, frames, prefix in (("score_nodes", new_frames, "cdp_new"), ("candidate_nodes", old_frames, "cdp_old")):
+        for (source,) in con.execute(f"SELECT DISTINCT source FROM {SPLINK_SCHEMA}.{table} ORDER BY 1").fetchall():
+            frames.append(api.register(
+                con.sql(f"SELECT {columns} FROM {SPLINK_SCHEMA}.{table} WHERE source = '{source}'"),
+                table_name=f"{prefix}_{source}"))
     con.execute("CREATE OR REPLACE TABLE identity_work.new_edges AS SELECT * FROM identity.probabilistic_edges LIMIT 0")
     if not new_frames:
         return "identity_work.new_edges"
+    if len(new_frames) == 1:
+        # Splink leaves out its source_dataset column when one table is linked within itself,
+        # and its SQL still refers to it: an empty second input keeps the column.
+        new_frames.append(api.register(con.sql(f"SELECT {columns} FROM {SPLINK_SCHEMA}.score_nodes WHERE FALSE"),
+                                       table_name="cdp_new_none"))
     results = []
     if old_frames:
         results.append(linker.inference.predict_between(

@@ -22,11 +22,16 @@ def mint_id(first_record_key: str, salt: int = 0) -> str:
     return f"{ID_PREFIX}{digest}"
 
 
-def assign_stable_ids(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
+def assign_stable_ids(con: duckdb.DuckDBPyConnection, run_id: str, scope: tuple[str, str] | None = None) -> dict[str, int]:
     """Turn identity.clusters(rid, cluster) into customer ids, using the previous xref if any.
 
     Writes identity.cluster_ids(cluster, customer_id), appends to identity.identity_changes and
     maintains the id registry identity.customer_ids (first seen, retired, successor).
+
+    `scope` = (table of rid, table of customer_id) limits the work to the clusters of those
+    records and those previous customers (an incremental run: every previous customer that
+    overlaps a record in scope must be listed, and each listed customer is taken whole).
+    Clusters and customers outside it keep their rows in identity.cluster_ids.
     """
     con.execute(
         """
@@ -48,11 +53,17 @@ def assign_stable_ids(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, 
     previous = "identity.customer_xref" if has_previous else (
         "(SELECT NULL::VARCHAR AS source, NULL::VARCHAR AS source_record_id, NULL::VARCHAR AS customer_id WHERE FALSE)"
     )
+    scope_rids, scope_customers = scope or (None, None)
+    current = "identity.clusters"
+    if scope is not None:
+        current = f"(SELECT c.* FROM identity.clusters c SEMI JOIN {scope_rids} USING (rid))"
+        if has_previous:
+            previous = f"(SELECT p.* FROM identity.customer_xref p SEMI JOIN {scope_customers} USING (customer_id))"
     overlaps = con.execute(
         f"""
         WITH cur AS (
             SELECT c.cluster, r.source, r.source_record_id
-            FROM identity.clusters c JOIN identity.records r USING (rid)
+            FROM {current} c JOIN identity.records r USING (rid)
         ),
         prev_sizes AS (SELECT customer_id, count(*) AS prev_records FROM {previous} GROUP BY ALL)
         SELECT cur.cluster, p.customer_id, count(*) AS overlap, any_value(s.prev_records) AS prev_records,
@@ -77,12 +88,23 @@ def assign_stable_ids(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, 
             taken_ids.add(customer_id)
 
     clusters = con.execute(
-        """
+        f"""
         SELECT c.cluster, min(r.source || ':' || r.source_record_id) AS first_record, count(*) AS records
-        FROM identity.clusters c JOIN identity.records r USING (rid) GROUP BY ALL ORDER BY c.cluster
+        FROM {current} c JOIN identity.records r USING (rid) GROUP BY ALL ORDER BY c.cluster
         """
     ).fetchall()
-    known_ids = {row[0] for row in con.execute("SELECT customer_id FROM identity.customer_ids").fetchall()}
+    # Ids ever issued that a new id must not repeat: looked up for the candidates only.
+    candidates = [mint_id(first_record) for cluster, first_record, _ in clusters if cluster not in taken_clusters]
+    known_ids = {row[0] for row in con.execute(
+        "SELECT customer_id FROM identity.customer_ids WHERE customer_id IN (SELECT unnest(?::VARCHAR[]))", [candidates]
+    ).fetchall()} if candidates else set()
+    first_candidates = set(candidates)
+
+    def issued(customer_id: str) -> bool:
+        if customer_id in known_ids or customer_id in taken_ids:
+            return True
+        return customer_id not in first_candidates and bool(con.execute(
+            "SELECT count(*) FROM identity.customer_ids WHERE customer_id = ?", [customer_id]).fetchall()[0][0])
     assignments: list[tuple[int, str]] = []
     changes: list[tuple[str, str, str | None, int, str]] = []
     for cluster, first_record, records in clusters:
@@ -90,7 +112,7 @@ def assign_stable_ids(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, 
         if customer_id is None:
             salt = 0
             customer_id = mint_id(first_record, salt)
-            while customer_id in known_ids or customer_id in taken_ids:
+            while issued(customer_id):
                 salt += 1
                 customer_id = mint_id(first_record, salt)
             taken_ids.add(customer_id)
@@ -103,7 +125,7 @@ def assign_stable_ids(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, 
                                 json.dumps({"reason": "no previous customer overlaps"})))
         assignments.append((cluster, customer_id))
     previous_ids = (
-        [row[0] for row in con.execute("SELECT DISTINCT customer_id FROM identity.customer_xref ORDER BY 1").fetchall()]
+        [row[0] for row in con.execute(f"SELECT DISTINCT customer_id FROM {previous} ORDER BY 1").fetchall()]
         if has_previous else []
     )
     for old_id in previous_ids:
@@ -120,16 +142,21 @@ def assign_stable_ids(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, 
     assigned = pa.table({"cluster": pa.array([a[0] for a in assignments], pa.int64()),
                          "customer_id": pa.array([a[1] for a in assignments], pa.string())})
     con.register("_assign", assigned)
-    con.execute("CREATE OR REPLACE TABLE identity.cluster_ids AS SELECT * FROM _assign")
-    con.unregister("_assign")
+    if scope is None:
+        con.execute("CREATE OR REPLACE TABLE identity.cluster_ids AS SELECT * FROM _assign")
+    else:
+        con.execute(f"DELETE FROM identity.cluster_ids WHERE customer_id IN (SELECT customer_id FROM {scope_customers})"
+                    " OR cluster IN (SELECT cluster FROM _assign)")
+        con.execute("INSERT INTO identity.cluster_ids SELECT * FROM _assign")
     con.execute(
         """
         INSERT INTO identity.customer_ids
-        SELECT customer_id, ?, now(), NULL, NULL, NULL FROM identity.cluster_ids
+        SELECT customer_id, ?, now(), NULL, NULL, NULL FROM _assign
         ANTI JOIN identity.customer_ids USING (customer_id)
         """,
         [run_id],
     )
+    con.unregister("_assign")
     if changes:
         kinds, ids, others, records, evidence = zip(*changes)
         frame = pa.table({"change": list(kinds), "customer_id": list(ids), "other_customer_id": list(others),
