@@ -1,5 +1,7 @@
 """Running the pipeline in a throw-away project folder, for tests that need real runs."""
 
+import csv
+import random
 from pathlib import Path
 
 import dagster as dg
@@ -50,3 +52,20 @@ def resolve_identities(root: Path, data_dir: Path, config_dir: Path = CONFIG, in
         assets, resources=project_resources(root, data_dir, SOURCES, config_dir), raise_on_error=False,
         run_config={"ops": {"identity_graph": {"config": {"incremental": incremental}}}},
     )
+
+
+def without_some_records(full: Path, base: Path, share: float, seed: int) -> None:
+    """A copy of a generated dataset holding all but about `share` of each source file's records."""
+    rng = random.Random(seed)
+    base.mkdir(parents=True)
+    for path in full.iterdir():
+        if path.suffix == ".jsonl":
+            lines = [line for line in path.read_text(encoding="utf-8").splitlines() if rng.random() > share]
+            (base / path.name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        elif path.name != "ground_truth.csv" and path.suffix == ".csv":
+            with path.open(newline="", encoding="utf-8") as handle:
+                rows = list(csv.reader(handle))
+            with (base / path.name).open("w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(rows[0])
+                writer.writerows(row for row in rows[1:] if rng.random() > share)

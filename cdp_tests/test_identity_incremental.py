@@ -1,33 +1,14 @@
 """Incremental identity resolution agrees with a full refresh on the same data."""
 
-import csv
-import random
 import shutil
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from pipeline_support import resolve_identities
+from pipeline_support import resolve_identities, without_some_records
 
 from cdp_pipelines.synthetic import generate_dataset
-
-
-def _without_some_records(full: Path, base: Path, share: float, seed: int) -> None:
-    """A copy of the dataset holding all but about `share` of each file's records."""
-    rng = random.Random(seed)
-    base.mkdir(parents=True)
-    for path in full.iterdir():
-        if path.suffix == ".jsonl":
-            lines = [line for line in path.read_text(encoding="utf-8").splitlines() if rng.random() > share]
-            (base / path.name).write_text("\n".join(lines) + "\n", encoding="utf-8")
-        elif path.name != "ground_truth.csv" and path.suffix == ".csv":
-            with path.open(newline="", encoding="utf-8") as handle:
-                rows = list(csv.reader(handle))
-            with (base / path.name).open("w", newline="", encoding="utf-8") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(rows[0])
-                writer.writerows(row for row in rows[1:] if rng.random() > share)
 
 
 def _resolve(data_dir: Path, root: Path, incremental: bool) -> dict:
@@ -52,7 +33,7 @@ def _together(warehouse: Path) -> set[tuple[str, str]]:
 def test_incremental_run_agrees_with_full_refresh(tmp_path):
     full = tmp_path / "full"
     generate_dataset(persons=1500, seed=21, out_dir=full)
-    _without_some_records(full, tmp_path / "base", share=0.02, seed=5)
+    without_some_records(full, tmp_path / "base", share=0.02, seed=5)
 
     incremental_root, full_root = tmp_path / "incremental", tmp_path / "refresh"
     _resolve(tmp_path / "base", incremental_root, incremental=False)

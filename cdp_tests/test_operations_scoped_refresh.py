@@ -9,7 +9,6 @@ incrementally must hold exactly the rows of its whole rebuild.
 from __future__ import annotations
 
 import csv
-import random
 import shutil
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipeline_support import run_whole_graph
+from pipeline_support import run_whole_graph, without_some_records
 
 from cdp_pipelines import settings
 from cdp_pipelines.operations import scoped_refresh as sr
@@ -83,23 +82,6 @@ def test_scoped_sql_narrows_customer_tables_under_their_alias():
     assert "standardized.crm_cases AS s" in narrowed
 
 
-def _copy_with_changes(full: Path, base: Path, share: float, seed: int) -> None:
-    """`base`: every file of `full` without about `share` of its records."""
-    rng = random.Random(seed)
-    base.mkdir(parents=True)
-    for path in full.iterdir():
-        if path.suffix == ".jsonl" and path.stem != "stories":
-            lines = [line for line in path.read_text(encoding="utf-8").splitlines() if rng.random() > share]
-            (base / path.name).write_text("\n".join(lines) + "\n", encoding="utf-8")
-        elif path.suffix == ".csv" and path.stem != "ground_truth":
-            with path.open(newline="", encoding="utf-8") as handle:
-                rows = list(csv.reader(handle))
-            with (base / path.name).open("w", newline="", encoding="utf-8") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(rows[0])
-                writer.writerows(row for row in rows[1:] if rng.random() > share)
-
-
 def _rebuild_downstream_whole(root: Path, data: Path) -> None:
     """Every profile, context, segment and serving table rebuilt whole (default config) from the xref."""
     env = {settings.ENV_DATA_DIR: str(data), settings.ENV_WAREHOUSE: str(root / "warehouse.duckdb"),
@@ -126,7 +108,7 @@ def test_incremental_profiles_and_context_equal_a_whole_rebuild(tmp_path):
     full = tmp_path / "full"
     generate_dataset(persons=600, seed=33, out_dir=full)
     data = tmp_path / "data"
-    _copy_with_changes(full, data, share=0.03, seed=2)
+    without_some_records(full, data, share=0.03, seed=2)
     root = tmp_path / "project"
     assert run_whole_graph(root, data).success
 
