@@ -200,6 +200,7 @@ def main() -> None:
             result = publish(url, duck)
             print(f"publish #{attempt}: version {result.version}, {sum(result.row_counts.values()):,} rows "
                   f"in {result.seconds:.1f}s  {result.row_counts}", flush=True)
+            print(f"  phases (s): {result.phase_seconds}", flush=True)
         identifiers = sample_identifiers(duck, 50_000)
         for rate in args.rate:
             for processes in args.processes:

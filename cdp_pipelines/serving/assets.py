@@ -89,6 +89,7 @@ def build_publish_asset(config_dir: Path) -> dg.AssetsDefinition:
             "schema": result.schema,
             "row_counts": dg.MetadataValue.json(result.row_counts),
             "seconds": result.seconds,
+            "phase_seconds": dg.MetadataValue.json(result.phase_seconds),
             "dropped_schemas": dg.MetadataValue.json(result.dropped_schemas),
         })
 

@@ -19,6 +19,7 @@ from psycopg import errors, sql
 from cdp_pipelines.serving.config import VERSION_COLUMN, ServingConfig, TableSpec, load_config
 from cdp_pipelines.serving.lookup_sql import CONTEXT_TABLE, build_context_sql
 from cdp_pipelines.serving.duck_types import Column, columns_of, duck_ref, table_exists
+from cdp_pipelines.serving.phases import PhaseClock
 from cdp_pipelines.serving.postgres import ServingError, connect
 from cdp_pipelines.serving.schema import init_serving
 from cdp_pipelines.serving.transfer import copy_query
@@ -36,6 +37,9 @@ class PublishResult:
     row_counts: dict[str, int]
     seconds: float
     dropped_schemas: list[str] = field(default_factory=list)
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    """Wall-clock seconds per phase (see phases.PhaseClock): "load" covers the parallel table
+    loads, whose per-table "copy/index/vacuum <table>" phases overlap."""
 
 
 @dataclass(frozen=True)
@@ -55,25 +59,32 @@ def publish(
 ) -> PublishResult:
     """Load every configured table into cdp_v<N>, index it, and atomically make it current."""
     started = time.perf_counter()
+    clock = PhaseClock()
     cfg = load_config(config_path)
-    plans = plan_tables(duck, cfg)
-    init_serving(url, config_path=config_path)
+    with clock.phase("plan"):
+        plans = plan_tables(duck, cfg)
+        init_serving(url, config_path=config_path)
     with connect(url, autocommit=True) as conn, session_lock(conn):
         _refuse_empty_tables(conn, cfg, plans)
         version = _start_version(conn, cfg)
         schema = cfg.version_schema(version)
         try:
-            row_counts = _load_all(url, duck, cfg, schema, version, plans)
-            row_counts[CONTEXT_TABLE] = _build_customer_context(url, schema, version)
+            with clock.phase("load"):
+                row_counts = _load_all(url, duck, cfg, schema, version, plans, clock)
+            with clock.phase("customer_context"):
+                row_counts[CONTEXT_TABLE] = _build_customer_context(url, schema, version, clock)
             seconds = round(time.perf_counter() - started, 3)
-            swap_views(conn, cfg, version, log_sql=_log(cfg, version, "published", row_counts, seconds))
+            with clock.phase("swap"):
+                swap_views(conn, cfg, version, log_sql=_log(cfg, version, "published", row_counts, seconds))
         except BaseException as exc:
             _abandon(conn, cfg, version, schema, exc)
             if isinstance(exc, ServingError | KeyboardInterrupt):
                 raise
             raise PublishError(f"publish of {schema} failed: {_one_line(exc)}") from exc
-        dropped = prune_versions(conn, cfg, keep_versions)
-    return PublishResult(version, schema, row_counts, round(time.perf_counter() - started, 3), dropped)
+        with clock.phase("prune"):
+            dropped = prune_versions(conn, cfg, keep_versions)
+    return PublishResult(version, schema, row_counts, round(time.perf_counter() - started, 3), dropped,
+                         clock.seconds())
 
 
 def plan_tables(duck: duckdb.DuckDBPyConnection, cfg: ServingConfig) -> list[TablePlan]:
@@ -142,25 +153,29 @@ def _start_version(conn: psycopg.Connection, cfg: ServingConfig) -> int:
     return version
 
 
-def _build_customer_context(url: str, schema: str, version: int) -> int:
+def _build_customer_context(url: str, schema: str, version: int, clock: PhaseClock) -> int:
     """The ready lookup document of every customer, keyed and vacuumed before the swap."""
     target = sql.Identifier(schema, CONTEXT_TABLE)
     with connect(url, autocommit=True) as pg:
         pg.execute("SET maintenance_work_mem = '512MB'")
-        pg.execute(build_context_sql(schema))
-        pg.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} integer NOT NULL DEFAULT {}").format(
-            target, sql.Identifier(VERSION_COLUMN), sql.Literal(version)))
-        pg.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (customer_id)").format(target))
-        pg.execute(sql.SQL("VACUUM (ANALYZE) {}").format(target))
+        with clock.phase(f"build {CONTEXT_TABLE}"):
+            pg.execute(build_context_sql(schema))
+            pg.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} integer NOT NULL DEFAULT {}").format(
+                target, sql.Identifier(VERSION_COLUMN), sql.Literal(version)))
+        with clock.phase(f"index {CONTEXT_TABLE}"):
+            pg.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (customer_id)").format(target))
+        with clock.phase(f"vacuum {CONTEXT_TABLE}"):
+            pg.execute(sql.SQL("VACUUM (ANALYZE) {}").format(target))
         return pg.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()[0]
 
 
-def _load_all(url, duck, cfg: ServingConfig, schema: str, version: int, plans: list[TablePlan]) -> dict[str, int]:
+def _load_all(url, duck, cfg: ServingConfig, schema: str, version: int, plans: list[TablePlan],
+              clock: PhaseClock) -> dict[str, int]:
     """Load tables in parallel, one PostgreSQL connection and one DuckDB cursor per worker."""
     # Largest first so the longest load starts immediately.
     ordered = sorted(plans, key=lambda p: -p.rows)
     with ThreadPoolExecutor(max_workers=cfg.load_workers) as pool:
-        futures = [pool.submit(_load_table, url, duck.cursor(), schema, version, p) for p in ordered]
+        futures = [pool.submit(_load_table, url, duck.cursor(), schema, version, p, clock) for p in ordered]
         counts = {p.spec.name: f.result() for p, f in zip(ordered, futures)}
     for p in plans:
         if counts[p.spec.name] != p.rows:
@@ -168,7 +183,8 @@ def _load_all(url, duck, cfg: ServingConfig, schema: str, version: int, plans: l
     return {p.spec.name: counts[p.spec.name] for p in plans}
 
 
-def _load_table(url: str, duck: duckdb.DuckDBPyConnection, schema: str, version: int, plan: TablePlan) -> int:
+def _load_table(url: str, duck: duckdb.DuckDBPyConnection, schema: str, version: int, plan: TablePlan,
+                clock: PhaseClock) -> int:
     spec, target = plan.spec, sql.Identifier(schema, plan.spec.name)
     try:
         with connect(url) as pg:
@@ -187,18 +203,21 @@ def _load_table(url: str, duck: duckdb.DuckDBPyConnection, schema: str, version:
                 query = "SELECT {} FROM {}".format(
                     ", ".join(c.export_sql for c in plan.columns), duck_ref(spec.source)
                 )
-                rows = copy_query(duck, query, pg, target, [c.name for c in plan.columns])
-            if spec.primary_key:
-                pg.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(
-                    target, sql.SQL(", ").join(map(sql.Identifier, spec.primary_key))))
-            for cols in spec.indexes:
-                pg.execute(sql.SQL("CREATE INDEX ON {} ({})").format(
-                    target, sql.SQL(", ").join(map(sql.Identifier, cols))))
-            pg.commit()
+                with clock.phase(f"copy {spec.name}"):
+                    rows = copy_query(duck, query, pg, target, [c.name for c in plan.columns])
+            with clock.phase(f"index {spec.name}"):
+                if spec.primary_key:
+                    pg.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(
+                        target, sql.SQL(", ").join(map(sql.Identifier, spec.primary_key))))
+                for cols in spec.indexes:
+                    pg.execute(sql.SQL("CREATE INDEX ON {} ({})").format(
+                        target, sql.SQL(", ").join(map(sql.Identifier, cols))))
+                pg.commit()
             pg.autocommit = True
             # Vacuum before channels see the table: the visibility map allows index-only scans,
             # and the insert-triggered autovacuum does not scan millions of rows under live lookups.
-            pg.execute(sql.SQL("VACUUM (ANALYZE) {}").format(target))
+            with clock.phase(f"vacuum {spec.name}"):
+                pg.execute(sql.SQL("VACUUM (ANALYZE) {}").format(target))
             return rows
     except errors.UniqueViolation as exc:
         raise PublishError(
