@@ -30,6 +30,28 @@ class TableSpec:
     columns_when_missing: dict[str, str] = field(default_factory=dict)
 
 
+DOCUMENT_SHAPES = ("row", "rows", "values")
+RESERVED_DOCUMENT_KEYS = ("customer_id", "matched_on", "candidates", "version")
+"""Keys the lookup function adds to every document per call; no part may use them."""
+
+
+@dataclass(frozen=True)
+class DocumentPart:
+    name: str  # key in the document
+    table: str  # a served table's name
+    shape: str  # one of DOCUMENT_SHAPES
+    column: str | None = None  # for shape "values"
+
+
+@dataclass(frozen=True)
+class DocumentSpec:
+    """The per-customer lookup document: parts of served tables, joined on `key`."""
+
+    key: str
+    customers: str  # served table holding one row per customer: one document each
+    parts: tuple[DocumentPart, ...]
+
+
 @dataclass(frozen=True)
 class ServingConfig:
     stable_schema: str
@@ -44,6 +66,10 @@ class ServingConfig:
     swap_attempts: int
     marketing_excluded: tuple[str, ...]
     tables: tuple[TableSpec, ...]
+    document: DocumentSpec
+
+    def table(self, name: str) -> TableSpec:
+        return next(t for t in self.tables if t.name == name)
 
     def version_schema(self, version: int) -> str:
         return f"{self.version_prefix}{int(version)}"
@@ -81,9 +107,37 @@ def load_config(path: Path | None = None) -> ServingConfig:
             swap_attempts=max(1, int(pub.get("swap_attempts", 5))),
             marketing_excluded=tuple(raw.get("marketing_excluded_columns", [])),
             tables=tables,
+            document=_document(raw["lookup_document"], tables),
         )
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ServingConfigError(f"invalid serving config {path}: {exc!r}") from None
+
+
+def _document(raw: dict, tables: tuple[TableSpec, ...]) -> DocumentSpec:
+    """Validate lookup_document against the served tables, so a publish cannot build a document
+    that duplicates customers or collides with the keys the lookup adds."""
+    by_name = {t.name: t for t in tables}
+    key, customers = raw["key"], raw["customers"]
+    if by_name.get(customers) is None or by_name[customers].primary_key != (key,):
+        raise ServingConfigError(f"lookup_document.customers {customers!r} must be a served table keyed by [{key}]")
+    parts = []
+    for name, spec in (raw.get("parts") or {}).items():
+        part = DocumentPart(name, spec["table"], spec["shape"], spec.get("column"))
+        table = by_name.get(part.table)
+        problem = (
+            "uses a reserved key" if name in RESERVED_DOCUMENT_KEYS
+            else f"unknown table {part.table!r}" if table is None
+            else f"shape must be one of {DOCUMENT_SHAPES}" if part.shape not in DOCUMENT_SHAPES
+            else f"shape row needs a table keyed by [{key}]" if part.shape == "row" and table.primary_key != (key,)
+            else "shape values needs a column" if part.shape == "values" and not part.column
+            else None
+        )
+        if problem:
+            raise ServingConfigError(f"lookup_document part {name!r}: {problem}")
+        parts.append(part)
+    if not parts:
+        raise ServingConfigError("lookup_document needs at least one part")
+    return DocumentSpec(key, customers, tuple(parts))
 
 
 def _table(name: str, spec: dict) -> TableSpec:

@@ -49,14 +49,14 @@ class Column:
     export_sql: str  # DuckDB expression producing the COPY-ready value
 
 
-def _quote(name: str) -> str:
+def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
 def map_column(name: str, duck_type: str) -> Column:
     """The PostgreSQL type and export expression for one DuckDB column."""
     t = duck_type.upper().strip()
-    q = _quote(name)
+    q = quote_ident(name)
     if t.endswith("]") or t.startswith(("STRUCT", "MAP", "UNION")):
         return Column(name, duck_type, "jsonb", f"to_json({q})::VARCHAR")
     if t == "JSON":
@@ -74,7 +74,7 @@ def map_column(name: str, duck_type: str) -> Column:
 
 def duck_ref(qualified: str) -> str:
     """A quoted DuckDB reference for a 'schema.table' name taken from the config."""
-    return ".".join(_quote(part) for part in qualified.split("."))
+    return ".".join(quote_ident(part) for part in qualified.split("."))
 
 
 def table_exists(duck: duckdb.DuckDBPyConnection, qualified: str) -> bool:

@@ -68,12 +68,13 @@ _LONG_DIGIT_RUN = re.compile(r"[0-9]{19}")
 
 
 def decode_document(text: str) -> dict:
-    """One lookup document (jsonb rendered as text) as a dict, exactly as json.loads returns it.
+    """One lookup document (JSON text) as a dict, exactly as json.loads returns it.
 
-    orjson is several times faster than json on these ~1 KB documents, but turns an integer
-    beyond 64 bits into a float. PostgreSQL writes jsonb numbers as plain digits (never with an
-    exponent), so a number orjson could alter contains a run of 19+ digits: such documents (and
-    any with a long digit run inside a string, harmlessly) go through json.
+    orjson is several times faster than json on these ~0.5 KB documents, but turns an integer
+    beyond 64 bits into a float. Integers are written as plain digits (by DuckDB when the
+    document is built, by PostgreSQL for the per-call keys), so a number orjson could alter
+    contains a run of 19+ digits: such documents (and any with a long digit run inside a string,
+    harmlessly) go through json. Numbers with an exponent are floats for both decoders.
     """
     if _LONG_DIGIT_RUN.search(text):
         return json.loads(text)

@@ -11,37 +11,22 @@ from psycopg import sql
 
 FUNCTION_NAME = "lookup_customers"
 
-CONTEXT_TABLE = "customer_context"
-"""Built in PostgreSQL at publish time: one ready jsonb document per customer, so a lookup is two
-index probes (identity_lookup, then this table) instead of assembling the document per call."""
-
-# {v} is the version schema being published. One row per customer of customer_360.
-CONTEXT_DOCUMENT_SELECT = """
-SELECT p.customer_id, jsonb_build_object(
-    'profile', to_jsonb(p) - '{{_publish_version,customer_id}}'::text[],
-    'contact_context', (SELECT to_jsonb(c) - '{{_publish_version,customer_id}}'::text[]
-                        FROM {v}.contact_context c WHERE c.customer_id = p.customer_id),
-    'sentiment', (SELECT to_jsonb(t) - '{{_publish_version,customer_id}}'::text[]
-                  FROM {v}.customer_sentiment t WHERE t.customer_id = p.customer_id),
-    'escalations', COALESCE((SELECT jsonb_agg(to_jsonb(e) - '{{_publish_version,customer_id}}'::text[])
-                             FROM {v}.escalations e WHERE e.customer_id = p.customer_id), '[]'::jsonb),
-    'segments', COALESCE((SELECT jsonb_agg(m.segment ORDER BY m.segment)
-                          FROM {v}.segment_membership m WHERE m.customer_id = p.customer_id), '[]'::jsonb)
-) AS doc
-FROM {v}.customer_360 p
-"""
+RETURN_TYPE = "json"
+"""json, not jsonb: the stored document is already JSON text (document.py), so the function only
+splices the per-call keys in front of it; jsonb would parse and re-render ~0.5 KB on every call."""
 
 # {s} is the stable schema (default cdp). $1 = identifier types, $2 = identifier values
-# (parallel arrays, already normalised). One jsonb document per matching customer.
+# (parallel arrays, already normalised). One json document per matching customer: the per-call
+# keys, then the stored document's own keys (its text minus the opening brace). `d.doc::text`
+# also reads a version published before the documents were stored as text (jsonb then).
 # No DISTINCT or NULL filter on the input pairs: the equality join never matches a NULL value,
 # and a pair given twice collapses in the GROUP BY (array_agg DISTINCT keeps matched_on clean).
 LOOKUP_FUNCTION_BODY = """
-SELECT COALESCE(d.doc, '{{}}'::jsonb) || jsonb_build_object(
-    'customer_id', h.customer_id,
-    'matched_on', to_jsonb(h.matched_on),
-    'candidates', count(*) OVER (),
-    'version', h.version
-)
+SELECT ('{{"customer_id":' || to_json(h.customer_id)::text
+        || ',"matched_on":' || to_json(h.matched_on)::text
+        || ',"candidates":' || count(*) OVER ()
+        || ',"version":' || h.version
+        || CASE WHEN d.doc IS NULL THEN '}}' ELSE ',' || substr(d.doc::text, 2) END)::json
 FROM (
     SELECT il.customer_id,
            array_agg(DISTINCT il.identifier_type ORDER BY il.identifier_type) AS matched_on,
@@ -57,28 +42,35 @@ ORDER BY h.customer_id
 """
 
 
-def build_context_sql(version_schema: str) -> sql.Composed:
-    """CREATE TABLE <version>.customer_context AS the documents, for the version being published."""
-    quoted = sql.Identifier(version_schema).as_string(None)
-    return sql.SQL("CREATE TABLE {} AS {}").format(
-        sql.Identifier(version_schema, CONTEXT_TABLE), sql.SQL(CONTEXT_DOCUMENT_SELECT.format(v=quoted))
-    )
-
-
 def function_body(stable_schema: str) -> str:
     quoted = sql.Identifier(stable_schema).as_string(None)
     return LOOKUP_FUNCTION_BODY.format(s=quoted)
 
 
 def create_function_sql(stable_schema: str) -> sql.Composed:
-    """CREATE OR REPLACE FUNCTION <stable>.lookup_customers(text[], text[]) RETURNS SETOF jsonb."""
+    """CREATE OR REPLACE FUNCTION <stable>.lookup_customers(text[], text[]) RETURNS SETOF json."""
     return sql.SQL(
         "CREATE OR REPLACE FUNCTION {fn}(identifier_types text[], identifier_values text[]) "
-        "RETURNS SETOF jsonb LANGUAGE sql STABLE PARALLEL SAFE AS {body}"
+        "RETURNS SETOF {rettype} LANGUAGE sql STABLE PARALLEL SAFE AS {body}"
     ).format(
         fn=sql.Identifier(stable_schema, FUNCTION_NAME),
+        rettype=sql.SQL(RETURN_TYPE),
         body=sql.Literal(function_body(stable_schema)),
     )
+
+
+def drop_other_return_type_sql(stable_schema: str) -> sql.Composed:
+    """Drop the function if it exists with another return type (stores set up when it returned
+    jsonb): CREATE OR REPLACE cannot change a return type. init_serving re-grants it after."""
+    fn = sql.Identifier(stable_schema, FUNCTION_NAME).as_string(None)
+    signature = sql.Literal(f"{fn}(text[], text[])").as_string(None)
+    return sql.SQL("DO {}").format(sql.Literal(
+        "BEGIN "
+        f"IF EXISTS (SELECT FROM pg_proc WHERE oid = to_regprocedure({signature}) "
+        f"AND prorettype <> {sql.Literal(RETURN_TYPE).as_string(None)}::regtype) "
+        f"THEN DROP FUNCTION {fn}(text[], text[]); END IF; "
+        "END"
+    ))
 
 
 @lru_cache(maxsize=64)

@@ -17,8 +17,8 @@ import psycopg
 from psycopg import errors, sql
 
 from cdp_pipelines.serving.config import VERSION_COLUMN, ServingConfig, TableSpec, load_config
-from cdp_pipelines.serving.lookup_sql import CONTEXT_TABLE, build_context_sql
-from cdp_pipelines.serving.duck_types import Column, columns_of, duck_ref, table_exists
+from cdp_pipelines.serving.document import DOCUMENT_COLUMN, DOCUMENT_TABLE, PartSource, document_query
+from cdp_pipelines.serving.duck_types import Column, columns_of, duck_ref, quote_ident, table_exists
 from cdp_pipelines.serving.phases import PhaseClock
 from cdp_pipelines.serving.postgres import ServingError, connect
 from cdp_pipelines.serving.schema import init_serving
@@ -48,6 +48,12 @@ class TablePlan:
     columns: list[Column]
     rows: int
     missing: bool  # optional source absent: published empty with its declared columns
+    query: str | None = None  # DuckDB SELECT giving `columns`; default: the columns of spec.source
+
+    def select_sql(self) -> str:
+        if self.query is not None:
+            return self.query
+        return "SELECT {} FROM {}".format(", ".join(c.export_sql for c in self.columns), duck_ref(self.spec.source))
 
 
 def publish(
@@ -63,6 +69,7 @@ def publish(
     cfg = load_config(config_path)
     with clock.phase("plan"):
         plans = plan_tables(duck, cfg)
+        document = plan_document(cfg, plans)
         init_serving(url, config_path=config_path)
     with connect(url, autocommit=True) as conn, session_lock(conn):
         _refuse_empty_tables(conn, cfg, plans)
@@ -70,9 +77,7 @@ def publish(
         schema = cfg.version_schema(version)
         try:
             with clock.phase("load"):
-                row_counts = _load_all(url, duck, cfg, schema, version, plans, clock)
-            with clock.phase("customer_context"):
-                row_counts[CONTEXT_TABLE] = _build_customer_context(url, schema, version, clock)
+                row_counts = _load_all(url, duck, cfg, schema, version, [document, *plans], clock)
             seconds = round(time.perf_counter() - started, 3)
             with clock.phase("swap"):
                 swap_views(conn, cfg, version, log_sql=_log(cfg, version, "published", row_counts, seconds))
@@ -110,6 +115,29 @@ def plan_tables(duck: duckdb.DuckDBPyConnection, cfg: ServingConfig) -> list[Tab
         if VERSION_COLUMN in names:
             raise PublishError(f"{plan.spec.source} already has a column named {VERSION_COLUMN}")
     return plans
+
+
+def plan_document(cfg: ServingConfig, plans: list[TablePlan]) -> TablePlan:
+    """The lookup documents as one more table to load: customer id, document text (see document.py).
+
+    Loaded like the other tables and in parallel with them; first, since at several hundred
+    bytes per customer it is the longest COPY.
+    """
+    by_name = {p.spec.name: p for p in plans}
+    sources = {name: PartSource(None if p.missing else p.spec.source, p.columns) for name, p in by_name.items()}
+    for part in cfg.document.parts:
+        names = {c.name for c in by_name[part.table].columns}
+        needed = {cfg.document.key} | ({part.column} if part.column else set())
+        if absent := sorted(needed - names):
+            raise PublishError(f"{by_name[part.table].spec.source} lacks column(s) {absent} "
+                               f"needed by lookup_document part {part.name!r}")
+    key = cfg.document.key
+    spec = TableSpec(name=DOCUMENT_TABLE, source=f"lookup_document (one per {cfg.document.customers} row)",
+                     primary_key=(key,))
+    columns = [Column(key, "VARCHAR", "text", quote_ident(key)),
+               Column(DOCUMENT_COLUMN, "VARCHAR", "text", DOCUMENT_COLUMN)]
+    customers = by_name[cfg.document.customers]
+    return TablePlan(spec, columns, customers.rows, missing=False, query=document_query(cfg.document, sources))
 
 
 def _refuse_empty_tables(conn: psycopg.Connection, cfg: ServingConfig, plans: list[TablePlan]) -> None:
@@ -153,27 +181,11 @@ def _start_version(conn: psycopg.Connection, cfg: ServingConfig) -> int:
     return version
 
 
-def _build_customer_context(url: str, schema: str, version: int, clock: PhaseClock) -> int:
-    """The ready lookup document of every customer, keyed and vacuumed before the swap."""
-    target = sql.Identifier(schema, CONTEXT_TABLE)
-    with connect(url, autocommit=True) as pg:
-        pg.execute("SET maintenance_work_mem = '512MB'")
-        with clock.phase(f"build {CONTEXT_TABLE}"):
-            pg.execute(build_context_sql(schema))
-            pg.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} integer NOT NULL DEFAULT {}").format(
-                target, sql.Identifier(VERSION_COLUMN), sql.Literal(version)))
-        with clock.phase(f"index {CONTEXT_TABLE}"):
-            pg.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (customer_id)").format(target))
-        with clock.phase(f"vacuum {CONTEXT_TABLE}"):
-            pg.execute(sql.SQL("VACUUM (ANALYZE) {}").format(target))
-        return pg.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()[0]
-
-
 def _load_all(url, duck, cfg: ServingConfig, schema: str, version: int, plans: list[TablePlan],
               clock: PhaseClock) -> dict[str, int]:
     """Load tables in parallel, one PostgreSQL connection and one DuckDB cursor per worker."""
-    # Largest first so the longest load starts immediately.
-    ordered = sorted(plans, key=lambda p: -p.rows)
+    # Largest first so the longest load starts immediately (the documents, then by rows).
+    ordered = sorted(plans, key=lambda p: (p.spec.name != DOCUMENT_TABLE, -p.rows))
     with ThreadPoolExecutor(max_workers=cfg.load_workers) as pool:
         futures = [pool.submit(_load_table, url, duck.cursor(), schema, version, p, clock) for p in ordered]
         counts = {p.spec.name: f.result() for p, f in zip(ordered, futures)}
@@ -200,11 +212,8 @@ def _load_table(url: str, duck: duckdb.DuckDBPyConnection, schema: str, version:
             )
             rows = 0
             if not plan.missing:
-                query = "SELECT {} FROM {}".format(
-                    ", ".join(c.export_sql for c in plan.columns), duck_ref(spec.source)
-                )
                 with clock.phase(f"copy {spec.name}"):
-                    rows = copy_query(duck, query, pg, target, [c.name for c in plan.columns])
+                    rows = copy_query(duck, plan.select_sql(), pg, target, [c.name for c in plan.columns])
             with clock.phase(f"index {spec.name}"):
                 if spec.primary_key:
                     pg.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(

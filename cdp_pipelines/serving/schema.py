@@ -10,7 +10,7 @@ from pathlib import Path
 from psycopg import sql
 
 from cdp_pipelines.serving.config import ServingConfig, load_config
-from cdp_pipelines.serving.lookup_sql import FUNCTION_NAME, create_function_sql
+from cdp_pipelines.serving.lookup_sql import FUNCTION_NAME, create_function_sql, drop_other_return_type_sql
 from cdp_pipelines.serving.postgres import connect
 
 ADVISORY_LOCK_KEY = "cdp_serving"
@@ -76,6 +76,7 @@ def init_statements(cfg: ServingConfig) -> list[sql.Composable]:
         q("GRANT USAGE ON SCHEMA {} TO {}").format(stable, reader),
         q("GRANT USAGE ON SCHEMA {} TO {}").format(marketing, mreader),
         q("SET LOCAL check_function_bodies = off"),  # views appear on first publish
+        drop_other_return_type_sql(cfg.stable_schema),
         create_function_sql(cfg.stable_schema),
         q("REVOKE ALL ON FUNCTION {}(text[], text[]) FROM PUBLIC").format(fn),
         q("GRANT EXECUTE ON FUNCTION {}(text[], text[]) TO {}").format(fn, reader),

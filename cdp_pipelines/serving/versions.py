@@ -15,7 +15,7 @@ import psycopg
 from psycopg import errors, sql
 
 from cdp_pipelines.serving.config import ServingConfig, load_config
-from cdp_pipelines.serving.lookup_sql import CONTEXT_TABLE
+from cdp_pipelines.serving.document import DOCUMENT_TABLE
 from cdp_pipelines.serving.postgres import ServingError, connect
 from cdp_pipelines.serving.schema import ADVISORY_LOCK_KEY
 
@@ -119,7 +119,7 @@ def swap_views(
     """
     source = cfg.version_schema(version)
     columns = table_columns(conn, source)
-    wanted = [t.name for t in cfg.tables if t.name in columns] + [CONTEXT_TABLE] * (CONTEXT_TABLE in columns)
+    wanted = [t.name for t in cfg.tables if t.name in columns] + [DOCUMENT_TABLE] * (DOCUMENT_TABLE in columns)
     last_error: Exception | None = None
     for _ in range(cfg.swap_attempts):
         try:
@@ -137,8 +137,8 @@ def swap_views(
                         _point_view(conn, cfg.marketing_schema, spec.name, source, visible, cfg.marketing_role)
                     else:
                         _drop_view(conn, cfg.marketing_schema, spec.name)
-                if CONTEXT_TABLE in columns:  # channel readers only: it holds notes and dates of birth
-                    _point_view(conn, cfg.stable_schema, CONTEXT_TABLE, source, columns[CONTEXT_TABLE], cfg.channel_role)
+                if DOCUMENT_TABLE in columns:  # channel readers only: it holds notes and dates of birth
+                    _point_view(conn, cfg.stable_schema, DOCUMENT_TABLE, source, columns[DOCUMENT_TABLE], cfg.channel_role)
                 _drop_stale_views(conn, cfg.stable_schema, wanted)
                 _drop_stale_views(conn, cfg.marketing_schema, [t.name for t in cfg.tables if t.marketing])
                 conn.execute(
@@ -160,7 +160,7 @@ def swap_views(
 def _lock_existing_views(conn, cfg: ServingConfig) -> None:
     # The lookup reads identity_lookup (first in the config), then customer_context: same order here.
     stable = [t.name for t in cfg.tables]
-    names = [(cfg.stable_schema, n) for n in [*stable[:1], CONTEXT_TABLE, *stable[1:]]]
+    names = [(cfg.stable_schema, n) for n in [*stable[:1], DOCUMENT_TABLE, *stable[1:]]]
     names += [(cfg.marketing_schema, t.name) for t in cfg.tables]
     existing = {
         (schema, name)
