@@ -204,3 +204,14 @@ def test_unreachable_server_is_one_clear_line(tmp_path):
         init_serving(url)
     message = str(info.value)
     assert "127.0.0.1:1/nowhere" in message and "\n" not in message
+
+
+def test_publish_reports_phase_seconds(serving_db, duck):
+    result = publish(serving_db.url, duck, config_path=serving_db.config_path)
+    phases = result.phase_seconds
+    for name in ("plan", "load", "swap", "prune", "copy customer_context", "index customer_context",
+                 "copy identity_lookup", "index identity_lookup", "vacuum customer_360"):
+        assert name in phases, (name, phases)
+    assert all(s >= 0 for s in phases.values())
+    assert phases["load"] >= phases["copy customer_context"] and phases["load"] <= result.seconds
+
