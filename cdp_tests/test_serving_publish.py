@@ -177,7 +177,7 @@ def test_missing_tables(serving_db, duck):
 def test_duplicate_key_fails_cleanly(serving_db, duck):
     publish(serving_db.url, duck, config_path=serving_db.config_path)
     duck.execute("INSERT INTO marts.customer_sentiment SELECT * FROM marts.customer_sentiment LIMIT 1")
-    with pytest.raises(PublishError, match="duplicate primary key"):
+    with pytest.raises(PublishError, match=r"marts\.customer_sentiment: duplicate primary key"):
         publish(serving_db.url, duck, config_path=serving_db.config_path)
     with psycopg.connect(serving_db.url) as conn:
         assert conn.execute("SELECT status FROM cdp_admin.publish_log WHERE version = 2").fetchone() == ("failed",)

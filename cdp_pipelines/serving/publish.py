@@ -188,7 +188,11 @@ def _load_all(url, duck, cfg: ServingConfig, schema: str, version: int, plans: l
     ordered = sorted(plans, key=lambda p: (p.spec.name != DOCUMENT_TABLE, -p.rows))
     with ThreadPoolExecutor(max_workers=cfg.load_workers) as pool:
         futures = [pool.submit(_load_table, url, duck.cursor(), schema, version, p, clock) for p in ordered]
-        counts = {p.spec.name: f.result() for p, f in zip(ordered, futures)}
+        failed = [(p, f.exception()) for p, f in zip(ordered, futures) if f.exception() is not None]
+    if failed:
+        # A duplicate key in a table also breaks the documents built from it: name the table.
+        raise next((exc for p, exc in failed if p.spec.name != DOCUMENT_TABLE), failed[0][1])
+    counts = {p.spec.name: f.result() for p, f in zip(ordered, futures)}
     for p in plans:
         if counts[p.spec.name] != p.rows:
             raise PublishError(f"{p.spec.name}: copied {counts[p.spec.name]} rows, warehouse has {p.rows}")
