@@ -181,6 +181,9 @@ def main() -> None:
     parser.add_argument("--processes", type=int, nargs="*", default=[0],
                         help="client processes for each load (clients spread over them as threads); "
                              "0 = one process per client; several values run each load once per value")
+    parser.add_argument("--p99-target-ms", type=float, default=5.0,
+                        help="report, per layout, the highest paced load whose p99 met this (a rate sweep: "
+                             "e.g. --rate 20 50 100 200 --processes 1)")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     args = parser.parse_args()
 
@@ -202,6 +205,7 @@ def main() -> None:
                   f"in {result.seconds:.1f}s  {result.row_counts}", flush=True)
             print(f"  phases (s): {result.phase_seconds}", flush=True)
         identifiers = sample_identifiers(duck, 50_000)
+        met: dict[str, int] = {}
         for rate in args.rate:
             for processes in args.processes:
                 processes = min(processes or args.clients, args.clients)
@@ -211,6 +215,10 @@ def main() -> None:
                 stats = run_clients(url, identifiers, args.clients, args.seconds, rate, processes)
                 print(f"lookups, {args.clients} clients ({layout}), {label}, {args.seconds:g}s: {stats}",
                       flush=True)
+                if rate > 0 and stats["p99_ms"] <= args.p99_target_ms and not stats["errors"]:
+                    met[layout] = max(met.get(layout, 0), stats["throughput_per_s"])
+        for layout, per_s in met.items():
+            print(f"highest paced load with p99 <= {args.p99_target_ms:g} ms ({layout}): {per_s}/s")
     finally:
         if not args.keep:
             with psycopg.connect(args.url, autocommit=True) as admin:
