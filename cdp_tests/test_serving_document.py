@@ -166,3 +166,11 @@ def test_store_whose_function_returned_jsonb_is_upgraded(serving_db):
                             "WHERE oid = 'cdp.lookup_customers(text[], text[])'::regprocedure").fetchone() == ("json",)
         conn.execute(f'SET ROLE "{serving_db.channel_role}"')
         assert lookup(conn, card="LC000002")[0]["profile"]["first_name"] == "First2"
+
+
+def test_documented_function_body_is_the_installed_one():
+    """docs/serving.md shows channel teams the SQL the function runs: it must not drift."""
+    from cdp_pipelines import settings
+    from cdp_pipelines.serving.lookup_sql import function_body
+
+    assert function_body("cdp").strip() in (settings.PROJECT_ROOT / "docs" / "serving.md").read_text()
