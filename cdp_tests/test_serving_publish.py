@@ -215,3 +215,35 @@ def test_publish_reports_phase_seconds(serving_db, duck):
     assert all(s >= 0 for s in phases.values())
     assert phases["load"] >= phases["copy customer_context"] and phases["load"] <= result.seconds
 
+
+
+def test_publisher_without_superuser_rights_publishes(serving_db, duck, postgres_server_url):
+    """deadlock_timeout is superuser-only: a publisher role that owns the serving objects but is
+    not a superuser still swaps versions (with the server's deadlock_timeout)."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from cdp_pipelines.serving.versions import can_set_deadlock_timeout
+
+    init_serving(serving_db.url, config_path=serving_db.config_path)
+    publish(serving_db.url, duck, config_path=serving_db.config_path)
+    publisher = f"{serving_db.channel_role}_publisher"
+    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{publisher}" NOSUPERUSER NOCREATEROLE')
+        conn.execute(f'GRANT postgres TO "{publisher}"')  # owns what postgres owns, nothing more
+    try:
+        info = conninfo_to_dict(serving_db.url)
+        info["options"] = f"-c role={publisher}"
+        publisher_url = make_conninfo(**info)
+        with psycopg.connect(publisher_url) as conn:
+            assert conn.execute("SELECT current_user").fetchone()[0] == publisher
+            assert not can_set_deadlock_timeout(conn)
+        with psycopg.connect(serving_db.url) as conn:
+            assert can_set_deadlock_timeout(conn)
+        result = publish(publisher_url, duck, config_path=serving_db.config_path)
+        assert current_version(serving_db.url, config_path=serving_db.config_path) == result.version == 2
+    finally:
+        with psycopg.connect(serving_db.url, autocommit=True) as db:
+            db.execute(f'REASSIGN OWNED BY "{publisher}" TO postgres')
+            db.execute(f'DROP OWNED BY "{publisher}"')
+        with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+            conn.execute(f'DROP ROLE "{publisher}"')

@@ -115,9 +115,12 @@ def swap_views(
     All existing views are locked first, in config order (identity_lookup first: the order the
     lookup function reads them), so the lookup and single-view readers can never deadlock with
     the swap. A reader joining views in another order can; a short deadlock_timeout makes the
-    swap the one that yields, and it retries after a short random pause.
+    swap the one that yields, and it retries after a short random pause. Setting it needs a
+    superuser or `GRANT SET ON PARAMETER deadlock_timeout` (PostgreSQL 15+); a publisher without
+    either keeps the server's deadlock_timeout, so a deadlock is found later, never missed.
     """
     source = cfg.version_schema(version)
+    shorten_deadlock_timeout = can_set_deadlock_timeout(conn)
     columns = table_columns(conn, source)
     wanted = [t.name for t in cfg.tables if t.name in columns] + [DOCUMENT_TABLE] * (DOCUMENT_TABLE in columns)
     last_error: Exception | None = None
@@ -125,7 +128,8 @@ def swap_views(
         try:
             with conn.transaction():
                 conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(cfg.lock_timeout)))
-                conn.execute("SET LOCAL deadlock_timeout = '50ms'")
+                if shorten_deadlock_timeout:
+                    conn.execute("SET LOCAL deadlock_timeout = '50ms'")
                 _lock_existing_views(conn, cfg)
                 for spec in cfg.tables:
                     if spec.name not in columns:
@@ -155,6 +159,17 @@ def swap_views(
         f"could not switch views to {source}: readers held locks for too long "
         f"({cfg.swap_attempts} attempts, lock_timeout {cfg.lock_timeout}): {last_error}"
     )
+
+
+def can_set_deadlock_timeout(conn: psycopg.Connection) -> bool:
+    """Whether the session's role may change deadlock_timeout (a superuser-only setting unless
+    granted with SET ON PARAMETER, which PostgreSQL 15 introduced)."""
+    if conn.info.server_version >= 150000:
+        query = "SELECT has_parameter_privilege('deadlock_timeout', 'SET')"
+    else:
+        query = "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+    row = conn.execute(query).fetchone()
+    return bool(row and row[0])
 
 
 def _lock_existing_views(conn, cfg: ServingConfig) -> None:
