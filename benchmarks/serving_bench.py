@@ -20,8 +20,11 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import random
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -169,6 +172,57 @@ def run_clients(url: str, identifiers, clients: int, seconds: float, rate: float
     }
 
 
+# pgbench scripts (weight, SQL) drawing identifiers that build_warehouse stored, by the same
+# formulas, already normalised: the server's side of a lookup, without the Python client.
+PGBENCH_SCRIPTS = {
+    "email": (40, "\\set i random(0, {last})\n"
+                  "SELECT l::text FROM cdp.lookup_customers(ARRAY['email'], ARRAY['cust' || :i || '@mail.co.uk']) AS l;\n"),
+    "phone": (28, "\\set i random(0, {tenths}) * 10 + random(0, 6)\n"
+                  "SELECT l::text FROM cdp.lookup_customers(ARRAY['phone'], ARRAY['+4478' || lpad(:i::text, 8, '0')]) AS l;\n"),
+    "card": (16, "\\set i random(0, {fifths}) * 5 + random(0, 1)\n"
+                 "SELECT l::text FROM cdp.lookup_customers(ARRAY['loyalty_card'], ARRAY['LC' || lpad(:i::text, 9, '0')]) AS l;\n"),
+    "cookie": (16, "\\set i random(0, {fifths}) * 5 + random(3, 4)\n"
+                   "SELECT l::text FROM cdp.lookup_customers(ARRAY['cookie_id'], ARRAY['CK_' || upper(md5(:i::text))]) AS l;\n"),
+}
+
+
+def run_pgbench(url: str, customers: int, clients: int, seconds: float) -> dict:
+    """The same lookups from pgbench (PostgreSQL's C load generator), closed loop, one prepared
+    statement per identifier type: what the database answers when the clients cost almost no
+    CPU, so the two cores are the server's. Latency per lookup from pgbench's transaction log."""
+    pgbench = shutil.which("pgbench")
+    if pgbench is None:
+        raise SystemExit("--pgbench: pgbench not found on PATH (it ships with the PostgreSQL server)")
+    sizes = {"last": customers - 1, "tenths": customers // 10 - 1, "fifths": customers // 5 - 1}
+    with psycopg.connect(url) as conn:  # every script's identifiers are stored ones: hits, not misses
+        for name, (_, script) in PGBENCH_SCRIPTS.items():
+            query = script.splitlines()[1].replace(":i", "3" if name == "cookie" else "0")
+            if len(conn.execute(query).fetchall()) != 1:
+                raise SystemExit(f"--pgbench: the {name} script does not find its customer")
+    info = conninfo_to_dict(url)
+    with tempfile.TemporaryDirectory(prefix="cdp_pgbench_") as tmp:
+        args = [pgbench, "-n", "-M", "prepared", "-c", str(clients), "-j", "2", "-T", str(int(seconds)),
+                "--log", f"--log-prefix={tmp}/lookup",
+                "-h", info.get("host", "127.0.0.1"), "-p", str(info.get("port", 5432)),
+                "-U", info.get("user", "postgres")]
+        for name, (weight, script) in PGBENCH_SCRIPTS.items():
+            path = Path(tmp) / f"{name}.sql"
+            path.write_text(script.format(**sizes))
+            args.append(f"--file={path}@{weight}")
+        done = subprocess.run([*args, info["dbname"]], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"pgbench failed: {done.stderr.strip() or done.stdout.strip()}")
+        # Log lines: client_id transaction_no latency_us script_no epoch_s epoch_us
+        lat = sorted(int(line.split()[2]) / 1e6 for log in Path(tmp).glob("lookup*")
+                     for line in log.read_text().splitlines() if line.strip())
+    q = statistics.quantiles(lat, n=100, method="inclusive")
+    return {
+        "lookups": len(lat), "throughput_per_s": round(len(lat) / seconds),
+        "p50_ms": round(q[49] * 1000, 2), "p95_ms": round(q[94] * 1000, 2), "p99_ms": round(q[98] * 1000, 2),
+        "max_ms": round(lat[-1] * 1000, 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/postgres",
@@ -184,6 +238,9 @@ def main() -> None:
     parser.add_argument("--p99-target-ms", type=float, default=5.0,
                         help="report, per layout, the highest paced load whose p99 met this (a rate sweep: "
                              "e.g. --rate 20 50 100 200 --processes 1)")
+    parser.add_argument("--pgbench", action="store_true",
+                        help="also run the lookups from pgbench, closed loop (server latency without "
+                             "the Python clients' CPU on the same cores)")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     args = parser.parse_args()
 
@@ -219,6 +276,9 @@ def main() -> None:
                     met[layout] = max(met.get(layout, 0), stats["throughput_per_s"])
         for layout, per_s in met.items():
             print(f"highest paced load with p99 <= {args.p99_target_ms:g} ms ({layout}): {per_s}/s")
+        if args.pgbench:
+            stats = run_pgbench(url, args.customers, args.clients, args.seconds)
+            print(f"lookups, {args.clients} pgbench clients, closed loop, {args.seconds:g}s: {stats}", flush=True)
     finally:
         if not args.keep:
             with psycopg.connect(args.url, autocommit=True) as admin:
