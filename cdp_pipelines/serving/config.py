@@ -68,9 +68,6 @@ class ServingConfig:
     tables: tuple[TableSpec, ...]
     document: DocumentSpec
 
-    def table(self, name: str) -> TableSpec:
-        return next(t for t in self.tables if t.name == name)
-
     def version_schema(self, version: int) -> str:
         return f"{self.version_prefix}{int(version)}"
 
