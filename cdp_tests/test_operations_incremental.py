@@ -166,7 +166,7 @@ def test_large_tables_are_validated_on_a_sample(project, tmp_path, monkeypatch):
 
     config = tmp_path / "config"
     shutil.copytree(settings.PROJECT_ROOT / "config", config)
-    text = (config / "quality.yaml").read_text().replace("max_rows_validated: 200000", "max_rows_validated: 5")
+    text = (config / "quality.yaml").read_text().replace("max_rows_validated: 50000", "max_rows_validated: 5")
     (config / "quality.yaml").write_text(text)
     monkeypatch.setenv(settings.ENV_CONFIG_DIR, str(config))
     result = run(project, incremental=False)

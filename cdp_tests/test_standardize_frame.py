@@ -147,3 +147,31 @@ def test_vectorised_identifiers_match_the_per_value_classifier():
         assert list(mapped.values) == expected, attribute
         junk = sum(1 for v in values if v is not None and _classify_identifier(v, attribute, config)[1].value == "junk")
         assert mapped.junk == junk > 0, attribute
+
+
+def test_worker_pool_is_kept_between_frames_and_replaced_when_a_worker_dies():
+    import os
+    import signal
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from standardize_throughput import synthetic_raw
+
+    import cdp_pipelines.standardize.frame as frame_module
+
+    raw = synthetic_raw(1500)
+    expected = standardize_frame(raw, workers=1).frame
+    original = frame_module._PARALLEL_MIN_UNIQUES
+    frame_module._PARALLEL_MIN_UNIQUES = 10
+    try:
+        standardize_frame(raw, workers=2)
+        pool = frame_module._POOLS[2]
+        standardize_frame(raw, workers=2)
+        assert frame_module._POOLS[2] is pool  # interpreters are started once per process
+        os.kill(next(iter(pool._processes)), signal.SIGKILL)
+        again = standardize_frame(raw, workers=2)  # a dead worker costs a new pool, not the run
+        assert frame_module._POOLS[2] is not pool
+    finally:
+        frame_module._PARALLEL_MIN_UNIQUES = original
+    pd.testing.assert_frame_equal(expected, again.frame)

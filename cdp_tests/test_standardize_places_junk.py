@@ -97,3 +97,28 @@ def test_custom_config_file_replaces_the_lists(tmp_path):
     config = load_config(path)
     assert is_placeholder("ZZZ", config=config)
     assert not is_placeholder("unknown", config=config)
+
+
+def _sequential_by_definition(digits: str) -> bool:
+    """Each digit one more (or one less) than the previous, 9 wrapping to 0."""
+    if len(digits) < 6 or not digits.isdigit():
+        return False
+    steps = {(int(b) - int(a)) % 10 for a, b in zip(digits, digits[1:])}
+    return steps in ({1}, {9})
+
+
+def test_sequential_digit_runs_match_their_definition():
+    import random
+
+    from cdp_pipelines.standardize.junk import is_sequential_digits
+
+    rng = random.Random(7)
+    cases = ["123456", "987654", "890123", "2109876", "12345", "123457", "000000", "12345678901234567890123",
+             "9876543210987654321098", "1234567890123456789013", "", "12a456"]
+    for length in range(1, 25):
+        start = rng.randrange(10)
+        for step in (1, 9):
+            cases.append("".join(str((start + step * i) % 10) for i in range(length)))
+        cases.extend("".join(rng.choice("0123456789") for _ in range(length)) for _ in range(20))
+    for digits in cases:
+        assert is_sequential_digits(digits) == _sequential_by_definition(digits), digits

@@ -101,7 +101,7 @@ def max_rows_validated(config_path: Path | None = None) -> int:
     """How many rows a check hands to Great Expectations at most (a sample beyond that)."""
     path = Path(config_path) if config_path else default_config_path()
     with open(path, encoding="utf-8") as handle:
-        value = (yaml.safe_load(handle) or {}).get("max_rows_validated", 200_000)
+        value = (yaml.safe_load(handle) or {}).get("max_rows_validated", 50_000)
     if not isinstance(value, int) or value < 1:
         raise QualityConfigError(f"{path}: max_rows_validated must be a positive whole number, not {value!r}")
     return value

@@ -7,10 +7,12 @@ distinct emails or phones, and the libraries doing the work cost microseconds pe
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import date
 from functools import partial
@@ -32,7 +34,7 @@ OUTPUT_COLUMNS: tuple[str, ...] = (*CANONICAL_COLUMNS, "observed_at")
 INPUT_COLUMNS: tuple[str, ...] = (*MAPPABLE_ATTRIBUTES, "observed_at")
 IDENTIFIER_COLUMNS: tuple[str, ...] = CODE_IDENTIFIERS
 _KEY_SEPARATOR = "\x1f"
-PARALLEL_MIN_ROWS = 200_000
+PARALLEL_MIN_ROWS = 100_000
 """Frames at least this long spread the costly attributes over worker processes."""
 _PARALLEL_MIN_UNIQUES = 20_000
 
@@ -327,9 +329,29 @@ def standardize_frame(
         workers = min(2, os.cpu_count() or 1) if len(raw) >= PARALLEL_MIN_ROWS else 1
     if workers <= 1:
         return _standardize(raw, default_region, date_formats, timestamp_formats, config, None, 1)
-    context = multiprocessing.get_context("spawn")  # safe inside threaded hosts such as Dagster
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        return _standardize(raw, default_region, date_formats, timestamp_formats, config, pool, workers)
+    try:
+        return _standardize(raw, default_region, date_formats, timestamp_formats, config, _pool(workers), workers)
+    except BrokenProcessPool:
+        _shutdown_pool()  # a worker died (killed, out of memory): start afresh once
+        return _standardize(raw, default_region, date_formats, timestamp_formats, config, _pool(workers), workers)
+
+
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of `workers` processes kept for the life of this process: starting interpreters
+    costs seconds, and one run standardizes several large sources one after another."""
+    if workers not in _POOLS:
+        context = multiprocessing.get_context("spawn")  # safe inside threaded hosts such as Dagster
+        _POOLS[workers] = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    return _POOLS[workers]
+
+
+@atexit.register
+def _shutdown_pool() -> None:
+    while _POOLS:
+        _POOLS.popitem()[1].shutdown(wait=True, cancel_futures=True)
 
 
 def _standardize(

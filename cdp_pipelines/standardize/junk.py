@@ -78,13 +78,27 @@ def placeholder_mask(values: "pd.Series", attribute: str | None, config: Standar
     return (no_letters_or_digits | (~exempt & (listed | repeated))).to_numpy(dtype=bool)
 
 
+def _digit_runs(longest: int) -> frozenset[str]:
+    """Every ascending and descending digit run (wrapping 9->0) of 6 to `longest` digits."""
+    runs = set()
+    for start in range(10):
+        for step in (1, -1):
+            run = "".join(_DIGITS[(start + step * i) % 10] for i in range(longest))
+            runs.update(run[:length] for length in range(6, longest + 1))
+    return frozenset(runs)
+
+
+_DIGIT_RUNS = _digit_runs(20)
+
+
 def is_sequential_digits(digits: str) -> bool:
     """Digit runs such as 1234567 or 9876543 (wrapping 9->0 allowed), typed to pass a form."""
     if len(digits) < 6 or not digits.isdigit():
         return False
-    ascending = "".join(_DIGITS[(int(digits[0]) + i) % 10] for i in range(len(digits)))
-    descending = "".join(_DIGITS[(int(digits[0]) - i) % 10] for i in range(len(digits)))
-    return digits in (ascending, descending)
+    if len(digits) <= 20:
+        return digits in _DIGIT_RUNS
+    step = (int(digits[1]) - int(digits[0])) % 10
+    return step in (1, 9) and all((int(b) - int(a)) % 10 == step for a, b in zip(digits, digits[1:]))
 
 
 def is_junk_phone_digits(digits: str, config: StandardizeConfig | None = None) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import phonenumbers
@@ -13,8 +14,11 @@ from cdp_pipelines.standardize.junk import Status, is_blank, is_junk_phone_digit
 _KIND_BY_TYPE = {PhoneNumberType.MOBILE: "mobile", PhoneNumberType.FIXED_LINE: "landline"}
 
 
+_NOT_DIGIT = re.compile(r"\D+")
+
+
 def _digits(value: str) -> str:
-    return "".join(ch for ch in value if ch.isdigit())
+    return _NOT_DIGIT.sub("", value)
 
 
 def _fictional_kind(e164: str, config: StandardizeConfig) -> str | None:
