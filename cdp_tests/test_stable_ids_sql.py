@@ -197,7 +197,7 @@ class Twins:
 
     def __init__(self) -> None:
         self.old = duckdb.connect()
-        self.new = duckdb.connect()
+        self.new = duckdb.connect(config={"preserve_insertion_order": False, "threads": 2})
         self.step = 0
         self.sql("CREATE SCHEMA identity")
         self.sql("CREATE SCHEMA work")
