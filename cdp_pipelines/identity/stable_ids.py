@@ -9,6 +9,7 @@ are derived from the cluster's first record, so the same data always gets the sa
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 
 import duckdb
@@ -22,6 +23,22 @@ def mint_id(first_record_key: str, salt: int = 0) -> str:
     return f"{ID_PREFIX}{digest}"
 
 
+# Edges of the overlap graph in the order the greedy inheritance takes them.
+_EDGE_ORDER = "overlap DESC, prev_records DESC, first_seen_at, customer_id, cluster"
+# Strings that json.dumps writes as they are between quotes (printable ASCII but " and \).
+_JSON_PLAIN = r"[ !#-\[\]-~]*"
+
+
+def _sql_mint_id(first_record: str) -> str:
+    """SQL for mint_id(first_record) with salt 0 (a NULL first record hashes as "None", as in Python)."""
+    return f"'{ID_PREFIX}' || upper(left(sha1(coalesce({first_record}, 'None') || '|0'), 12))"
+
+
+def _sql_json_str(value: str) -> str:
+    """SQL for json.dumps(value) of a string, or NULL when it needs escaping (left to Python)."""
+    return f"CASE WHEN regexp_full_match({value}, '{_JSON_PLAIN}') THEN '\"' || {value} || '\"' END"
+
+
 def assign_stable_ids(con: duckdb.DuckDBPyConnection, run_id: str, scope: tuple[str, str] | None = None) -> dict[str, int]:
     """Turn identity.clusters(rid, cluster) into customer ids, using the previous xref if any.
 
@@ -32,6 +49,8 @@ def assign_stable_ids(con: duckdb.DuckDBPyConnection, run_id: str, scope: tuple[
     records and those previous customers (an incremental run: every previous customer that
     overlaps a record in scope must be listed, and each listed customer is taken whole).
     Clusters and customers outside it keep their rows in identity.cluster_ids.
+
+    The work is done in SQL; Python only settles the contested overlaps and the colliding new ids.
     """
     con.execute(
         """
@@ -59,129 +78,244 @@ def assign_stable_ids(con: duckdb.DuckDBPyConnection, run_id: str, scope: tuple[
         current = f"(SELECT c.* FROM identity.clusters c SEMI JOIN {scope_rids} USING (rid))"
         if has_previous:
             previous = f"(SELECT p.* FROM identity.customer_xref p SEMI JOIN {scope_customers} USING (customer_id))"
-    overlaps = con.execute(
+
+    # Overlaps between clusters and previous customers. The first edge of a cluster (of a customer)
+    # in greedy order is its top customer (top cluster): the evidence of a split (a merge).
+    con.execute(
         f"""
+        CREATE OR REPLACE TEMP TABLE _sid_edges AS
         WITH cur AS (
             SELECT c.cluster, r.source, r.source_record_id
             FROM {current} c JOIN identity.records r USING (rid)
         ),
-        prev_sizes AS (SELECT customer_id, count(*) AS prev_records FROM {previous} GROUP BY ALL)
-        SELECT cur.cluster, p.customer_id, count(*) AS overlap, any_value(s.prev_records) AS prev_records,
-               any_value(coalesce(ids.first_seen_at, TIMESTAMP '1970-01-01')) AS first_seen_at
-        FROM cur JOIN {previous} p USING (source, source_record_id)
-        JOIN prev_sizes s USING (customer_id)
-        LEFT JOIN identity.customer_ids ids USING (customer_id)
-        GROUP BY ALL
-        ORDER BY overlap DESC, prev_records DESC, first_seen_at, p.customer_id, cur.cluster
+        prev_sizes AS (SELECT customer_id, count(*) AS prev_records FROM {previous} GROUP BY ALL),
+        edges AS (
+            SELECT cur.cluster, p.customer_id, count(*) AS overlap, any_value(s.prev_records) AS prev_records,
+                   any_value(coalesce(ids.first_seen_at, TIMESTAMP '1970-01-01')) AS first_seen_at
+            FROM cur JOIN {previous} p USING (source, source_record_id)
+            JOIN prev_sizes s USING (customer_id)
+            LEFT JOIN identity.customer_ids ids USING (customer_id)
+            GROUP BY ALL
+        )
+        SELECT *,
+               count(*) OVER (PARTITION BY cluster) AS cluster_edges,
+               count(*) OVER (PARTITION BY customer_id) AS customer_edges,
+               row_number() OVER (PARTITION BY cluster ORDER BY {_EDGE_ORDER}) = 1 AS top_of_cluster,
+               row_number() OVER (PARTITION BY customer_id ORDER BY {_EDGE_ORDER}) = 1 AS top_of_customer
+        FROM edges
         """
+    )
+    # Greedy one-to-one inheritance, strongest overlap first (ties: larger, then older id). An edge
+    # alone in its piece of the overlap graph is always taken; greedy decisions in one piece never
+    # depend on another, so only the pieces of several edges go through the loop, in global order.
+    contested = con.execute(
+        f"SELECT cluster, customer_id FROM _sid_edges WHERE cluster_edges > 1 OR customer_edges > 1 ORDER BY {_EDGE_ORDER}"
     ).fetchall()
-    # Greedy one-to-one inheritance, strongest overlap first (ties: larger, then older id).
     taken_clusters: dict[int, str] = {}
     taken_ids: set[str] = set()
-    top_cluster_of_id: dict[str, tuple[int, int]] = {}
-    top_id_of_cluster: dict[int, tuple[str, int]] = {}
-    for cluster, customer_id, overlap, _prev_records, _first_seen in overlaps:
-        top_cluster_of_id.setdefault(customer_id, (cluster, overlap))
-        top_id_of_cluster.setdefault(cluster, (customer_id, overlap))
+    for cluster, customer_id in contested:
         if cluster not in taken_clusters and customer_id not in taken_ids:
             taken_clusters[cluster] = customer_id
             taken_ids.add(customer_id)
-
-    clusters = con.execute(
-        f"""
-        SELECT c.cluster, min(r.source || ':' || r.source_record_id) AS first_record, count(*) AS records
-        FROM {current} c JOIN identity.records r USING (rid) GROUP BY ALL ORDER BY c.cluster
+    con.register("_sid_greedy", pa.table({"cluster": pa.array(list(taken_clusters), pa.int64()),
+                                          "customer_id": pa.array(list(taken_clusters.values()), pa.string())}))
+    con.execute(
         """
-    ).fetchall()
-    # Ids ever issued that a new id must not repeat: looked up for the candidates only.
-    candidates = [mint_id(first_record) for cluster, first_record, _ in clusters if cluster not in taken_clusters]
-    known_ids = {row[0] for row in con.execute(
-        "SELECT customer_id FROM identity.customer_ids WHERE customer_id IN (SELECT unnest(?::VARCHAR[]))", [candidates]
-    ).fetchall()} if candidates else set()
-    first_candidates = set(candidates)
-
-    def issued(customer_id: str) -> bool:
-        if customer_id in known_ids or customer_id in taken_ids:
-            return True
-        return customer_id not in first_candidates and bool(con.execute(
-            "SELECT count(*) FROM identity.customer_ids WHERE customer_id = ?", [customer_id]).fetchall()[0][0])
-    assignments: list[tuple[int, str]] = []
-    changes: list[tuple[str, str, str | None, int, str]] = []
-    for cluster, first_record, records in clusters:
-        customer_id = taken_clusters.get(cluster)
-        if customer_id is None:
-            salt = 0
-            customer_id = mint_id(first_record, salt)
-            while issued(customer_id):
-                salt += 1
-                customer_id = mint_id(first_record, salt)
-            taken_ids.add(customer_id)
-            if cluster in top_id_of_cluster:
-                parent, moved = top_id_of_cluster[cluster]
-                changes.append(("split", customer_id, parent, records,
-                                json.dumps({"split_from": parent, "records_moved": moved})))
-            else:
-                changes.append(("new", customer_id, None, records,
-                                json.dumps({"reason": "no previous customer overlaps"})))
-        assignments.append((cluster, customer_id))
-    previous_ids = (
-        [row[0] for row in con.execute(f"SELECT DISTINCT customer_id FROM {previous} ORDER BY 1").fetchall()]
-        if has_previous else []
+        CREATE OR REPLACE TEMP TABLE _sid_inherit AS
+        SELECT cluster, customer_id FROM _sid_edges WHERE cluster_edges = 1 AND customer_edges = 1
+        UNION ALL SELECT cluster, customer_id FROM _sid_greedy
+        """
     )
-    for old_id in previous_ids:
-        if old_id in taken_ids:
-            continue
-        if old_id in top_cluster_of_id:
-            cluster, moved = top_cluster_of_id[old_id]
-            survivor = taken_clusters[cluster]
-            changes.append(("merged", survivor, old_id, moved,
-                            json.dumps({"retired": old_id, "kept": survivor, "records_moved": moved})))
-        else:
-            changes.append(("retired", old_id, None, 0, json.dumps({"reason": "none of its records remain"})))
+    con.unregister("_sid_greedy")
 
-    assigned = pa.table({"cluster": pa.array([a[0] for a in assignments], pa.int64()),
-                         "customer_id": pa.array([a[1] for a in assignments], pa.string())})
-    con.register("_assign", assigned)
+    # Clusters, with the inherited id or the salt-0 candidate for a new one. A candidate collides
+    # when the registry has it, it is inherited, or another cluster has the same candidate.
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _sid_clusters AS
+        WITH c AS (
+            SELECT c.cluster, min(r.source || ':' || r.source_record_id) AS first_record, count(*) AS records
+            FROM {current} c JOIN identity.records r USING (rid) GROUP BY ALL
+        ),
+        d AS (
+            SELECT c.*, i.customer_id AS inherited,
+                   CASE WHEN i.customer_id IS NULL THEN {_sql_mint_id("c.first_record")} END AS candidate
+            FROM c LEFT JOIN _sid_inherit i USING (cluster)
+        )
+        SELECT *,
+               candidate IS NOT NULL AND (
+                   count(*) OVER (PARTITION BY candidate) > 1
+                   OR candidate IN (SELECT customer_id FROM identity.customer_ids)
+                   OR candidate IN (SELECT customer_id FROM _sid_inherit)) AS collides
+        FROM d
+        """
+    )
+    fixed = _settle_collisions(con)
+    con.register("_sid_fixed", pa.table({"cluster": pa.array(list(fixed), pa.int64()),
+                                         "customer_id": pa.array(list(fixed.values()), pa.string())}))
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _sid_assign AS
+        SELECT c.cluster::BIGINT AS cluster, coalesce(c.inherited, f.customer_id, c.candidate) AS customer_id
+        FROM _sid_clusters c LEFT JOIN _sid_fixed f USING (cluster)
+        ORDER BY c.cluster
+        """
+    )
+    con.unregister("_sid_fixed")
+
+    # Changes: new and split clusters in cluster order, then previous customers no cluster kept
+    # (merged into the cluster they overlap most, or retired) in id order.
+    previous_ids = (f"(SELECT DISTINCT customer_id FROM {previous})" if has_previous
+                    else "(SELECT NULL::VARCHAR AS customer_id WHERE FALSE)")
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _sid_changes AS
+        WITH fresh AS (
+            SELECT 0 AS part, c.cluster, NULL::VARCHAR AS old_id,
+                   CASE WHEN t.customer_id IS NULL THEN 'new' ELSE 'split' END AS change,
+                   a.customer_id, t.customer_id AS other_customer_id, c.records, t.overlap AS moved
+            FROM _sid_clusters c JOIN _sid_assign a USING (cluster)
+            LEFT JOIN (SELECT cluster, customer_id, overlap FROM _sid_edges WHERE top_of_cluster) t USING (cluster)
+            WHERE c.inherited IS NULL
+        ),
+        gone AS (
+            SELECT 1 AS part, NULL AS cluster, o.customer_id AS old_id,
+                   CASE WHEN t.customer_id IS NULL THEN 'retired' ELSE 'merged' END AS change,
+                   CASE WHEN t.customer_id IS NULL THEN o.customer_id ELSE i.customer_id END AS customer_id,
+                   CASE WHEN t.customer_id IS NOT NULL THEN o.customer_id END AS other_customer_id,
+                   coalesce(t.overlap, 0) AS records, t.overlap AS moved
+            FROM {previous_ids} o
+            ANTI JOIN _sid_assign a USING (customer_id)
+            LEFT JOIN (SELECT cluster, customer_id, overlap FROM _sid_edges WHERE top_of_customer) t USING (customer_id)
+            LEFT JOIN _sid_inherit i ON i.cluster = t.cluster
+        ),
+        rows AS (SELECT * FROM fresh UNION ALL SELECT * FROM gone)
+        SELECT row_number() OVER (ORDER BY part, cluster, old_id) AS seq, change, customer_id, other_customer_id,
+               records::BIGINT AS records, moved,
+               CASE change
+                   WHEN 'new' THEN '{{"reason": "no previous customer overlaps"}}'
+                   WHEN 'retired' THEN '{{"reason": "none of its records remain"}}'
+                   WHEN 'split' THEN '{{"split_from": ' || {_sql_json_str("other_customer_id")}
+                                     || ', "records_moved": ' || moved || '}}'
+                   ELSE '{{"retired": ' || {_sql_json_str("other_customer_id")} || ', "kept": '
+                        || {_sql_json_str("customer_id")} || ', "records_moved": ' || moved || '}}'
+               END AS evidence
+        FROM rows
+        """
+    )
+    _escape_evidence(con)
+
     if scope is None:
-        con.execute("CREATE OR REPLACE TABLE identity.cluster_ids AS SELECT * FROM _assign")
+        con.execute("CREATE OR REPLACE TABLE identity.cluster_ids AS "
+                    "SELECT cluster, customer_id FROM _sid_assign ORDER BY cluster")
     else:
         con.execute(f"DELETE FROM identity.cluster_ids WHERE customer_id IN (SELECT customer_id FROM {scope_customers})"
-                    " OR cluster IN (SELECT cluster FROM _assign)")
-        con.execute("INSERT INTO identity.cluster_ids SELECT * FROM _assign")
+                    " OR cluster IN (SELECT cluster FROM _sid_assign)")
+        con.execute("INSERT INTO identity.cluster_ids SELECT cluster, customer_id FROM _sid_assign ORDER BY cluster")
     con.execute(
         """
         INSERT INTO identity.customer_ids
-        SELECT customer_id, ?, now(), NULL, NULL, NULL FROM _assign
+        SELECT customer_id, ?, now(), NULL, NULL, NULL FROM _sid_assign
         ANTI JOIN identity.customer_ids USING (customer_id)
         """,
         [run_id],
     )
-    con.unregister("_assign")
-    if changes:
-        kinds, ids, others, records, evidence = zip(*changes)
-        frame = pa.table({"change": list(kinds), "customer_id": list(ids), "other_customer_id": list(others),
-                          "records": pa.array(records, pa.int64()), "evidence": list(evidence)})
-        con.register("_changes", frame)
-        con.execute(
-            "INSERT INTO identity.identity_changes "
-            "SELECT ?, now(), change, customer_id, other_customer_id, records, evidence FROM _changes",
-            [run_id],
-        )
-        # Retired ids keep their successor so old references can be followed.
-        con.execute(
-            """
-            UPDATE identity.customer_ids AS ids
-            SET retired_run = ?, retired_reason = ch.change,
-                successor_id = CASE WHEN ch.change = 'merged' THEN ch.customer_id END
-            FROM _changes ch
-            WHERE ch.change IN ('merged', 'retired')
-              AND ids.customer_id = CASE WHEN ch.change = 'merged' THEN ch.other_customer_id ELSE ch.customer_id END
-            """,
-            [run_id],
-        )
-        con.unregister("_changes")
+    con.execute(
+        "INSERT INTO identity.identity_changes "
+        "SELECT ?, now(), change, customer_id, other_customer_id, records, evidence FROM _sid_changes ORDER BY seq",
+        [run_id],
+    )
+    # Retired ids keep their successor so old references can be followed.
+    con.execute(
+        """
+        UPDATE identity.customer_ids AS ids
+        SET retired_run = ?, retired_reason = ch.change,
+            successor_id = CASE WHEN ch.change = 'merged' THEN ch.customer_id END
+        FROM _sid_changes ch
+        WHERE ch.change IN ('merged', 'retired')
+          AND ids.customer_id = CASE WHEN ch.change = 'merged' THEN ch.other_customer_id ELSE ch.customer_id END
+        """,
+        [run_id],
+    )
     counts: dict[str, int] = {"new": 0, "merged": 0, "split": 0, "retired": 0}
-    for change in changes:
-        counts[change[0]] += 1
-    counts["kept"] = len(taken_clusters)
+    counts.update(dict(con.execute("SELECT change, count(*) FROM _sid_changes GROUP BY ALL").fetchall()))
+    counts["kept"] = con.execute("SELECT count(*) FROM _sid_inherit").fetchall()[0][0]
+    for table in ("_sid_edges", "_sid_inherit", "_sid_clusters", "_sid_assign", "_sid_changes"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
     return counts
+
+
+def _settle_collisions(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
+    """New ids of the clusters whose salt-0 candidate collides, as the salt loop in cluster order gives them.
+
+    A new id must not be in the registry, be inherited, or repeat the id of an earlier new cluster.
+    Clusters are taken in cluster order; each takes the first salt whose id is free. A salted id
+    that equals the free candidate of a later cluster takes it first, so that cluster joins the loop.
+    """
+    pending = [(cluster, first_record) for cluster, first_record in con.execute(
+        "SELECT cluster, first_record FROM _sid_clusters WHERE collides ORDER BY cluster").fetchall()]
+    if not pending:
+        return {}
+    # Per id: (in the registry or inherited, (cluster, first_record) of the free candidate it equals or None).
+    facts: dict[str, tuple[bool, tuple[int, str] | None]] = {}
+
+    def look_up(ids: list[str]) -> None:
+        ids = [i for i in dict.fromkeys(ids) if i not in facts]
+        if not ids:
+            return
+        rows = con.execute(
+            """
+            SELECT q.id,
+                   q.id IN (SELECT customer_id FROM identity.customer_ids)
+                   OR q.id IN (SELECT customer_id FROM _sid_inherit) AS issued,
+                   c.cluster, c.first_record
+            FROM (SELECT unnest(?::VARCHAR[]) AS id) q
+            LEFT JOIN _sid_clusters c ON c.candidate = q.id AND NOT c.collides
+            """,
+            [ids],
+        ).fetchall()
+        for customer_id, issued, cluster, first_record in rows:
+            facts[customer_id] = (bool(issued), None if cluster is None else (cluster, first_record))
+
+    look_up([mint_id(first_record, salt) for _, first_record in pending for salt in range(3)])
+    heapq.heapify(pending)
+    displaced: set[int] = set()
+    fixed: dict[int, str] = {}
+    new_ids: set[str] = set()
+    while pending:
+        cluster, first_record = heapq.heappop(pending)
+        salt = 0
+        while True:
+            customer_id = mint_id(first_record, salt)
+            if customer_id not in facts:
+                look_up([mint_id(first_record, s) for s in range(salt, salt + 8)])
+            issued, owner = facts[customer_id]
+            # An earlier cluster with this free candidate has taken it (unless it was displaced).
+            if not (issued or customer_id in new_ids
+                    or (owner is not None and owner[0] < cluster and owner[0] not in displaced)):
+                break
+            salt += 1
+        fixed[cluster] = customer_id
+        new_ids.add(customer_id)
+        if owner is not None and owner[0] > cluster and owner[0] not in displaced:
+            displaced.add(owner[0])
+            heapq.heappush(pending, owner)
+    return fixed
+
+
+def _escape_evidence(con: duckdb.DuckDBPyConnection) -> None:
+    """Evidence that names an id json.dumps escapes (never a minted id) is written by json.dumps."""
+    rows = con.execute(
+        "SELECT seq, change, customer_id, other_customer_id, moved FROM _sid_changes WHERE evidence IS NULL"
+    ).fetchall()
+    if not rows:
+        return
+    evidence = [
+        json.dumps({"split_from": other, "records_moved": moved}) if change == "split"
+        else json.dumps({"retired": other, "kept": customer_id, "records_moved": moved})
+        for _, change, customer_id, other, moved in rows
+    ]
+    con.register("_sid_evidence", pa.table({"seq": pa.array([r[0] for r in rows], pa.int64()),
+                                            "evidence": pa.array(evidence, pa.string())}))
+    con.execute("UPDATE _sid_changes SET evidence = e.evidence FROM _sid_evidence e WHERE _sid_changes.seq = e.seq")
+    con.unregister("_sid_evidence")
