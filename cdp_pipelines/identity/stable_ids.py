@@ -9,8 +9,6 @@ are derived from the cluster's first record, so the same data always gets the sa
 from __future__ import annotations
 
 import hashlib
-import heapq
-import json
 
 import duckdb
 import pyarrow as pa
@@ -25,18 +23,11 @@ def mint_id(first_record_key: str, salt: int = 0) -> str:
 
 # Edges of the overlap graph in the order the greedy inheritance takes them.
 _EDGE_ORDER = "overlap DESC, prev_records DESC, first_seen_at, customer_id, cluster"
-# Strings that json.dumps writes as they are between quotes (printable ASCII but " and \).
-_JSON_PLAIN = r"[ !#-\[\]-~]*"
 
 
 def _sql_mint_id(first_record: str) -> str:
     """SQL for mint_id(first_record) with salt 0 (a NULL first record hashes as "None", as in Python)."""
     return f"'{ID_PREFIX}' || upper(left(sha1(coalesce({first_record}, 'None') || '|0'), 12))"
-
-
-def _sql_json_str(value: str) -> str:
-    """SQL for json.dumps(value) of a string, or NULL when it needs escaping (left to Python)."""
-    return f"CASE WHEN regexp_full_match({value}, '{_JSON_PLAIN}') THEN '\"' || {value} || '\"' END"
 
 
 def assign_stable_ids(con: duckdb.DuckDBPyConnection, run_id: str, scope: tuple[str, str] | None = None) -> dict[str, int]:
@@ -193,17 +184,14 @@ def assign_stable_ids(con: duckdb.DuckDBPyConnection, run_id: str, scope: tuple[
         SELECT row_number() OVER (ORDER BY part, cluster, old_id) AS seq, change, customer_id, other_customer_id,
                records::BIGINT AS records, moved,
                CASE change
-                   WHEN 'new' THEN '{{"reason": "no previous customer overlaps"}}'
-                   WHEN 'retired' THEN '{{"reason": "none of its records remain"}}'
-                   WHEN 'split' THEN '{{"split_from": ' || {_sql_json_str("other_customer_id")}
-                                     || ', "records_moved": ' || moved || '}}'
-                   ELSE '{{"retired": ' || {_sql_json_str("other_customer_id")} || ', "kept": '
-                        || {_sql_json_str("customer_id")} || ', "records_moved": ' || moved || '}}'
-               END AS evidence
+                   WHEN 'new' THEN json_object('reason', 'no previous customer overlaps')
+                   WHEN 'retired' THEN json_object('reason', 'none of its records remain')
+                   WHEN 'split' THEN json_object('split_from', other_customer_id, 'records_moved', moved)
+                   ELSE json_object('retired', other_customer_id, 'kept', customer_id, 'records_moved', moved)
+               END::VARCHAR AS evidence
         FROM rows
         """
     )
-    _escape_evidence(con)
 
     if scope is None:
         con.execute("CREATE OR REPLACE TABLE identity.cluster_ids AS "
@@ -246,76 +234,42 @@ def assign_stable_ids(con: duckdb.DuckDBPyConnection, run_id: str, scope: tuple[
 
 
 def _settle_collisions(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
-    """New ids of the clusters whose salt-0 candidate collides, as the salt loop in cluster order gives them.
+    """New ids of the clusters whose salt-0 candidate collides.
 
-    A new id must not be in the registry, be inherited, or repeat the id of an earlier new cluster.
-    Clusters are taken in cluster order; each takes the first salt whose id is free. A salted id
-    that equals the free candidate of a later cluster takes it first, so that cluster joins the loop.
+    In cluster order, each takes the first salt whose id is not in the registry, not inherited,
+    not taken by an earlier cluster here and, from salt 1 on, not any new cluster's salt-0
+    candidate (so salting never takes the id another cluster derives from its own first record).
     """
-    pending = [(cluster, first_record) for cluster, first_record in con.execute(
-        "SELECT cluster, first_record FROM _sid_clusters WHERE collides ORDER BY cluster").fetchall()]
-    if not pending:
-        return {}
-    # Per id: (in the registry or inherited, (cluster, first_record) of the free candidate it equals or None).
-    facts: dict[str, tuple[bool, tuple[int, str] | None]] = {}
+    pending = con.execute("SELECT cluster, first_record FROM _sid_clusters WHERE collides ORDER BY cluster").fetchall()
+    facts: dict[str, tuple[bool, bool]] = {}  # id -> (issued or inherited, a new cluster's salt-0 candidate)
 
     def look_up(ids: list[str]) -> None:
         ids = [i for i in dict.fromkeys(ids) if i not in facts]
-        if not ids:
-            return
-        rows = con.execute(
-            """
-            SELECT q.id,
-                   q.id IN (SELECT customer_id FROM identity.customer_ids)
-                   OR q.id IN (SELECT customer_id FROM _sid_inherit) AS issued,
-                   c.cluster, c.first_record
-            FROM (SELECT unnest(?::VARCHAR[]) AS id) q
-            LEFT JOIN _sid_clusters c ON c.candidate = q.id AND NOT c.collides
-            """,
-            [ids],
-        ).fetchall()
-        for customer_id, issued, cluster, first_record in rows:
-            facts[customer_id] = (bool(issued), None if cluster is None else (cluster, first_record))
+        if ids:
+            facts.update((i, (bool(issued), bool(candidate))) for i, issued, candidate in con.execute(
+                """
+                SELECT id,
+                       id IN (SELECT customer_id FROM identity.customer_ids)
+                       OR id IN (SELECT customer_id FROM _sid_inherit),
+                       id IN (SELECT candidate FROM _sid_clusters WHERE candidate IS NOT NULL)
+                FROM (SELECT unnest(?::VARCHAR[]) AS id)
+                """,
+                [ids],
+            ).fetchall())
 
     look_up([mint_id(first_record, salt) for _, first_record in pending for salt in range(3)])
-    heapq.heapify(pending)
-    displaced: set[int] = set()
     fixed: dict[int, str] = {}
-    new_ids: set[str] = set()
-    while pending:
-        cluster, first_record = heapq.heappop(pending)
+    used: set[str] = set()
+    for cluster, first_record in pending:
         salt = 0
         while True:
             customer_id = mint_id(first_record, salt)
             if customer_id not in facts:
                 look_up([mint_id(first_record, s) for s in range(salt, salt + 8)])
-            issued, owner = facts[customer_id]
-            # An earlier cluster with this free candidate has taken it (unless it was displaced).
-            if not (issued or customer_id in new_ids
-                    or (owner is not None and owner[0] < cluster and owner[0] not in displaced)):
+            issued, candidate = facts[customer_id]
+            if not issued and customer_id not in used and (salt == 0 or not candidate):
                 break
             salt += 1
         fixed[cluster] = customer_id
-        new_ids.add(customer_id)
-        if owner is not None and owner[0] > cluster and owner[0] not in displaced:
-            displaced.add(owner[0])
-            heapq.heappush(pending, owner)
+        used.add(customer_id)
     return fixed
-
-
-def _escape_evidence(con: duckdb.DuckDBPyConnection) -> None:
-    """Evidence that names an id json.dumps escapes (never a minted id) is written by json.dumps."""
-    rows = con.execute(
-        "SELECT seq, change, customer_id, other_customer_id, moved FROM _sid_changes WHERE evidence IS NULL"
-    ).fetchall()
-    if not rows:
-        return
-    evidence = [
-        json.dumps({"split_from": other, "records_moved": moved}) if change == "split"
-        else json.dumps({"retired": other, "kept": customer_id, "records_moved": moved})
-        for _, change, customer_id, other, moved in rows
-    ]
-    con.register("_sid_evidence", pa.table({"seq": pa.array([r[0] for r in rows], pa.int64()),
-                                            "evidence": pa.array(evidence, pa.string())}))
-    con.execute("UPDATE _sid_changes SET evidence = e.evidence FROM _sid_evidence e WHERE _sid_changes.seq = e.seq")
-    con.unregister("_sid_evidence")
