@@ -27,7 +27,6 @@ class Status(str, Enum):
 
 _IGNORED_IN_KEY = re.compile(r"[\s./\\_\-]+")
 _LETTER_OR_DIGIT = re.compile(r"[^\W_]")
-_DIGITS = "0123456789"
 
 
 def placeholder_key(value: str) -> str:
@@ -78,27 +77,12 @@ def placeholder_mask(values: "pd.Series", attribute: str | None, config: Standar
     return (no_letters_or_digits | (~exempt & (listed | repeated))).to_numpy(dtype=bool)
 
 
-def _digit_runs(longest: int) -> frozenset[str]:
-    """Every ascending and descending digit run (wrapping 9->0) of 6 to `longest` digits."""
-    runs = set()
-    for start in range(10):
-        for step in (1, -1):
-            run = "".join(_DIGITS[(start + step * i) % 10] for i in range(longest))
-            runs.update(run[:length] for length in range(6, longest + 1))
-    return frozenset(runs)
-
-
-_DIGIT_RUNS = _digit_runs(20)
-
-
 def is_sequential_digits(digits: str) -> bool:
     """Digit runs such as 1234567 or 9876543 (wrapping 9->0 allowed), typed to pass a form."""
     if len(digits) < 6 or not digits.isdigit():
         return False
-    if len(digits) <= 20:
-        return digits in _DIGIT_RUNS
-    step = (int(digits[1]) - int(digits[0])) % 10
-    return step in (1, 9) and all((int(b) - int(a)) % 10 == step for a, b in zip(digits, digits[1:]))
+    repeats = len(digits) // 10 + 2  # every run of this length starts within the first cycle
+    return digits in "0123456789" * repeats or digits in "9876543210" * repeats
 
 
 def is_junk_phone_digits(digits: str, config: StandardizeConfig | None = None) -> bool:
