@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 
 from cdp_pipelines.serving.config import DocumentPart, DocumentSpec
-from cdp_pipelines.serving.duck_types import Column, duck_ref, quote_ident
+from cdp_pipelines.serving.duck_types import Column, duck_ref, is_nested, quote_ident
 
 DOCUMENT_TABLE = "customer_context"
 DOCUMENT_COLUMN = "doc"
@@ -41,7 +41,7 @@ def json_value(col: Column) -> str:
     rendered by DuckDB when published as jsonb, so they pass through unchanged.
     """
     q, t = quote_ident(col.name), col.duck_type.upper().strip()
-    if t.endswith("]") or t.startswith(("STRUCT", "MAP", "UNION")):
+    if is_nested(t):
         return q
     if t in ("TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS"):
         return f"replace(CAST(CAST({q} AS TIMESTAMP) AS VARCHAR), ' ', 'T')"

@@ -53,11 +53,17 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def is_nested(duck_type: str) -> bool:
+    """Lists, arrays, structs, maps and unions: served as JSON."""
+    t = duck_type.upper().strip()
+    return t.endswith("]") or t.startswith(("STRUCT", "MAP", "UNION"))
+
+
 def map_column(name: str, duck_type: str) -> Column:
     """The PostgreSQL type and export expression for one DuckDB column."""
     t = duck_type.upper().strip()
     q = quote_ident(name)
-    if t.endswith("]") or t.startswith(("STRUCT", "MAP", "UNION")):
+    if is_nested(t):
         return Column(name, duck_type, "jsonb", f"to_json({q})::VARCHAR")
     if t == "JSON":
         return Column(name, duck_type, "jsonb", f"{q}::VARCHAR")
