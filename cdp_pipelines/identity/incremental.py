@@ -220,8 +220,9 @@ def affected_components(
     # between its parts were never scored (they were one component), so its nodes are rescored.
     both = mask & present & (old >= 0)
     pairs = np.unique(np.stack([old[both], new[both]], axis=1), axis=0) if both.any() else np.zeros((0, 2), np.int64)
-    split_old = {o for o, count in zip(*np.unique(pairs[:, 0], return_counts=True)) if count > 1} if len(pairs) else set()
-    split_new = sorted({int(b) for a, b in pairs if a in split_old})
+    olds, parts = np.unique(pairs[:, 0], return_counts=True)
+    split_old = olds[parts > 1]
+    split_new = np.unique(pairs[np.isin(pairs[:, 0], split_old), 1])
     _int_table(con, f"{WORK}.split_components", "component", split_new)
     # Write this run's components: every rid present, unaffected ones unchanged.
     rids = np.flatnonzero(present)
