@@ -14,8 +14,23 @@ from cdp_pipelines.synthetic import generate_dataset
 def _resolve(data_dir: Path, root: Path, incremental: bool) -> dict:
     result = resolve_identities(root, data_dir, incremental=incremental)
     assert result.success
-    metadata = result.asset_materializations_for_node("identity_graph")[0].metadata
-    return {"incremental": metadata["incremental"].value}
+    metadata = next(m.metadata for m in result.asset_materializations_for_node("identity_graph")
+                    if "links_refused" in m.metadata)
+    return {"incremental": metadata["incremental"].value, "links_accepted": metadata["links_accepted"].value,
+            "links_refused": metadata["links_refused"].value}
+
+
+def _decision_tally(warehouse: Path) -> tuple[int, dict[str, int]]:
+    """Accepted links and refusals by reason (probabilities and the cluster bound by first word)."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    rows = con.execute("SELECT accepted, reason FROM identity.link_decisions").fetchall()
+    con.close()
+    refused: dict[str, int] = {}
+    for accepted, reason in rows:
+        if not accepted:
+            key = reason.split(" ")[0] if reason.startswith(("probability", "would")) else reason
+            refused[key] = refused.get(key, 0) + 1
+    return sum(accepted for accepted, _ in rows), refused
 
 
 def _together(warehouse: Path) -> set[tuple[str, str]]:
@@ -53,8 +68,14 @@ def test_incremental_run_agrees_with_full_refresh(tmp_path):
 def test_incremental_run_without_new_records_scores_nothing_and_changes_nothing(tmp_path):
     data = tmp_path / "data"
     generate_dataset(persons=600, seed=8, out_dir=data)
-    _resolve(data, tmp_path, incremental=False)
+    full = _resolve(data, tmp_path, incremental=False)
     before = _together(tmp_path / "warehouse.duckdb")
-    summary = _resolve(data, tmp_path, incremental=True)["incremental"]
+    accepted, refused = _decision_tally(tmp_path / "warehouse.duckdb")
+    assert (full["links_accepted"], full["links_refused"]) == (accepted, refused)
+    assert accepted > 0 and "probability" in refused
+    again = _resolve(data, tmp_path, incremental=True)
+    summary = again["incremental"]
     assert summary["new_nodes"] == 0 and summary["pairs_scored"] == 0
     assert _together(tmp_path / "warehouse.duckdb") == before
+    # Both kinds of run report the decisions they leave in identity.link_decisions.
+    assert (again["links_accepted"], again["links_refused"]) == (accepted, refused)

@@ -241,13 +241,23 @@ def _component_facts(
     }
 
 
-def _refused_key(reason: str) -> str:
-    return reason.split(" ")[0] if reason.startswith(("probability", "would")) else reason
+def _count_decisions(con: duckdb.DuckDBPyConnection, summary: ResolutionSummary) -> None:
+    """Links considered, accepted and refused (by reason; probabilities and the cluster bound
+    are grouped by their first word) from identity.link_decisions."""
+    summary.links_considered, summary.links_accepted = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE accepted) FROM identity.link_decisions").fetchall()[0]
+    summary.links_refused = dict(con.execute(
+        """
+        SELECT CASE WHEN starts_with(reason, 'probability') OR starts_with(reason, 'would')
+                    THEN split_part(reason, ' ', 1) ELSE reason END AS key, count(*)
+        FROM identity.link_decisions WHERE NOT accepted GROUP BY ALL ORDER BY 1
+        """
+    ).fetchall())
 
 
 def _merge(
     con: duckdb.DuckDBPyConnection, config: IdentityConfig, cannot: list[tuple[int, int]], scope: str | None = None
-) -> tuple[pa.Table, pa.Table, list[clustering.MergeDecision]]:
+) -> tuple[pa.Table, pa.Table]:
     """Guarded merge of the components' links (of the link groups of `scope`, if given)."""
     links = _component_links(con, scope)
     facts = _component_facts(con, cannot, scope)
@@ -268,7 +278,7 @@ def _merge(
     })
     root_table = pa.table({"component": pa.array(list(roots.keys()), pa.int64()),
                            "cluster": pa.array(list(roots.values()), pa.int64())})
-    return decision_table, root_table, decisions
+    return decision_table, root_table
 
 
 def xref_sql(scope_rids: str | None = None) -> str:
@@ -386,13 +396,7 @@ def _resolve_everything(
     _refresh_edge_components(con)
 
     t3 = clock()
-    decision_table, root_table, decisions = _merge(con, config, cannot)
-    summary.links_considered = len(decisions)
-    summary.links_accepted = sum(d.accepted for d in decisions)
-    for d in decisions:
-        if not d.accepted:
-            key = _refused_key(d.reason)
-            summary.links_refused[key] = summary.links_refused.get(key, 0) + 1
+    decision_table, root_table = _merge(con, config, cannot)
     con.register("_decisions", decision_table)
     con.register("_roots", root_table)
     con.execute("CREATE OR REPLACE TABLE identity.link_decisions AS SELECT * FROM _decisions")
@@ -405,6 +409,7 @@ def _resolve_everything(
     )
     con.unregister("_decisions")
     con.unregister("_roots")
+    _count_decisions(con, summary)
     summary.seconds["clustering"] = round(clock() - t3, 2)
 
     t4 = clock()
@@ -471,7 +476,7 @@ def _resolve_incremental(
 
     summary.incremental["regrouped_components"] = inc.regroup_scope(con, n)
     scope = f"{work}.scope_components"
-    decision_table, root_table, _ = _merge(con, config, cannot, scope)
+    decision_table, root_table = _merge(con, config, cannot, scope)
     con.register("_decisions", decision_table)
     con.register("_roots", root_table)
     con.execute(
@@ -497,13 +502,7 @@ def _resolve_incremental(
     )
     con.unregister("_decisions")
     con.unregister("_roots")
-    summary.links_considered, summary.links_accepted = con.execute(
-        "SELECT count(*), count(*) FILTER (WHERE accepted) FROM identity.link_decisions").fetchall()[0]
-    for reason, count in con.execute(
-        "SELECT reason, count(*) FROM identity.link_decisions WHERE NOT accepted GROUP BY ALL ORDER BY 1"
-    ).fetchall():
-        key = _refused_key(reason)
-        summary.links_refused[key] = summary.links_refused.get(key, 0) + count
+    _count_decisions(con, summary)
     t = inc.timed(seconds, "clustering", t)
 
     summary.changes = stable_ids.assign_stable_ids(con, run_id, scope=(f"{work}.scope_rids", f"{work}.scope_customers"))
