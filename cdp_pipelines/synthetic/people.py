@@ -112,10 +112,18 @@ class _Builder:
         )
         domain = domain or self.domains[country](self.r)
         candidate = f"{local}@{domain}"
-        while candidate in self.used_emails:
+        while self.mailbox(candidate) in self.used_emails:
             candidate = f"{local}{between(self.r, 1, 999)}@{domain}"
-        self.used_emails.add(candidate)
+        self.used_emails.add(self.mailbox(candidate))
         return candidate
+
+    def mailbox(self, email: str) -> str:
+        """The mailbox an address delivers to: providers that ignore dots in the local part
+        (george.lewis@ and georgelewis@gmail.com are one inbox) never give it to two people."""
+        local, _, domain = email.partition("@")
+        if domain in self.pop["mailbox_ignores_dots"]:
+            local = local.replace(".", "")
+        return f"{local}@{domain}"
 
     def handle(self, person: Person) -> str:
         r = self.r
