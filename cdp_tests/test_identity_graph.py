@@ -59,6 +59,27 @@ def test_family_email_is_shared_but_a_typo_is_not(con, config):
     assert counts["deterministic_edges"] == 2
 
 
+@pytest.mark.parametrize("variants", [True, False])
+def test_known_name_variants_are_one_person_on_an_email(con, config, variants):
+    # "debbie" is listed with nicknames of its own, so it stays "debbie"; the package still
+    # relates it to "deborah". "peter" and "karen" are not variants of "deborah".
+    _records(con, [
+        _row(0, "crm_accounts", "debbie", email="ddennis@mail.com"),
+        _row(1, "pos_transactions", "deborah", email="ddennis@mail.com"),
+        _row(2, "crm_accounts", "deborah", email="dk@mail.com"),
+        _row(3, "crm_accounts", "deborah", email="dk@mail.com"),
+        _row(4, "pos_transactions", "karen", email="dk@mail.com"),
+    ])
+    config.deterministic.same_person_name_variants = variants
+    build_identifier_tables(con, config.deterministic)
+    shared = con.execute("SELECT id_value, distinct_people, example_hints FROM identity.shared_identifiers "
+                         "ORDER BY 1").fetchall()
+    expected = [("dk@mail.com", 2, ["deborah", "karen"])]
+    if not variants:
+        expected.insert(0, ("ddennis@mail.com", 2, ["debbie", "deborah"]))
+    assert shared == expected
+
+
 def test_only_mobile_phones_link_and_a_household_cookie_is_shared(con, config):
     _records(con, [
         _row(0, "crm_accounts", "ann", phone="+441134960000", kind="landline"),

@@ -39,6 +39,7 @@ class IdentifierRule(BaseModel):
 class DeterministicConfig(BaseModel):
     identifiers: dict[str, IdentifierRule]
     same_person_name_similarity: float = Field(0.85, gt=0, le=1)
+    same_person_name_variants: bool = True
     distinct_people_also_by: list[str] = Field(default_factory=list)
 
     @field_validator("identifiers")

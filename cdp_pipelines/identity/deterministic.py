@@ -8,8 +8,12 @@ recorded in `identity.shared_identifiers` and left to the probabilistic model.
 from __future__ import annotations
 
 import duckdb
+import pyarrow as pa
 
 from cdp_pipelines.identity.config import DeterministicConfig
+from cdp_pipelines.standardize.names import name_variant_pairs
+
+NAME_VARIANTS = "identity.name_variants"
 
 
 def _hint_expression(column: str, id_type: str) -> str:
@@ -53,12 +57,18 @@ def shared_identifiers_sql(config: DeterministicConfig, values: str = "identity.
         for t, r in config.identifiers.items()
     )
     similarity = float(config.same_person_name_similarity)
+    # Names the nicknames package relates ("debbie" and "deborah", "ron" and "aaron") are one person.
+    variant_of_modal = (
+        f"EXISTS (SELECT 1 FROM {NAME_VARIANTS} v WHERE v.name IN (h.person_hint, h.person_hint_alt) "
+        "AND v.variant IN (h.modal_hint, h.modal_alt))"
+        if config.same_person_name_variants else "FALSE"
+    )
     other_counts = ", ".join(
         ["1", *(f"count(DISTINCT hint_{column})" for column in config.distinct_people_also_by)]
     )
     # Distinct people per value: for names, the most frequent name is one person and every other
-    # name that is neither similar to it nor an initial of it counts as another person; bare
-    # initials never do (they cannot tell people apart).
+    # name that is neither similar to it, nor an initial of it, nor a known variant of it counts
+    # as another person; bare initials never do (they cannot tell people apart).
     return f"""
         WITH limits AS ({limits}),
         hints AS (
@@ -74,20 +84,26 @@ def shared_identifiers_sql(config: DeterministicConfig, values: str = "identity.
                    arg_max(person_hint_alt, (length(person_hint) > 2, n, person_hint)) AS modal_alt
             FROM hints GROUP BY ALL
         ),
-        people AS (
-            SELECT h.id_type, h.id_value,
-                   1 + count(DISTINCT h.person_hint) FILTER (
-                       WHERE h.person_hint <> m.modal_hint
-                         AND (NOT l.by_name OR (
-                             length(h.person_hint) > 2 AND length(m.modal_hint) > 2
-                             AND jaro_winkler_similarity(h.person_hint, m.modal_hint) < {similarity}
-                             AND coalesce(jaro_winkler_similarity(h.person_hint_alt, m.modal_alt) < {similarity}, TRUE)
-                             AND NOT starts_with(m.modal_hint, h.person_hint)
-                             AND NOT starts_with(h.person_hint, m.modal_hint)))
-                   ) AS distinct_people,
-                   list(h.person_hint ORDER BY h.n DESC)[1:5] AS example_hints
+        other_names AS (
+            -- Names that are not the modal one: neither similar to it, nor an initial of it.
+            SELECT h.id_type, h.id_value, h.person_hint, h.person_hint_alt, m.modal_hint, m.modal_alt, l.by_name
             FROM hints h JOIN modal m USING (id_type, id_value) JOIN limits l USING (id_type)
+            WHERE h.person_hint <> m.modal_hint
+              AND (NOT l.by_name OR (
+                  length(h.person_hint) > 2 AND length(m.modal_hint) > 2
+                  AND jaro_winkler_similarity(h.person_hint, m.modal_hint) < {similarity}
+                  AND coalesce(jaro_winkler_similarity(h.person_hint_alt, m.modal_alt) < {similarity}, TRUE)
+                  AND NOT starts_with(m.modal_hint, h.person_hint)
+                  AND NOT starts_with(h.person_hint, m.modal_hint)))
+        ),
+        people AS (
+            SELECT h.id_type, h.id_value, 1 + count(DISTINCT h.person_hint) AS distinct_people
+            FROM other_names h WHERE NOT (h.by_name AND {variant_of_modal})
             GROUP BY ALL
+        ),
+        examples AS (
+            SELECT id_type, id_value, list(person_hint ORDER BY n DESC, person_hint)[1:5] AS example_hints
+            FROM hints GROUP BY ALL
         ),
         by_other_identifiers AS (
             SELECT id_type, id_value, greatest({other_counts}) AS other_people
@@ -99,9 +115,9 @@ def shared_identifiers_sql(config: DeterministicConfig, values: str = "identity.
         )
         SELECT s.id_type, s.id_value,
                greatest(coalesce(p.distinct_people, 1), o.other_people) AS distinct_people,
-               l.max_people, s.records, p.example_hints
+               l.max_people, s.records, e.example_hints
         FROM sizes s JOIN limits l USING (id_type) JOIN by_other_identifiers o USING (id_type, id_value)
-        LEFT JOIN people p USING (id_type, id_value)
+        LEFT JOIN people p USING (id_type, id_value) LEFT JOIN examples e USING (id_type, id_value)
         WHERE greatest(coalesce(p.distinct_people, 1), o.other_people) > l.max_people
         """
 
@@ -132,8 +148,19 @@ def identifier_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return {"identifier_values": counts[0], "shared_identifiers": counts[1], "deterministic_edges": counts[2]}
 
 
+def build_name_variants(con: duckdb.DuckDBPyConnection) -> None:
+    """identity.name_variants: the (name, variant) pairs sharing is judged with."""
+    pairs = name_variant_pairs()
+    table = pa.table({"name": pa.array([a for a, _ in pairs], pa.string()),
+                      "variant": pa.array([b for _, b in pairs], pa.string())})
+    con.register("_name_variants", table)
+    con.execute(f"CREATE OR REPLACE TABLE {NAME_VARIANTS} AS SELECT * FROM _name_variants")
+    con.unregister("_name_variants")
+
+
 def build_identifier_tables(con: duckdb.DuckDBPyConnection, config: DeterministicConfig) -> dict[str, int]:
     """Create identity.identifier_values, identity.shared_identifiers, identity.deterministic_edges."""
+    build_name_variants(con)
     con.execute(f"CREATE OR REPLACE TABLE identity.identifier_values AS {identifier_values_sql(config)}")
     con.execute(f"CREATE OR REPLACE TABLE identity.shared_identifiers AS {shared_identifiers_sql(config)}")
     con.execute(f"CREATE OR REPLACE TABLE identity.deterministic_edges AS {deterministic_edges_sql()}")
@@ -147,6 +174,7 @@ def update_identifier_tables(
     lose their identifier rows, the records of `records` (rows shaped like identity.records) add
     theirs, and sharing and edges are judged again only for the values those rows carry (left in
     identity_work.touched_values); every other value keeps its rows, verdict and edges."""
+    build_name_variants(con)
     con.execute(
         f"""
         CREATE OR REPLACE TABLE identity_work.touched_values AS

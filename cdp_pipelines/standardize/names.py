@@ -137,6 +137,19 @@ def resolve_nickname(name: str, config: StandardizeConfig | None = None) -> str:
     return min(candidates, key=lambda c: (-len(namer.nicknames_of(c)), c))
 
 
+def name_variant_pairs() -> list[tuple[str, str]]:
+    """Every (name, variant) pair the nicknames package relates, in match form and both ways
+    round ("debbie" ~ "deborah", "ron" ~ "aaron"). Resolution keeps one given name per first
+    name; these pairs let identity resolution tell that two first names may be one person."""
+    pairs: set[tuple[str, str]] = set()
+    for canonical, nicknames in _nicknamer().nickname_lookup.items():
+        for nickname in nicknames:
+            a, b = clean_name_part(canonical), clean_name_part(nickname)
+            if a and b and a != b:
+                pairs.update(((a, b), (b, a)))
+    return sorted(pairs)
+
+
 @lru_cache(maxsize=65536)
 def canonical_given_name(first: str | None) -> str | None:
     """Nickname-resolved given name in match form ("Bob" -> "robert", "Liz" -> "elizabeth")."""
