@@ -223,6 +223,21 @@ def test_population_has_households_twins_common_names_and_movers():
     assert 0.1 < len(single) / len(people) < 0.6
 
 
+def test_a_mailbox_belongs_to_one_household_even_among_namesakes():
+    # Many namesakes make "george.lewis@" and "georgelewis@gmail.com" likely; Gmail ignores
+    # the dots, so those are one inbox and must never go to two unrelated people.
+    cfg = load_config(CONFIG)
+    cfg["population"]["common_name_rate"] = 0.6
+    people = build_population(3000, 5, cfg, build_pools(5, cfg, 3000))
+    households_of = defaultdict(set)
+    for person in people:
+        for address in {person.email, person.old_email} - {""}:
+            local, _, domain = address.partition("@")
+            mailbox = f"{local.replace('.', '')}@{domain}" if domain == "gmail.com" else address
+            households_of[mailbox].add(person.household)
+    assert {m: h for m, h in households_of.items() if len(h) > 1} == {}
+
+
 def test_strong_identifiers_keep_most_persons_resolvable(mid, truth):
     """Union records sharing e-mail, phone, loyalty, login, order, account, cookie or handle (as sources.yaml maps)."""
     _, data = mid
