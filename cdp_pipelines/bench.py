@@ -134,7 +134,9 @@ def source_tree() -> dict:
     try:
         info["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                         check=True).stdout.strip()
-        info["dirty"] = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        # Code changes only: results written by earlier runs of a series do not make the tree dirty.
+        info["dirty"] = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                             ":(exclude)benchmarks/results"], cwd=root,
                                             capture_output=True, text=True, check=True).stdout.strip())
     except (OSError, subprocess.CalledProcessError):
         marker = root / "COMMIT"
