@@ -80,6 +80,19 @@ def test_known_name_variants_are_one_person_on_an_email(con, config, variants):
     assert shared == expected
 
 
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 1, 0), (1, 2, 0)])
+def test_a_name_like_any_spelling_of_the_modal_name_is_the_same_person(con, config, order):
+    # "erick" resolves to "frederick", the modal name; "eric" is unlike "frederick" but written
+    # like "erick", so the email is one person's, whatever order the rows come in.
+    rows = [_row(0, "crm_accounts", "frederick", email="eb@mail.com"),
+            _row(1, "crm_accounts", "frederick", "erick", email="eb@mail.com"),
+            _row(2, "pos_transactions", "eric", email="eb@mail.com")]
+    _records(con, [rows[i] for i in order])
+    build_identifier_tables(con, config.deterministic)
+    assert con.execute("SELECT count(*) FROM identity.shared_identifiers").fetchall()[0][0] == 0
+    assert con.execute("SELECT count(*) FROM identity.deterministic_edges").fetchall()[0][0] == 2
+
+
 def test_only_mobile_phones_link_and_a_household_cookie_is_shared(con, config):
     _records(con, [
         _row(0, "crm_accounts", "ann", phone="+441134960000", kind="landline"),

@@ -58,67 +58,93 @@ def shared_identifiers_sql(config: DeterministicConfig, values: str = "identity.
     )
     similarity = float(config.same_person_name_similarity)
     # Names the nicknames package relates ("debbie" and "deborah", "ron" and "aaron") are one person.
-    variant_of_modal = (
-        f"EXISTS (SELECT 1 FROM {NAME_VARIANTS} v WHERE v.name IN (h.person_hint, h.person_hint_alt) "
-        "AND v.variant IN (h.modal_hint, h.modal_alt))"
-        if config.same_person_name_variants else "FALSE"
-    )
+    def related(names: str, to: str) -> str:
+        if not config.same_person_name_variants:
+            return "FALSE"
+        return f"EXISTS (SELECT 1 FROM {NAME_VARIANTS} v WHERE v.name IN ({names}) AND v.variant = {to})"
+
+    variant_of_modal = related("h.person_hint, h.person_hint_alt", "m.modal_hint")
+    variant_of_spelling = related("h.person_hint, h.person_hint_alt", "s.spelling")
     other_counts = ", ".join(
         ["1", *(f"count(DISTINCT hint_{column})" for column in config.distinct_people_also_by)]
     )
+    # Counting distinct values is dear; a column whose smallest and largest value agree holds
+    # at most one, so exact counts are taken only for the few values where some column differs.
+    several_hints = " OR ".join(
+        f"coalesce(min(hint_{column}) <> max(hint_{column}), FALSE)" for column in config.distinct_people_also_by
+    ) or "FALSE"
     # Distinct people per value: for names, the most frequent name is one person and every other
     # name that is neither similar to it, nor an initial of it, nor a known variant of it counts
     # as another person; bare initials never do (they cannot tell people apart).
     return f"""
         WITH limits AS ({limits}),
+        sizes AS (
+            SELECT id_type, id_value, count(*) AS records, {several_hints} AS several_hints
+            FROM {values} GROUP BY ALL
+        ),
         hints AS (
+            -- A value seen on one record has one name: only values on several records are judged.
             SELECT id_type, id_value, person_hint, person_hint_alt, count(*) AS n
-            FROM {values} WHERE person_hint IS NOT NULL
+            FROM {values} SEMI JOIN (SELECT id_type, id_value FROM sizes WHERE records > 1) USING (id_type, id_value)
+            WHERE person_hint IS NOT NULL
             GROUP BY ALL
         ),
         modal AS (
             -- The most frequent full name (initials cannot tell people apart, so an initial
             -- is the modal hint only when nothing longer was seen).
-            SELECT id_type, id_value,
-                   arg_max(person_hint, (length(person_hint) > 2, n, person_hint)) AS modal_hint,
-                   arg_max(person_hint_alt, (length(person_hint) > 2, n, person_hint)) AS modal_alt
+            SELECT id_type, id_value, arg_max(person_hint, (length(person_hint) > 2, n, person_hint)) AS modal_hint
             FROM hints GROUP BY ALL
         ),
+        modal_spellings AS (
+            -- The first names as written under the modal name ("erick" and "frederick" both
+            -- resolve to "frederick").
+            SELECT DISTINCT h.id_type, h.id_value, h.person_hint_alt AS spelling
+            FROM hints h JOIN modal m ON m.id_type = h.id_type AND m.id_value = h.id_value
+                                     AND m.modal_hint = h.person_hint
+            WHERE h.person_hint_alt IS NOT NULL
+        ),
         other_names AS (
-            -- Names that are not the modal one: neither similar to it, nor an initial of it.
-            SELECT h.id_type, h.id_value, h.person_hint, h.person_hint_alt, m.modal_hint, m.modal_alt, l.by_name
+            -- Names that are not the modal one: not similar to it or to any of its spellings,
+            -- not an initial of it, and not a known variant of it or of its spellings.
+            SELECT h.id_type, h.id_value, h.person_hint
             FROM hints h JOIN modal m USING (id_type, id_value) JOIN limits l USING (id_type)
             WHERE h.person_hint <> m.modal_hint
               AND (NOT l.by_name OR (
                   length(h.person_hint) > 2 AND length(m.modal_hint) > 2
                   AND jaro_winkler_similarity(h.person_hint, m.modal_hint) < {similarity}
-                  AND coalesce(jaro_winkler_similarity(h.person_hint_alt, m.modal_alt) < {similarity}, TRUE)
                   AND NOT starts_with(m.modal_hint, h.person_hint)
-                  AND NOT starts_with(h.person_hint, m.modal_hint)))
+                  AND NOT starts_with(h.person_hint, m.modal_hint)
+                  AND NOT {variant_of_modal}
+                  AND NOT EXISTS (
+                      SELECT 1 FROM modal_spellings s
+                      WHERE s.id_type = h.id_type AND s.id_value = h.id_value
+                        AND (jaro_winkler_similarity(h.person_hint_alt, s.spelling) >= {similarity}
+                             OR {variant_of_spelling}))))
         ),
         people AS (
-            SELECT h.id_type, h.id_value, 1 + count(DISTINCT h.person_hint) AS distinct_people
-            FROM other_names h WHERE NOT (h.by_name AND {variant_of_modal})
-            GROUP BY ALL
-        ),
-        examples AS (
-            SELECT id_type, id_value, list(person_hint ORDER BY n DESC, person_hint)[1:5] AS example_hints
-            FROM hints GROUP BY ALL
+            SELECT id_type, id_value, 1 + count(DISTINCT person_hint) AS distinct_people
+            FROM other_names GROUP BY ALL
         ),
         by_other_identifiers AS (
             SELECT id_type, id_value, greatest({other_counts}) AS other_people
-            FROM {values} GROUP BY ALL
+            FROM {values} SEMI JOIN (SELECT id_type, id_value FROM sizes WHERE several_hints) USING (id_type, id_value)
+            GROUP BY ALL
         ),
-        sizes AS (
-            SELECT id_type, id_value, count(*) AS records
-            FROM {values} GROUP BY ALL
+        shared AS (
+            SELECT s.id_type, s.id_value,
+                   greatest(coalesce(p.distinct_people, 1), coalesce(o.other_people, 1)) AS distinct_people,
+                   l.max_people, s.records
+            FROM sizes s JOIN limits l USING (id_type)
+            LEFT JOIN by_other_identifiers o USING (id_type, id_value)
+            LEFT JOIN people p USING (id_type, id_value)
+            WHERE greatest(coalesce(p.distinct_people, 1), coalesce(o.other_people, 1)) > l.max_people
+        ),
+        examples AS (
+            SELECT id_type, id_value, list(person_hint ORDER BY n DESC, person_hint)[1:5] AS example_hints
+            FROM hints SEMI JOIN shared USING (id_type, id_value) GROUP BY ALL
         )
-        SELECT s.id_type, s.id_value,
-               greatest(coalesce(p.distinct_people, 1), o.other_people) AS distinct_people,
-               l.max_people, s.records, e.example_hints
-        FROM sizes s JOIN limits l USING (id_type) JOIN by_other_identifiers o USING (id_type, id_value)
-        LEFT JOIN people p USING (id_type, id_value) LEFT JOIN examples e USING (id_type, id_value)
-        WHERE greatest(coalesce(p.distinct_people, 1), o.other_people) > l.max_people
+        SELECT s.id_type, s.id_value, s.distinct_people, s.max_people, s.records, e.example_hints
+        FROM shared s LEFT JOIN examples e USING (id_type, id_value)
         """
 
 
