@@ -75,3 +75,37 @@ def test_split_for_cannot_link_cuts_the_bridge():
     roots = split_for_cannot_link([10, 11, 12], [(10, 11), (11, 12)], {frozenset({10, 12})})
     assert roots[10] != roots[12]
     assert roots[11] in (roots[10], roots[12])
+
+
+def test_merge_over_tables_uses_each_sides_strength_and_facts_of_linkable_components():
+    """`resolve._merge` reads facts only for components with a link that can pass; strength
+    still decides every weaker link's threshold, and conflicts still block the others."""
+    import duckdb
+
+    from cdp_pipelines.identity import resolve
+    from cdp_pipelines.identity.config import load_identity_config
+    from cdp_pipelines.settings import PROJECT_ROOT
+
+    config = load_identity_config(PROJECT_ROOT / "config" / "identity.yaml")
+    config.probabilistic.match_probability = 0.9
+    config.probabilistic.weak_record_probability = 0.99
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA identity")
+    # Components 0..7 with one record each; 3 and 7 carry no strong identifier.
+    con.execute("CREATE TABLE identity.record_components AS SELECT range AS rid, range AS component FROM range(8)")
+    con.execute("CREATE TABLE identity.component_strength AS "
+                "SELECT range AS component, range NOT IN (3, 7) AS strong FROM range(8)")
+    con.execute("CREATE TABLE identity.records AS SELECT range AS rid, "
+                "CASE range WHEN 4 THEN DATE '1980-01-01' WHEN 5 THEN DATE '1990-01-01' END AS date_of_birth, "
+                "NULL::VARCHAR AS account_id FROM range(8)")
+    con.execute("CREATE TABLE identity.probabilistic_edges (component_l BIGINT, component_r BIGINT, "
+                "match_weight DOUBLE, match_probability DOUBLE, gamma_given_name INTEGER)")
+    con.execute("INSERT INTO identity.probabilistic_edges VALUES "
+                "(0, 1, 10.0, 0.95, 2), (2, 3, 10.0, 0.95, 2), (4, 5, 10.0, 0.95, 2), "
+                "(6, 7, 1.0, 0.5, 2), (0, 6, 0.5, 0.6, 2)")
+    decisions, roots = resolve._merge(con, config, [])
+    got = sorted(zip(decisions.column("component_l").to_pylist(), decisions.column("component_r").to_pylist(),
+                     decisions.column("reason").to_pylist()))
+    assert got == [(0, 1, "merged"), (0, 6, "probability 0.6000 below 0.9"), (2, 3, "probability 0.9500 below 0.99"),
+                   (4, 5, "conflicting dates of birth"), (6, 7, "probability 0.5000 below 0.99")]
+    assert dict(zip(roots.column("component").to_pylist(), roots.column("cluster").to_pylist()))[1] == 0

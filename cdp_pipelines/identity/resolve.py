@@ -209,21 +209,35 @@ def _component_links(
 
 
 def _component_facts(
-    con: duckdb.DuckDBPyConnection, cannot: list[tuple[int, int]], scope: str | None = None
+    con: duckdb.DuckDBPyConnection, cannot: list[tuple[int, int]], scope: str | None = None,
+    min_probability: float = 0.0,
 ) -> dict[int, clustering.ComponentFacts]:
+    """What the guard needs of each linked component. Every link needs both sides' strength;
+    sizes, birth dates, account ids and cannot-link tags matter only for components with a link
+    at `min_probability` or above (every weaker link is refused on probability alone)."""
     restrict = f"SEMI JOIN {scope} USING (component)" if scope else ""
+    linked = f"""
+        SELECT component_l AS component FROM identity.probabilistic_edges WHERE match_probability >= {min_probability}
+        UNION SELECT component_r FROM identity.probabilistic_edges WHERE match_probability >= {min_probability}"""
     rows = con.execute(
         f"""
-        WITH linked AS (
-            SELECT component_l AS component FROM identity.probabilistic_edges
-            UNION SELECT component_r FROM identity.probabilistic_edges
-        )
+        WITH linked AS ({linked})
         SELECT c.component, count(*) AS records, any_value(s.strong) AS strong,
                list(DISTINCT r.date_of_birth) FILTER (WHERE r.date_of_birth IS NOT NULL),
                list(DISTINCT r.account_id) FILTER (WHERE r.account_id IS NOT NULL)
         FROM identity.record_components c SEMI JOIN linked USING (component) {restrict}
         JOIN identity.records r USING (rid) JOIN identity.component_strength s USING (component)
         GROUP BY ALL
+        """
+    ).fetchall()
+    weak_only = con.execute(
+        f"""
+        WITH linked AS (
+            SELECT component_l AS component FROM identity.probabilistic_edges
+            UNION SELECT component_r FROM identity.probabilistic_edges
+        )
+        SELECT s.component, s.strong FROM identity.component_strength s
+        SEMI JOIN linked USING (component) {restrict} ANTI JOIN ({linked}) USING (component)
         """
     ).fetchall()
     involved = sorted({rid for pair in cannot for rid in pair})
@@ -234,11 +248,16 @@ def _component_facts(
     for tag, (a, b) in enumerate(cannot):
         tags.setdefault(labels[a], set()).add(tag)
         tags.setdefault(labels[b], set()).add(tag)
-    return {
+    facts = {
         comp: clustering.ComponentFacts(records, bool(strong), frozenset(dobs or []), frozenset(accounts or []),
                                         frozenset(tags.get(comp, set())))
         for comp, records, strong, dobs, accounts in rows
     }
+    weak_facts = {True: clustering.ComponentFacts(records=1, strong=True),
+                  False: clustering.ComponentFacts(records=1, strong=False)}
+    for comp, strong in weak_only:
+        facts[comp] = weak_facts[bool(strong)]
+    return facts
 
 
 def _count_decisions(con: duckdb.DuckDBPyConnection, summary: ResolutionSummary) -> None:
@@ -260,7 +279,9 @@ def _merge(
 ) -> tuple[pa.Table, pa.Table]:
     """Guarded merge of the components' links (of the link groups of `scope`, if given)."""
     links = _component_links(con, scope)
-    facts = _component_facts(con, cannot, scope)
+    probabilistic = config.probabilistic
+    facts = _component_facts(con, cannot, scope,
+                             min(probabilistic.match_probability, probabilistic.weak_record_probability))
     guard = clustering.GuardSettings(
         match_probability=config.probabilistic.match_probability,
         weak_record_probability=config.probabilistic.weak_record_probability,
