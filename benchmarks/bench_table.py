@@ -46,6 +46,8 @@ def tables(runs: list[dict]) -> str:
         ("bare Splink s (train + predict)", [r.get("bare_splink", {}).get("train_predict_seconds") for r in runs]),
         ("ratio pipeline / bare Splink", [r.get("splink_ratio_pipeline_over_bare") for r in runs]),
         ("share of wall outside bare Splink", [f"{r['share_outside_bare_splink']:.0%}" if r.get("share_outside_bare_splink") is not None else None for r in runs]),
+        ("share of the identity step outside the pipeline's Splink",
+         [f"{r['identity']['share_outside_pipeline_splink']:.0%}" if r["identity"].get("share_outside_pipeline_splink") is not None else None for r in runs]),
         ("pairwise F1 / B-cubed F1", [f"{r['accuracy']['pairwise']['f1']:.3f} / {r['accuracy']['bcubed']['f1']:.3f}" if r.get("accuracy") else None for r in runs]),
         ("pairwise precision / recall", [f"{r['accuracy']['pairwise']['precision']:.3f} / {r['accuracy']['pairwise']['recall']:.3f}" if r.get("accuracy") else None for r in runs]),
         ("all checks passed", [r["success"] for r in runs]),

@@ -533,6 +533,9 @@ def benchmark(persons: int, workdir: Path, seed: int = 42, serving_admin_url: st
             result["share_outside_bare_splink"] = round(1 - bare_seconds / run["wall"], 3)
             result["peak_rss"]["bare_splink_child"] = gib(bare_result["peak_rss_bytes"])
     result["share_outside_pipeline_splink"] = round(1 - pipeline_splink / run["wall"], 3) if run["wall"] else None
+    # The same share within the identity step: what resolution adds around Splink.
+    result["identity"]["share_outside_pipeline_splink"] = (
+        round(1 - pipeline_splink / identity_step, 3) if identity_step else None)
     if evaluate and (data_dir / "ground_truth.csv").exists() and paths["warehouse"].exists():
         result["accuracy"] = evaluate_accuracy(paths["warehouse"], data_dir / "ground_truth.csv")
     return result
@@ -569,6 +572,9 @@ def format_report(r: dict) -> str:
                   f"{r['splink_ratio_pipeline_over_bare']}",
                   f"share of total outside bare Splink {r['share_outside_bare_splink']:.0%}, outside pipeline "
                   f"Splink {r['share_outside_pipeline_splink']:.0%}",
+                  f"share of the identity step outside pipeline Splink "
+                  f"{ident['share_outside_pipeline_splink']:.0%}" if ident.get("share_outside_pipeline_splink") is not None
+                  else "share of the identity step outside pipeline Splink unknown",
                   f"pipeline extras (timed bare) {bare['pipeline_extras_seconds']}"]
     elif bare:
         lines.append(f"bare Splink failed: {bare.get('error', '')[-300:]}")
