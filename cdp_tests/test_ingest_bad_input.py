@@ -274,6 +274,9 @@ def test_file_unreadable_mid_read(tmp_path, monkeypatch):
                     raise OSError(5, "Input/output error")
                 yield line
 
+        def read(self, *args):  # the column-wise path reads the file at once
+            raise OSError(5, "Input/output error")
+
     monkeypatch.setattr(readers_csv, "open", lambda *a, **k: FailingFile(real_open(*a, **k)),
                         raising=False)
     message = contract_error(make_source(), tmp_path)

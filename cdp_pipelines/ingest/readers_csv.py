@@ -1,7 +1,12 @@
-"""Delimited text files, read with the csv module so quoted commas and line breaks survive.
+"""Delimited text files: quoted commas and line breaks survive, and a bad row never stops a file.
 
-Undecodable bytes are decoded with ``surrogateescape`` so one bad row cannot stop the file: the
-row that contains them is quarantined ("invalid UTF-8 in column X"), the rest is staged.
+A UTF-8 file is first parsed by Arrow's CSV reader, in C++ and column-wise. Arrow reads quoting
+as the csv module does (doubled quotes, quotes inside unquoted fields, text after a closing
+quote; cdp_tests/test_ingest_csv_column_wise.py compares them), but takes only files it reads
+without a single complaint: any row it rejects (a wrong number of fields, undecodable bytes), a
+NUL byte, or a header that is not one plain line sends the whole file to the row reader. The row reader uses the csv module and decodes undecodable bytes
+with ``surrogateescape``, so the row that holds them is quarantined ("invalid UTF-8 in column
+X") and the rest is staged. Both paths stage and quarantine exactly the same rows.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
 from cdp_pipelines.ingest.sources_config import SourceConfig
 
 if TYPE_CHECKING:
@@ -23,10 +31,12 @@ if TYPE_CHECKING:
 csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
 
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+# The column-wise path holds the file and its table in memory; larger files stream row by row.
+COLUMN_WISE_MAX_BYTES = 512 * 1024 * 1024
 
 
-def read_csv_file(path: Path, source: SourceConfig, stager: RowStager) -> None:
-    """Feed every data row of one CSV file to the stager."""
+def read_csv_file(path: Path, source: SourceConfig, stager: RowStager, column_wise: bool = True) -> None:
+    """Feed every data row of one CSV file to the stager (column-wise when Arrow can)."""
     options = source.csv_options()
     encoding = options.encoding
     encoding_name = codecs.lookup(encoding).name
@@ -43,6 +53,9 @@ def read_csv_file(path: Path, source: SourceConfig, stager: RowStager) -> None:
         return buffer.getvalue()
 
     stager.set_raw_formatter(as_line)
+    if (column_wise and encoding_name == "utf-8" and path.stat().st_size <= COLUMN_WISE_MAX_BYTES
+            and _read_column_wise(path, options, stager)):
+        return
     with open(path, encoding=encoding, errors="surrogateescape", newline="") as handle:
         flagged = [False]  # set when the record being parsed contains an undecodable byte
         reader = csv.reader(_flagging_lines(handle, flagged), delimiter=options.delimiter,
@@ -98,3 +111,66 @@ def _flagging_lines(handle: Iterator[str], flagged: list[bool]) -> Iterator[str]
         if not line.isascii() and _ESCAPED_BYTE.search(line):
             flagged[0] = True
         yield line
+
+
+def _read_column_wise(path: Path, options, stager: RowStager) -> bool:
+    """Parse a UTF-8 file with Arrow and hand it to the stager in batches. Returns False, having
+    staged nothing, when the file needs the row reader (see the module docstring)."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if b"\0" in data:
+        return False  # the csv module refuses NUL bytes; its error is the one to show
+    header, header_end = _header(data, options)
+    if header is None:
+        return False
+    names = [f"c{i}" for i in range(len(header))]
+    try:
+        table = pa_csv.read_csv(
+            pa.BufferReader(pa.py_buffer(data)[header_end:]),
+            read_options=pa_csv.ReadOptions(column_names=names, use_threads=True),
+            parse_options=pa_csv.ParseOptions(delimiter=options.delimiter, quote_char=options.quotechar,
+                                              double_quote=True, escape_char=False, newlines_in_values=True,
+                                              ignore_empty_lines=True),
+            convert_options=pa_csv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                  strings_can_be_null=False, quoted_strings_can_be_null=False,
+                                                  null_values=[], check_utf8=True),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
+    if table.num_rows == 0:
+        return False  # the row reader names the problem
+    stager.set_columns(header)
+    from cdp_pipelines.ingest.readers import CHUNK_ROWS
+
+    for start in range(0, table.num_rows, CHUNK_ROWS):
+        batch = table.slice(start, CHUNK_ROWS)
+        stager.add_columns(start + 1, [column.combine_chunks() for column in batch.columns])
+    return True
+
+
+def _header(data: bytes, options) -> tuple[list[str] | None, int]:
+    """The header row and the byte offset where data rows start, as the row reader sees them:
+    blank lines before it are skipped and a UTF-8 byte-order mark is dropped. (None, 0) when the
+    header is not one plain line the csv module reads the same way (a quoted line break in it,
+    undecodable bytes)."""
+    position = 3 if data.startswith(codecs.BOM_UTF8) else 0
+    while True:
+        end = data.find(b"\n", position)
+        line = data[position:] if end < 0 else data[position:end + 1]
+        if not line:
+            return None, 0
+        if line.strip(b"\r\n"):
+            break
+        position += len(line)
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, 0
+    try:
+        rows = list(csv.reader([text], delimiter=options.delimiter, quotechar=options.quotechar, strict=False))
+    except csv.Error:
+        return None, 0  # a carriage return inside the line: the row reader decides
+    if len(rows) != 1 or text.count(options.quotechar) % 2:
+        return None, 0
+    return rows[0], position + len(line)
+
