@@ -251,6 +251,17 @@ class RowStager:
         if self.source.timestamp:
             self._ts_index = columns.index(self.source.timestamp)
 
+    def set_object_columns(self, columns: list[str]) -> None:
+        """Declare columns met as object keys (JSON lines read column-wise), in first-seen
+        order, as ``add_object`` declares them; the required columns must be among them."""
+        for column in columns:
+            if column not in self._file_columns:
+                self._add_column(column)
+        self.check_required_columns()
+        names = list(self._file_columns)
+        self._id_index = names.index(self.source.record_id)
+        self._ts_index = names.index(self.source.timestamp) if self.source.timestamp else -1
+
     def check_required_columns(self) -> None:
         missing = [c for c in self.source.required_column_names() if c not in self._file_columns]
         if missing:
@@ -307,9 +318,13 @@ class RowStager:
         if len(self._chunk_rows) >= CHUNK_ROWS:
             self._flush()
 
-    def add_columns(self, first_row_number: int, columns: list[pa.Array]) -> None:
-        """Rows given column-wise (in the order passed to ``set_columns``) and numbered from
-        ``first_row_number``: the checks of ``add_values``, without a Python step per row."""
+    def add_columns(
+        self, first_row_number: int, columns: list[pa.Array], raw_of_row: Callable[[int], Any] | None = None,
+    ) -> None:
+        """Rows given column-wise (in the order of the file's columns) and numbered from
+        ``first_row_number``: the checks of ``add_values``, without a Python step per row.
+        ``raw_of_row(row_number)`` gives a quarantined row's original content (default: its
+        values)."""
         self._flush()  # rows added one at a time before keep their place
         count = len(columns[0])
         if count == 0:
@@ -320,19 +335,23 @@ class RowStager:
         def row_values(position: int) -> list[str | None]:
             return [column[position].as_py() for column in columns]
 
+        def raw(position: int, number: int) -> Any:
+            return raw_of_row(number) if raw_of_row is not None else row_values(position)
+
         ids = pc.utf8_trim_whitespace(columns[self._id_index])  # the characters str.strip() removes
         present = pc.fill_null(pc.not_equal(ids, ""), False)
         if not pc.all(present).as_py():
             missing = pc.indices_nonzero(pc.invert(present)).to_pylist()
             for position in missing:
-                self._quarantine_row(first_row_number + position, None, row_values(position),
+                self._quarantine_row(first_row_number + position, None, raw(position, first_row_number + position),
                                      f"missing record id in column {self.source.record_id}")
             columns = [column.filter(present) for column in columns]
             ids, numbers = ids.filter(present), numbers.filter(present)
             if len(ids) == 0:
                 return
         timestamps = columns[self._ts_index].to_pylist() if self.source.timestamp else None
-        keep = self._passing(ids.to_pylist(), numbers.to_pylist(), timestamps, row_values)
+        number_list = numbers.to_pylist()
+        keep = self._passing(ids.to_pylist(), number_list, timestamps, lambda i: raw(i, number_list[i]))
         if len(keep) < len(ids):
             if not keep:
                 return
