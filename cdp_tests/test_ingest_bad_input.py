@@ -360,6 +360,10 @@ def test_parquet_with_duplicate_and_missing_ids(tmp_path):
         "duplicate record id, first seen in file shop.parquet row 1",
         "missing record id in column id",
     ]
+    raw = dict(zip(reasons(result), result.quarantine.column("raw_content").to_pylist()))
+    assert json.loads(raw["missing record id in column id"]) == {"id": None, "name": "C", "email": "c",
+                                                                 "ts": "2024-03-01"}
+    assert result.quarantine.column("row_number").to_pylist() == [3, 2]
 
 
 def test_semicolon_csv_with_german_columns_and_day_first_dates(tmp_path):

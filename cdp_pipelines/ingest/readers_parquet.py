@@ -44,6 +44,11 @@ def read_parquet_file(path: Path, source: SourceConfig, stager: RowStager) -> No
         for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
             texts, binary = zip(*(_as_text(column) for column in batch.columns))
             suspect = [i for i, is_binary in enumerate(binary) if is_binary]
+            if not suspect:
+                # Text only: no value can hold undecodable bytes, so the batch goes column-wise.
+                stager.add_columns(row_number + 1, [pa.array(values, pa.string()) for values in texts])
+                row_number += batch.num_rows
+                continue
             for values in zip(*texts):
                 row_number += 1
                 bad = [columns[i] for i in suspect
