@@ -1,11 +1,11 @@
 """The column-wise CSV path (Arrow) stages and quarantines exactly what the row reader does, and
 hands every file it cannot read identically to the row reader."""
 
-import functools
-
+import ingest_paths
 import pytest
+from ingest_paths import assert_same
 
-from cdp_pipelines.ingest import readers, readers_csv
+from cdp_pipelines.ingest import readers_csv
 from cdp_pipelines.ingest.sources_config import SourceConfig
 
 HEADER = "id,name,email,ts"
@@ -20,29 +20,7 @@ def source(**overrides) -> SourceConfig:
 
 
 def read_both(tmp_path, monkeypatch, files: dict[str, bytes]):
-    """(column-wise result, row-reader result, whether every file went column-wise)."""
-    for name, content in files.items():
-        (tmp_path / name).write_bytes(content)
-    taken = []
-    real = readers_csv._read_column_wise
-
-    def spy(*args):
-        taken.append(real(*args))
-        return taken[-1]
-
-    monkeypatch.setattr(readers_csv, "_read_column_wise", spy)
-    fast = readers.read_source(source(), tmp_path)
-    monkeypatch.setitem(readers._FORMAT_READERS, "csv", functools.partial(readers_csv.read_csv_file, column_wise=False))
-    slow = readers.read_source(source(), tmp_path)
-    return fast, slow, bool(taken) and all(taken)
-
-
-def assert_same(fast, slow):
-    assert fast.rows_read == slow.rows_read == fast.table.num_rows + fast.quarantine.num_rows
-    assert fast.table.schema == slow.table.schema
-    assert fast.table.to_pylist() == slow.table.to_pylist()
-    assert fast.quarantine.to_pylist() == slow.quarantine.to_pylist()
-    assert fast.rows_per_file == slow.rows_per_file and fast.rows_superseded == slow.rows_superseded
+    return ingest_paths.read_both(tmp_path, monkeypatch, files, source(), readers_csv, readers_csv.read_csv_file)
 
 
 CASES = {

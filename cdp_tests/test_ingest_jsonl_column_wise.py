@@ -1,12 +1,13 @@
 """The column-wise JSON lines path (Arrow) stages and quarantines exactly what the row reader
 (orjson, line by line) does, and hands every file it cannot read identically to the row reader."""
 
-import functools
 import json
 
+import ingest_paths
 import pytest
+from ingest_paths import assert_same
 
-from cdp_pipelines.ingest import readers, readers_jsonl
+from cdp_pipelines.ingest import readers_jsonl
 from cdp_pipelines.ingest.sources_config import SourceConfig
 
 
@@ -44,21 +45,7 @@ CASES = {
 
 
 def read_both(tmp_path, monkeypatch, files: dict[str, bytes]):
-    for name, content in files.items():
-        (tmp_path / name).write_bytes(content)
-    taken = []
-    real = readers_jsonl._read_column_wise
-
-    def spy(*args):
-        taken.append(real(*args))
-        return taken[-1]
-
-    monkeypatch.setattr(readers_jsonl, "_read_column_wise", spy)
-    fast = readers.read_source(source(), tmp_path)
-    monkeypatch.setitem(readers._FORMAT_READERS, "jsonl",
-                        functools.partial(readers_jsonl.read_jsonl_file, column_wise=False))
-    slow = readers.read_source(source(), tmp_path)
-    return fast, slow, bool(taken) and all(taken)
+    return ingest_paths.read_both(tmp_path, monkeypatch, files, source(), readers_jsonl, readers_jsonl.read_jsonl_file)
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -66,17 +53,12 @@ def test_column_wise_and_row_reader_agree(tmp_path, monkeypatch, case):
     content, column_wise = CASES[case]
     fast, slow, went_column_wise = read_both(tmp_path, monkeypatch, {"web.jsonl": content})
     assert went_column_wise is column_wise
-    assert fast.rows_read == slow.rows_read == fast.table.num_rows + fast.quarantine.num_rows
-    assert fast.table.schema == slow.table.schema
-    assert fast.table.to_pylist() == slow.table.to_pylist()
-    assert fast.quarantine.to_pylist() == slow.quarantine.to_pylist()
-    assert fast.extra_columns == slow.extra_columns
+    assert_same(fast, slow)
 
 
 def test_later_files_supersede_earlier_ones_the_same_way(tmp_path, monkeypatch):
     files = {"web_1.jsonl": lines(*GOOD), "web_2.jsonl": lines({"id": "E2", "ts": "2024-04-01", "email": "new@x.com"})}
     fast, slow, went_column_wise = read_both(tmp_path, monkeypatch, files)
     assert went_column_wise
-    assert fast.table.to_pylist() == slow.table.to_pylist()
-    assert fast.quarantine.to_pylist() == slow.quarantine.to_pylist()
-    assert fast.rows_superseded == slow.rows_superseded == 1
+    assert_same(fast, slow)
+    assert fast.rows_superseded == 1

@@ -318,6 +318,13 @@ class RowStager:
         if len(self._chunk_rows) >= CHUNK_ROWS:
             self._flush()
 
+    def add_table(self, table: pa.Table, raw_of_row: Callable[[int], Any] | None = None) -> None:
+        """Every row of a file parsed at once (text columns in the file's order), numbered from
+        1 and checked in batches of CHUNK_ROWS."""
+        for start in range(0, table.num_rows, CHUNK_ROWS):
+            batch = table.slice(start, CHUNK_ROWS)
+            self.add_columns(start + 1, [column.combine_chunks() for column in batch.columns], raw_of_row)
+
     def add_columns(
         self, first_row_number: int, columns: list[pa.Array], raw_of_row: Callable[[int], Any] | None = None,
     ) -> None:

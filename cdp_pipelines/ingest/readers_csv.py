@@ -140,11 +140,7 @@ def _read_column_wise(path: Path, options, stager: RowStager) -> bool:
     if table.num_rows == 0:
         return False  # the row reader names the problem
     stager.set_columns(header)
-    from cdp_pipelines.ingest.readers import CHUNK_ROWS
-
-    for start in range(0, table.num_rows, CHUNK_ROWS):
-        batch = table.slice(start, CHUNK_ROWS)
-        stager.add_columns(start + 1, [column.combine_chunks() for column in batch.columns])
+    stager.add_table(table)
     return True
 
 
