@@ -45,6 +45,25 @@ def test_conflicting_dates_of_birth_block_a_bridge_unless_overwhelming():
     assert roots[1] == roots[2]
 
 
+def test_a_conflict_can_give_way_at_its_own_weight():
+    """Two account ids yield at weight 12; two dates of birth still need 20."""
+    from dataclasses import replace
+
+    guard = replace(GUARD, overwhelming_by_attribute={"account_id": 12.0})
+    accounts = {1: ComponentFacts(2, True, account_ids=frozenset({"A1"})),
+                2: ComponentFacts(2, True, account_ids=frozenset({"A2"}))}
+    roots, _ = guarded_merge(accounts, [(1, 2, 13.0, 0.9999)], guard)
+    assert roots[1] == roots[2]
+    roots, decisions = guarded_merge(accounts, [(1, 2, 11.0, 0.9995)], guard)
+    assert roots[1] != roots[2] and decisions[0].reason == "conflicting account ids"
+    roots, decisions = guarded_merge(accounts, [(1, 2, 13.0, 0.9999)], GUARD)
+    assert roots[1] != roots[2] and decisions[0].reason == "conflicting account ids"
+    both = {1: ComponentFacts(2, True, frozenset({"1980-01-01"}), frozenset({"A1"})),
+            2: ComponentFacts(2, True, frozenset({"1991-05-05"}), frozenset({"A2"}))}
+    roots, decisions = guarded_merge(both, [(1, 2, 13.0, 0.9999)], guard)
+    assert roots[1] != roots[2] and decisions[0].reason == "conflicting dates of birth"
+
+
 def test_no_chaining_through_a_single_weak_bridge():
     # A and B are different people (different DOBs); C links strongly to A and weakly to B.
     facts = {

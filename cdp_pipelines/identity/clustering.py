@@ -62,6 +62,11 @@ class GuardSettings:
     overwhelming_match_weight: float
     conflict_attributes: tuple[str, ...] = ("date_of_birth", "account_id", "given_name")
     max_cluster_records: int | None = None
+    # A conflict on one of these attributes gives way at this weight instead.
+    overwhelming_by_attribute: dict[str, float] = field(default_factory=dict)
+
+    def overwhelms(self, attribute: str, weight: float) -> bool:
+        return weight >= self.overwhelming_by_attribute.get(attribute, self.overwhelming_match_weight)
 
 
 @dataclass
@@ -118,13 +123,15 @@ def guarded_merge(
             reason = f"probability {probability:.4f} below {needed}"
         elif ca.tags & cb.tags:
             reason = "cannot-link override"
-        elif weight < settings.overwhelming_match_weight:
-            if "given_name" in settings.conflict_attributes and names_conflict:
-                reason = "conflicting given names"
-            elif "date_of_birth" in settings.conflict_attributes and ca.dobs and cb.dobs and ca.dobs.isdisjoint(cb.dobs):
-                reason = "conflicting dates of birth"
-            elif "account_id" in settings.conflict_attributes and ca.accounts and cb.accounts and ca.accounts.isdisjoint(cb.accounts):
-                reason = "conflicting account ids"
+        elif ("given_name" in settings.conflict_attributes and names_conflict
+              and not settings.overwhelms("given_name", weight)):
+            reason = "conflicting given names"
+        elif ("date_of_birth" in settings.conflict_attributes and ca.dobs and cb.dobs
+              and ca.dobs.isdisjoint(cb.dobs) and not settings.overwhelms("date_of_birth", weight)):
+            reason = "conflicting dates of birth"
+        elif ("account_id" in settings.conflict_attributes and ca.accounts and cb.accounts
+              and ca.accounts.isdisjoint(cb.accounts) and not settings.overwhelms("account_id", weight)):
+            reason = "conflicting account ids"
         if not reason and settings.max_cluster_records and ca.records + cb.records > settings.max_cluster_records:
             reason = f"would exceed {settings.max_cluster_records} records"
         decisions.append(MergeDecision(left, right, weight, probability, not reason, reason or "merged"))

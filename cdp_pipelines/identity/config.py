@@ -106,6 +106,7 @@ class ClusteringConfig(BaseModel):
     conflict_attributes: list[Literal["date_of_birth", "account_id", "given_name"]] = [
         "date_of_birth", "account_id", "given_name"]
     overwhelming_match_weight: float = 20.0
+    overwhelming_match_weight_by_attribute: dict[Literal["date_of_birth", "account_id", "given_name"], float] = {}
     max_cluster_records: int = Field(1000, ge=2)
 
 

@@ -286,6 +286,7 @@ def _merge(
         match_probability=config.probabilistic.match_probability,
         weak_record_probability=config.probabilistic.weak_record_probability,
         overwhelming_match_weight=config.clustering.overwhelming_match_weight,
+        overwhelming_by_attribute=dict(config.clustering.overwhelming_match_weight_by_attribute),
         conflict_attributes=tuple(config.clustering.conflict_attributes),
     )
     roots, decisions = clustering.guarded_merge(facts, links, guard)
