@@ -4,9 +4,11 @@ A UTF-8 file is first parsed by Arrow's CSV reader, in C++ and column-wise. Arro
 as the csv module does (doubled quotes, quotes inside unquoted fields, text after a closing
 quote; cdp_tests/test_ingest_csv_column_wise.py compares them), but takes only files it reads
 without a single complaint: any row it rejects (a wrong number of fields, undecodable bytes), a
-NUL byte, or a header that is not one plain line sends the whole file to the row reader. The row reader uses the csv module and decodes undecodable bytes
-with ``surrogateescape``, so the row that holds them is quarantined ("invalid UTF-8 in column
-X") and the rest is staged. Both paths stage and quarantine exactly the same rows.
+NUL byte, or a header that is not one plain line sends the whole file to the row reader.
+
+The row reader uses the csv module and decodes undecodable bytes with ``surrogateescape``, so
+the row that holds them is quarantined ("invalid UTF-8 in column X") and the rest is staged.
+Both paths stage and quarantine exactly the same rows.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ def _read_column_wise(path: Path, options, stager: RowStager) -> bool:
     with open(path, "rb") as handle:
         data = handle.read()
     if b"\0" in data:
-        return False  # the csv module refuses NUL bytes; its error is the one to show
+        return False  # rare, and not compared between the two parsers: the row reader decides
     header, header_end = _header(data, options)
     if header is None:
         return False
