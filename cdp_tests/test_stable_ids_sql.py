@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from cdp_pipelines.identity.stable_ids import assign_stable_ids, mint_id
+from cdp_pipelines.identity.stable_ids import assign_stable_ids, mint_id, prepare_inputs, record_changes
 
 ID_PREFIX = "C"
 
@@ -30,32 +30,7 @@ def _reference_mint_id(first_record_key: str, salt: int = 0) -> str:
 
 def _reference_assign_stable_ids(con: duckdb.DuckDBPyConnection, run_id: str, scope: tuple[str, str] | None = None) -> dict[str, int]:
     """assign_stable_ids as a plain Python loop per cluster: the reference the SQL version must match."""
-    con.execute(
-        """
-        CREATE TABLE IF NOT EXISTS identity.customer_ids (
-            customer_id VARCHAR PRIMARY KEY, first_seen_run VARCHAR, first_seen_at TIMESTAMP,
-            retired_run VARCHAR, retired_reason VARCHAR, successor_id VARCHAR)
-        """
-    )
-    con.execute(
-        """
-        CREATE TABLE IF NOT EXISTS identity.identity_changes (
-            run_id VARCHAR, changed_at TIMESTAMP, change VARCHAR, customer_id VARCHAR,
-            other_customer_id VARCHAR, records BIGINT, evidence VARCHAR)
-        """
-    )
-    has_previous = bool(con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'identity' AND table_name = 'customer_xref'"
-    ).fetchall()[0][0])
-    previous = "identity.customer_xref" if has_previous else (
-        "(SELECT NULL::VARCHAR AS source, NULL::VARCHAR AS source_record_id, NULL::VARCHAR AS customer_id WHERE FALSE)"
-    )
-    scope_rids, scope_customers = scope or (None, None)
-    current = "identity.clusters"
-    if scope is not None:
-        current = f"(SELECT c.* FROM identity.clusters c SEMI JOIN {scope_rids} USING (rid))"
-        if has_previous:
-            previous = f"(SELECT p.* FROM identity.customer_xref p SEMI JOIN {scope_customers} USING (customer_id))"
+    previous, current = prepare_inputs(con, scope)
     overlaps = con.execute(
         f"""
         WITH cur AS (
@@ -123,10 +98,7 @@ def _reference_assign_stable_ids(con: duckdb.DuckDBPyConnection, run_id: str, sc
                 changes.append(("new", customer_id, None, records,
                                 json.dumps({"reason": "no previous customer overlaps"})))
         assignments.append((cluster, customer_id))
-    previous_ids = (
-        [row[0] for row in con.execute(f"SELECT DISTINCT customer_id FROM {previous} ORDER BY 1").fetchall()]
-        if has_previous else []
-    )
+    previous_ids = [row[0] for row in con.execute(f"SELECT DISTINCT customer_id FROM {previous} ORDER BY 1").fetchall()]
     for old_id in previous_ids:
         if old_id in taken_ids:
             continue
@@ -144,7 +116,7 @@ def _reference_assign_stable_ids(con: duckdb.DuckDBPyConnection, run_id: str, sc
     if scope is None:
         con.execute("CREATE OR REPLACE TABLE identity.cluster_ids AS SELECT * FROM _assign")
     else:
-        con.execute(f"DELETE FROM identity.cluster_ids WHERE customer_id IN (SELECT customer_id FROM {scope_customers})"
+        con.execute(f"DELETE FROM identity.cluster_ids WHERE customer_id IN (SELECT customer_id FROM {scope[1]})"
                     " OR cluster IN (SELECT cluster FROM _assign)")
         con.execute("INSERT INTO identity.cluster_ids SELECT * FROM _assign")
     con.execute(
@@ -161,23 +133,7 @@ def _reference_assign_stable_ids(con: duckdb.DuckDBPyConnection, run_id: str, sc
         frame = pa.table({"change": list(kinds), "customer_id": list(ids), "other_customer_id": list(others),
                           "records": pa.array(records, pa.int64()), "evidence": list(evidence)})
         con.register("_changes", frame)
-        con.execute(
-            "INSERT INTO identity.identity_changes "
-            "SELECT ?, now(), change, customer_id, other_customer_id, records, evidence FROM _changes",
-            [run_id],
-        )
-        # Retired ids keep their successor so old references can be followed.
-        con.execute(
-            """
-            UPDATE identity.customer_ids AS ids
-            SET retired_run = ?, retired_reason = ch.change,
-                successor_id = CASE WHEN ch.change = 'merged' THEN ch.customer_id END
-            FROM _changes ch
-            WHERE ch.change IN ('merged', 'retired')
-              AND ids.customer_id = CASE WHEN ch.change = 'merged' THEN ch.other_customer_id ELSE ch.customer_id END
-            """,
-            [run_id],
-        )
+        record_changes(con, run_id, "_changes")
         con.unregister("_changes")
     counts: dict[str, int] = {"new": 0, "merged": 0, "split": 0, "retired": 0}
     for change in changes:

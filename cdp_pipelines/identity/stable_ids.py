@@ -30,19 +30,10 @@ def _sql_mint_id(first_record: str) -> str:
     return f"'{ID_PREFIX}' || upper(left(sha1(coalesce({first_record}, 'None') || '|0'), 12))"
 
 
-def assign_stable_ids(con: duckdb.DuckDBPyConnection, run_id: str, scope: tuple[str, str] | None = None) -> dict[str, int]:
-    """Turn identity.clusters(rid, cluster) into customer ids, using the previous xref if any.
-
-    Writes identity.cluster_ids(cluster, customer_id), appends to identity.identity_changes and
-    maintains the id registry identity.customer_ids (first seen, retired, successor).
-
-    `scope` = (table of rid, table of customer_id) limits the work to the clusters of those
-    records and those previous customers (an incremental run: every previous customer that
-    overlaps a record in scope must be listed, and each listed customer is taken whole).
-    Clusters and customers outside it keep their rows in identity.cluster_ids.
-
-    The work is done in SQL; Python only settles the contested overlaps and the colliding new ids.
-    """
+def prepare_inputs(con: duckdb.DuckDBPyConnection, scope: tuple[str, str] | None) -> tuple[str, str]:
+    """Create the id registry and change log if missing; return the relations of the previous
+    customers (source, source_record_id, customer_id) and of the current clusters (rid, cluster),
+    limited to `scope` when given (see assign_stable_ids)."""
     con.execute(
         """
         CREATE TABLE IF NOT EXISTS identity.customer_ids (
@@ -63,12 +54,52 @@ def assign_stable_ids(con: duckdb.DuckDBPyConnection, run_id: str, scope: tuple[
     previous = "identity.customer_xref" if has_previous else (
         "(SELECT NULL::VARCHAR AS source, NULL::VARCHAR AS source_record_id, NULL::VARCHAR AS customer_id WHERE FALSE)"
     )
-    scope_rids, scope_customers = scope or (None, None)
     current = "identity.clusters"
     if scope is not None:
+        scope_rids, scope_customers = scope
         current = f"(SELECT c.* FROM identity.clusters c SEMI JOIN {scope_rids} USING (rid))"
         if has_previous:
             previous = f"(SELECT p.* FROM identity.customer_xref p SEMI JOIN {scope_customers} USING (customer_id))"
+    return previous, current
+
+
+def record_changes(con: duckdb.DuckDBPyConnection, run_id: str, changes: str) -> None:
+    """Append `changes` (change, customer_id, other_customer_id, records, evidence) to the change
+    log, and retire merged and retired ids in the registry; a merged id keeps its successor so
+    old references can be followed."""
+    con.execute(
+        "INSERT INTO identity.identity_changes "
+        f"SELECT ?, now(), change, customer_id, other_customer_id, records, evidence FROM {changes}",
+        [run_id],
+    )
+    con.execute(
+        f"""
+        UPDATE identity.customer_ids AS ids
+        SET retired_run = ?, retired_reason = ch.change,
+            successor_id = CASE WHEN ch.change = 'merged' THEN ch.customer_id END
+        FROM {changes} ch
+        WHERE ch.change IN ('merged', 'retired')
+          AND ids.customer_id = CASE WHEN ch.change = 'merged' THEN ch.other_customer_id ELSE ch.customer_id END
+        """,
+        [run_id],
+    )
+
+
+def assign_stable_ids(con: duckdb.DuckDBPyConnection, run_id: str, scope: tuple[str, str] | None = None) -> dict[str, int]:
+    """Turn identity.clusters(rid, cluster) into customer ids, using the previous xref if any.
+
+    Writes identity.cluster_ids(cluster, customer_id), appends to identity.identity_changes and
+    maintains the id registry identity.customer_ids (first seen, retired, successor).
+
+    `scope` = (table of rid, table of customer_id) limits the work to the clusters of those
+    records and those previous customers (an incremental run: every previous customer that
+    overlaps a record in scope must be listed, and each listed customer is taken whole).
+    Clusters and customers outside it keep their rows in identity.cluster_ids.
+
+    The work is done in SQL; Python only settles the contested overlaps and the colliding new ids.
+    """
+    previous, current = prepare_inputs(con, scope)
+    scope_customers = scope[1] if scope else None
 
     # Overlaps between clusters and previous customers. The first edge of a cluster (of a customer)
     # in greedy order is its top customer (top cluster): the evidence of a split (a merge).
@@ -156,8 +187,7 @@ def assign_stable_ids(con: duckdb.DuckDBPyConnection, run_id: str, scope: tuple[
 
     # Changes: new and split clusters in cluster order, then previous customers no cluster kept
     # (merged into the cluster they overlap most, or retired) in id order.
-    previous_ids = (f"(SELECT DISTINCT customer_id FROM {previous})" if has_previous
-                    else "(SELECT NULL::VARCHAR AS customer_id WHERE FALSE)")
+    previous_ids = f"(SELECT DISTINCT customer_id FROM {previous})"  # empty on a first run
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _sid_changes AS
@@ -208,23 +238,7 @@ def assign_stable_ids(con: duckdb.DuckDBPyConnection, run_id: str, scope: tuple[
         """,
         [run_id],
     )
-    con.execute(
-        "INSERT INTO identity.identity_changes "
-        "SELECT ?, now(), change, customer_id, other_customer_id, records, evidence FROM _sid_changes ORDER BY seq",
-        [run_id],
-    )
-    # Retired ids keep their successor so old references can be followed.
-    con.execute(
-        """
-        UPDATE identity.customer_ids AS ids
-        SET retired_run = ?, retired_reason = ch.change,
-            successor_id = CASE WHEN ch.change = 'merged' THEN ch.customer_id END
-        FROM _sid_changes ch
-        WHERE ch.change IN ('merged', 'retired')
-          AND ids.customer_id = CASE WHEN ch.change = 'merged' THEN ch.other_customer_id ELSE ch.customer_id END
-        """,
-        [run_id],
-    )
+    record_changes(con, run_id, "(SELECT * FROM _sid_changes ORDER BY seq)")
     counts: dict[str, int] = {"new": 0, "merged": 0, "split": 0, "retired": 0}
     counts.update(dict(con.execute("SELECT change, count(*) FROM _sid_changes GROUP BY ALL").fetchall()))
     counts["kept"] = con.execute("SELECT count(*) FROM _sid_inherit").fetchall()[0][0]
