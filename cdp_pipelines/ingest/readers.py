@@ -338,19 +338,18 @@ class RowStager:
             return
         self.rows_read += count
         numbers = pa.array(range(first_row_number, first_row_number + count), pa.int64())
+        given = columns
 
-        def row_values(position: int) -> list[str | None]:
-            return [column[position].as_py() for column in columns]
-
-        def raw(position: int, number: int) -> Any:
-            return raw_of_row(number) if raw_of_row is not None else row_values(position)
+        def raw(number: int) -> Any:
+            if raw_of_row is not None:
+                return raw_of_row(number)
+            return [column[number - first_row_number].as_py() for column in given]
 
         ids = pc.utf8_trim_whitespace(columns[self._id_index])  # the characters str.strip() removes
         present = pc.fill_null(pc.not_equal(ids, ""), False)
         if not pc.all(present).as_py():
-            missing = pc.indices_nonzero(pc.invert(present)).to_pylist()
-            for position in missing:
-                self._quarantine_row(first_row_number + position, None, raw(position, first_row_number + position),
+            for position in pc.indices_nonzero(pc.invert(present)).to_pylist():
+                self._quarantine_row(first_row_number + position, None, raw(first_row_number + position),
                                      f"missing record id in column {self.source.record_id}")
             columns = [column.filter(present) for column in columns]
             ids, numbers = ids.filter(present), numbers.filter(present)
@@ -358,7 +357,7 @@ class RowStager:
                 return
         timestamps = columns[self._ts_index].to_pylist() if self.source.timestamp else None
         number_list = numbers.to_pylist()
-        keep = self._passing(ids.to_pylist(), number_list, timestamps, lambda i: raw(i, number_list[i]))
+        keep = self._passing(ids.to_pylist(), number_list, timestamps, lambda i: raw(number_list[i]))
         if len(keep) < len(ids):
             if not keep:
                 return
