@@ -216,28 +216,22 @@ def _component_facts(
     sizes, birth dates, account ids and cannot-link tags matter only for components with a link
     at `min_probability` or above (every weaker link is refused on probability alone)."""
     restrict = f"SEMI JOIN {scope} USING (component)" if scope else ""
-    linked = f"""
-        SELECT component_l AS component FROM identity.probabilistic_edges WHERE match_probability >= {min_probability}
-        UNION SELECT component_r FROM identity.probabilistic_edges WHERE match_probability >= {min_probability}"""
+
+    def linked(at_least: float) -> str:
+        return (f"SELECT component_l AS component FROM identity.probabilistic_edges WHERE match_probability >= {at_least} "
+                f"UNION SELECT component_r FROM identity.probabilistic_edges WHERE match_probability >= {at_least}")
+
+    strengths = con.execute(
+        f"SELECT component, strong FROM identity.component_strength SEMI JOIN ({linked(0.0)}) USING (component) {restrict}"
+    ).fetchall()
     rows = con.execute(
         f"""
-        WITH linked AS ({linked})
         SELECT c.component, count(*) AS records, any_value(s.strong) AS strong,
                list(DISTINCT r.date_of_birth) FILTER (WHERE r.date_of_birth IS NOT NULL),
                list(DISTINCT r.account_id) FILTER (WHERE r.account_id IS NOT NULL)
-        FROM identity.record_components c SEMI JOIN linked USING (component) {restrict}
+        FROM identity.record_components c SEMI JOIN ({linked(min_probability)}) USING (component) {restrict}
         JOIN identity.records r USING (rid) JOIN identity.component_strength s USING (component)
         GROUP BY ALL
-        """
-    ).fetchall()
-    weak_only = con.execute(
-        f"""
-        WITH linked AS (
-            SELECT component_l AS component FROM identity.probabilistic_edges
-            UNION SELECT component_r FROM identity.probabilistic_edges
-        )
-        SELECT s.component, s.strong FROM identity.component_strength s
-        SEMI JOIN linked USING (component) {restrict} ANTI JOIN ({linked}) USING (component)
         """
     ).fetchall()
     involved = sorted({rid for pair in cannot for rid in pair})
@@ -248,15 +242,14 @@ def _component_facts(
     for tag, (a, b) in enumerate(cannot):
         tags.setdefault(labels[a], set()).add(tag)
         tags.setdefault(labels[b], set()).add(tag)
-    facts = {
+    strength_only = {True: clustering.ComponentFacts(records=1, strong=True),
+                     False: clustering.ComponentFacts(records=1, strong=False)}
+    facts = {comp: strength_only[bool(strong)] for comp, strong in strengths}
+    facts.update({
         comp: clustering.ComponentFacts(records, bool(strong), frozenset(dobs or []), frozenset(accounts or []),
                                         frozenset(tags.get(comp, set())))
         for comp, records, strong, dobs, accounts in rows
-    }
-    weak_facts = {True: clustering.ComponentFacts(records=1, strong=True),
-                  False: clustering.ComponentFacts(records=1, strong=False)}
-    for comp, strong in weak_only:
-        facts[comp] = weak_facts[bool(strong)]
+    })
     return facts
 
 
