@@ -58,13 +58,15 @@ def shared_identifiers_sql(config: DeterministicConfig, values: str = "identity.
     )
     similarity = float(config.same_person_name_similarity)
     # Names the nicknames package relates ("debbie" and "deborah", "ron" and "aaron") are one person.
-    def related(names: str, to: str) -> str:
+    def variant_of(name: str) -> str:
+        """SQL: the other name (given or as written) is a known variant of `name`."""
         if not config.same_person_name_variants:
             return "FALSE"
-        return f"EXISTS (SELECT 1 FROM {NAME_VARIANTS} v WHERE v.name IN ({names}) AND v.variant = {to})"
+        return (f"EXISTS (SELECT 1 FROM {NAME_VARIANTS} v "
+                f"WHERE v.name IN (h.person_hint, h.person_hint_alt) AND v.variant = {name})")
 
-    variant_of_modal = related("h.person_hint, h.person_hint_alt", "m.modal_hint")
-    variant_of_spelling = related("h.person_hint, h.person_hint_alt", "s.spelling")
+    variant_of_modal = variant_of("m.modal_hint")
+    variant_of_spelling = variant_of("s.spelling")
     other_counts = ", ".join(
         ["1", *(f"count(DISTINCT hint_{column})" for column in config.distinct_people_also_by)]
     )

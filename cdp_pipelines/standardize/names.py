@@ -137,7 +137,8 @@ def resolve_nickname(name: str, config: StandardizeConfig | None = None) -> str:
     return min(candidates, key=lambda c: (-len(namer.nicknames_of(c)), c))
 
 
-def name_variant_pairs() -> list[tuple[str, str]]:
+@lru_cache(maxsize=1)
+def name_variant_pairs() -> tuple[tuple[str, str], ...]:
     """Every (name, variant) pair the nicknames package relates, in match form and both ways
     round ("debbie" ~ "deborah", "ron" ~ "aaron"). Resolution keeps one given name per first
     name; these pairs let identity resolution tell that two first names may be one person."""
@@ -147,7 +148,7 @@ def name_variant_pairs() -> list[tuple[str, str]]:
             a, b = clean_name_part(canonical), clean_name_part(nickname)
             if a and b and a != b:
                 pairs.update(((a, b), (b, a)))
-    return sorted(pairs)
+    return tuple(sorted(pairs))
 
 
 @lru_cache(maxsize=65536)
