@@ -41,7 +41,7 @@ import pyarrow as pa
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from cdp_pipelines.identity import deterministic, splink_model
+from cdp_pipelines.identity import splink_model
 from cdp_pipelines.identity.config import IdentityConfig
 
 STATE_TABLE = "identity.resolution_state"

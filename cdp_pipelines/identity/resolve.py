@@ -386,7 +386,6 @@ def _resolve_everything(
                          "unknown_records": missing_must + missing_cannot}
     summary.seconds["deterministic"] = round(clock() - t0, 2)
 
-    t1 = clock()
     previous_nodes = _keep_previous_nodes(con) if incremental else 0
     summary.splink_nodes = _build_nodes(con)
     if summary.splink_nodes >= 2:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import time
 import warnings
 from collections.abc import Mapping

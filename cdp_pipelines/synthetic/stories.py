@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-
 from cdp_pipelines.synthetic.randomness import between, pick
 from cdp_pipelines.synthetic.catalog import Order
 from cdp_pipelines.synthetic.channels.cases import CaseDesk

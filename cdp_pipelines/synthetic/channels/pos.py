@@ -21,7 +21,7 @@ class Till:
         self.items = Weighted({int(k): v for k, v in self.pos["items_weights"].items()})
 
     def sell(self, person: Person, ts: int, *, loyalty: bool | None = None, receipt: bool | None = None) -> dict:
-        r, pos, q, rates = self.r, self.pos, self.world.quality, self.world.cfg["quality"]
+        r, pos, q = self.r, self.pos, self.world.quality
         lines = []
         for sku in self.world.skus(r, self.items(r)):
             qty = 1 if r.random() < 0.8 else between(r, 2, 4)
