@@ -31,10 +31,11 @@ def tables(runs: list[dict]) -> str:
         ("load average during run (mean / max)", [f"{r['load_average']['load1_mean']} / {r['load_average']['load1_max']}" for r in runs]),
         ("**whole graph, wall s**", [r["wall_seconds"] for r in runs]),
         ("whole graph, CPU s (this process)", [r["cpu_seconds"] for r in runs]),
-        *((f"{stage}: wall s (CPU s)",
+        ("steps running at once, on average", [r.get("step_concurrency", 1.0) for r in runs]),
+        *((f"{stage}: step s summed (CPU s)",
            [f"{_fmt(r['stages'][stage]['seconds'])} ({_fmt(r['stages'][stage].get('cpu_seconds'))})" if stage in r["stages"] else "–"
             for r in runs]) for stage in stages),
-        ("outside steps (definitions, run start, summary), s", [r["outside_steps_seconds"] for r in runs]),
+        ("no step running (definitions, run start, summary), s", [r["outside_steps_seconds"] for r in runs]),
         ("records per second", [r["records_per_second"] for r in runs]),
         ("peak RSS, GiB (process / largest child)", [f"{r['peak_rss']['self']} / {r['peak_rss']['children']}" for r in runs]),
         ("Splink nodes", [r["identity"]["splink_nodes"] for r in runs]),

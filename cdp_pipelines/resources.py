@@ -19,6 +19,14 @@ class WarehouseResource(dg.ConfigurableResource):
     threads: int = 2
     memory_limit: str = "8GB"
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Before any step of a run: the schemas and tables several steps write, so that steps
+        running at once never race to create them (see operations/shared_tables.py)."""
+        from cdp_pipelines.operations.shared_tables import create_shared_tables
+
+        with self.connect() as con:
+            create_shared_tables(con)
+
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+from dagster._core.definitions.job_base import InMemoryJob
+from dagster._core.execution.api import execute_run
+from dagster._core.execution.job_execution_result import JobExecutionResult
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -118,6 +121,14 @@ def split_check_failures(evaluations) -> tuple[list[dict], list[dict]]:
             [describe(e) for e in failures if e.severity == dg.AssetCheckSeverity.WARN])
 
 
+def execute_job_in_this_process(job: dg.JobDefinition, instance: dg.DagsterInstance, run_config: dict,
+                                run_id: str) -> JobExecutionResult:
+    """Run a job in this process with the job's own executor (the definitions' threaded
+    executor), which `execute_in_process` would replace by a one-step-at-a-time executor."""
+    run = instance.create_run_for_job(job_def=job, run_id=run_id, run_config=run_config)
+    return execute_run(InMemoryJob(job), run, instance, raise_on_error=False)
+
+
 def run_pipeline(incremental: bool = False, retrain: bool = False, console: Console | None = None) -> RunOutcome:
     """Run the full_refresh or incremental job in-process and summarize it."""
     console = console or Console(stderr=True)
@@ -133,8 +144,7 @@ def run_pipeline(incremental: bool = False, retrain: bool = False, console: Cons
     watcher.start()
     try:
         with warehouse_kept_open(settings.warehouse_path()):
-            result = job.execute_in_process(run_config=run_config, instance=instance, run_id=run_id,
-                                            raise_on_error=False)
+            result = execute_job_in_this_process(job, instance, run_config, run_id)
     finally:
         finished.set()
         watcher.join(timeout=5)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+import threading
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -229,6 +230,9 @@ def _unparsed_name(column: str) -> str:
 # --- running GX --------------------------------------------------------------------------------
 
 
+_GX_LOCK = threading.Lock()
+
+
 def _validate_with_gx(frame: pd.DataFrame, rules: list[ResolvedRule]) -> list[dict | None]:
     """One failure dict (or None when it passed) per rule, in rule order."""
     import great_expectations as gx
@@ -245,7 +249,9 @@ def _validate_with_gx(frame: pd.DataFrame, rules: list[ResolvedRule]) -> list[di
         analytics_enabled=False,
         progress_bars=ProgressBarsConfig(globally=False),
     )
-    with warnings.catch_warnings():
+    # One validation at a time in a process: GX binds suites to its "current" context, a process
+    # global that steps running on other threads would otherwise swap underneath this one.
+    with _GX_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # The context must exist before the suite: GX binds suites to the current context.
         context = gx.get_context(mode="ephemeral", project_config=config)

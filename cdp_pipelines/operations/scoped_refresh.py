@@ -70,7 +70,7 @@ def has_customer_id(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
     ).fetchall()[0][0])
 
 
-def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS profiles")
     con.execute(f"CREATE TABLE IF NOT EXISTS {GENERATIONS} (generation BIGINT, mode VARCHAR, run_id VARCHAR, "
                 "created_at TIMESTAMP, customers_changed BIGINT, customers BIGINT)")
@@ -81,7 +81,7 @@ def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def current_generation(con: duckdb.DuckDBPyConnection) -> int | None:
-    _ensure_tables(con)
+    ensure_tables(con)
     return con.execute(f"SELECT max(generation) FROM {GENERATIONS}").fetchall()[0][0]
 
 
@@ -93,7 +93,7 @@ def record_generation(con: duckdb.DuckDBPyConnection, previous: str | None, new:
     whose customer differs between the two, and the customers of records whose content changed
     in runs not yet seen by any generation (`record_changes`: run_id, source, source_record_id).
     Without one (`previous` None), the generation is full: every table rebuilds."""
-    _ensure_tables(con)
+    ensure_tables(con)
     generation = (current_generation(con) or 0) + 1
     unseen = (f"SELECT * FROM {record_changes} WHERE run_id NOT IN (SELECT run_id FROM {CONSUMED})"
               if record_changes else None)
@@ -139,7 +139,7 @@ def _consume(con: duckdb.DuckDBPyConnection, unseen: str | None, generation: int
 
 
 def state_fingerprint(con: duckdb.DuckDBPyConnection, target: str) -> str | None:
-    _ensure_tables(con)
+    ensure_tables(con)
     rows = con.execute(f"SELECT fingerprint FROM {STATE} WHERE target = ?", [target]).fetchall()
     return rows[0][0] if rows else None
 
@@ -208,7 +208,7 @@ def replace_scope_rows(con: duckdb.DuckDBPyConnection, plan: RefreshPlan, select
 
 def mark_refreshed(con: duckdb.DuckDBPyConnection, plan: RefreshPlan) -> None:
     """Remember the generation and fingerprint the table now reflects."""
-    _ensure_tables(con)
+    ensure_tables(con)
     con.execute(f"DELETE FROM {STATE} WHERE target = ?", [plan.target])
     con.execute(f"INSERT INTO {STATE} VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
                 [plan.target, plan.generation, plan.fingerprint, plan.mode])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -337,15 +338,17 @@ def standardize_frame(
 
 
 _POOLS: dict[int, ProcessPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
     """A pool of `workers` processes kept for the life of this process: starting interpreters
     costs seconds, and one run standardizes several large sources one after another."""
-    if workers not in _POOLS:
-        context = multiprocessing.get_context("spawn")  # safe inside threaded hosts such as Dagster
-        _POOLS[workers] = ProcessPoolExecutor(max_workers=workers, mp_context=context)
-    return _POOLS[workers]
+    with _POOLS_LOCK:  # steps standardizing at once share one pool
+        if workers not in _POOLS:
+            context = multiprocessing.get_context("spawn")  # safe inside threaded hosts such as Dagster
+            _POOLS[workers] = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        return _POOLS[workers]
 
 
 @atexit.register

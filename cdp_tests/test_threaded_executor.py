@@ -1,0 +1,168 @@
+"""The threaded executor runs independent steps at once, keeps dependencies, limits and failures
+as Dagster's own executors do, and records every event in the instance."""
+
+import threading
+import time
+import uuid
+
+import dagster as dg
+import duckdb
+import pytest
+
+from cdp_pipelines.bench import running_seconds
+from cdp_pipelines.operations.shared_tables import create_shared_tables
+from cdp_pipelines.operations.threaded_executor import threaded_executor
+from cdp_pipelines.runner import execute_job_in_this_process
+
+
+def _run(assets, max_concurrent=2, checks=()):
+    defs = dg.Definitions(assets=assets, asset_checks=list(checks), executor=threaded_executor,
+                          jobs=[dg.define_asset_job("all", selection=dg.AssetSelection.all())])
+    job = defs.resolve_job_def("all")
+    instance = dg.DagsterInstance.ephemeral()
+    config = {"execution": {"config": {"max_concurrent": max_concurrent}}}
+    return execute_job_in_this_process(job, instance, config, str(uuid.uuid4())), instance
+
+
+def _meeting_assets(parties: int):
+    """Assets that each wait for all the others to be running: only a concurrent run passes."""
+    barrier = threading.Barrier(parties, timeout=5)
+
+    def build(name):
+        @dg.asset(name=name)
+        def _asset() -> dg.MaterializeResult:
+            barrier.wait()
+            return dg.MaterializeResult(metadata={"thread": threading.current_thread().name})
+        return _asset
+
+    return [build(f"meets_{i}") for i in range(parties)]
+
+
+def test_independent_steps_run_at_the_same_time():
+    result, instance = _run(_meeting_assets(2))
+    assert result.success
+    for i in range(2):
+        event = instance.get_latest_materialization_event(dg.AssetKey(f"meets_{i}"))
+        assert event is not None
+        assert event.asset_materialization.metadata["thread"].value == f"step meets_{i}"
+
+
+def test_one_at_a_time_when_max_concurrent_is_one():
+    result, _ = _run(_meeting_assets(2), max_concurrent=1)
+    assert not result.success  # the barrier times out: the two steps never ran together
+
+
+def _recording_assets(log: list, lock: threading.Lock):
+    def build(name, deps=()):
+        @dg.asset(name=name, deps=list(deps))
+        def _asset() -> None:
+            with lock:
+                log.append(("start", name, time.perf_counter()))
+            time.sleep(0.2)
+            with lock:
+                log.append(("end", name, time.perf_counter()))
+        return _asset
+
+    return [build("a"), build("b"), build("c"), build("d", deps=["a", "b", "c"])]
+
+
+def test_never_more_than_max_concurrent_and_dependencies_wait():
+    log, lock = [], threading.Lock()
+    result, _ = _run(_recording_assets(log, lock), max_concurrent=2)
+    assert result.success
+    running, most = 0, 0
+    for kind, _, _ in sorted(log, key=lambda e: e[2]):
+        running += 1 if kind == "start" else -1
+        most = max(most, running)
+    assert most == 2
+    at = {(kind, name): t for kind, name, t in log}
+    assert at[("start", "d")] >= max(at[("end", n)] for n in "abc")
+
+
+def test_a_failing_step_fails_the_run_skips_its_dependents_and_spares_the_rest():
+    @dg.asset
+    def broken() -> None:
+        raise ValueError("bad input")
+
+    @dg.asset(deps=["broken"])
+    def downstream() -> None:
+        pass
+
+    @dg.asset
+    def independent() -> None:
+        pass
+
+    result, instance = _run([broken, downstream, independent])
+    assert not result.success
+    failed = {e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"}
+    assert failed == {"broken"}
+    assert instance.get_latest_materialization_event(dg.AssetKey("independent")) is not None
+    assert instance.get_latest_materialization_event(dg.AssetKey("downstream")) is None
+    message = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE").step_failure_data.error
+    assert "bad input" in message.to_string()
+
+
+def test_retries_and_asset_checks_work_on_threads():
+    attempts = []
+
+    @dg.asset(retry_policy=dg.RetryPolicy(max_retries=1))
+    def flaky() -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("first attempt fails")
+
+    @dg.asset_check(asset=flaky, blocking=True)
+    def flaky_check() -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=True)
+
+    result, _ = _run([flaky], checks=[flaky_check])
+    assert result.success
+    assert len(attempts) == 2
+    assert [e.passed for e in result.get_asset_check_evaluations()] == [True]
+
+
+def test_max_concurrent_below_one_is_refused():
+    result, _ = _run(_meeting_assets(1), max_concurrent=0)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+    assert "max_concurrent must be at least 1" in failure.job_failure_data.error.to_string()
+
+
+def test_shared_tables_let_steps_create_their_tables_at_once(tmp_path):
+    """Without the shared schemas and tables made first, two steps creating the quality tables at
+    once collide in DuckDB's catalog; with them, every step's own IF NOT EXISTS is a no-op."""
+    from cdp_pipelines.ingest.assets import ensure_quality_tables
+    from cdp_pipelines.operations.tracking import ensure_tracking_tables
+
+    path = str(tmp_path / "w.duckdb")
+    anchor = duckdb.connect(path)
+    create_shared_tables(anchor)
+    errors = []
+
+    def step():
+        for _ in range(100):
+            con = duckdb.connect(path)
+            try:
+                con.execute("BEGIN")
+                ensure_quality_tables(con)
+                ensure_tracking_tables(con)
+                con.execute("COMMIT")
+            except duckdb.Error as error:
+                errors.append(error)
+            finally:
+                con.close()
+
+    threads = [threading.Thread(target=step) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    anchor.close()
+    assert errors == []
+
+
+def test_running_seconds_counts_overlapping_steps_once():
+    steps = [{"start": 0.0, "end": 4.0}, {"start": 1.0, "end": 3.0}, {"start": 3.5, "end": 6.0},
+             {"start": 8.0, "end": 9.0}]
+    assert running_seconds(steps) == pytest.approx(7.0)
+    assert running_seconds([]) == 0.0
