@@ -304,11 +304,17 @@ def stage_table(steps: list[dict]) -> dict[str, dict]:
     return dict(sorted(stages.items(), key=lambda kv: kv[1]["first_start"]))
 
 
-def run_pipeline(console, sampler: "LoadSampler | None" = None) -> dict:
+def default_max_concurrent() -> int:
+    from cdp_pipelines.operations.threaded_executor import DEFAULT_MAX_CONCURRENT
+
+    return DEFAULT_MAX_CONCURRENT
+
+
+def run_pipeline(console, sampler: "LoadSampler | None" = None, max_concurrent: int | None = None) -> dict:
     from cdp_pipelines.runner import dagster_instance, run_full_refresh
 
     cpu0, wall0 = cpu_seconds(), time.perf_counter()
-    outcome = run_full_refresh(retrain=True, console=console)
+    outcome = run_full_refresh(retrain=True, console=console, max_concurrent=max_concurrent)
     wall = time.perf_counter() - wall0
     cpu = cpu_seconds() - cpu0
     instance = dagster_instance()
@@ -446,7 +452,8 @@ def evaluate_accuracy(warehouse: Path, truth: Path) -> dict:
 
 
 def benchmark(persons: int, workdir: Path, seed: int = 42, serving_admin_url: str | None = DEFAULT_SERVING_ADMIN_URL,
-              bare: bool = True, evaluate: bool = True, config_dir: Path | None = None, bare_repeats: int = 2) -> dict:
+              bare: bool = True, evaluate: bool = True, config_dir: Path | None = None, bare_repeats: int = 2,
+              max_concurrent: int | None = None) -> dict:
     from rich.console import Console
 
     from cdp_pipelines import settings
@@ -466,6 +473,7 @@ def benchmark(persons: int, workdir: Path, seed: int = 42, serving_admin_url: st
     result: dict = {
         "persons": persons, "seed": seed, "workdir": str(workdir), "source_tree": source_tree(),
         "config_dir": str(config_dir.resolve()) if config_dir else None,
+        "max_concurrent": max_concurrent or default_max_concurrent(),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "memory_gib": gib(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))},
@@ -481,7 +489,7 @@ def benchmark(persons: int, workdir: Path, seed: int = 42, serving_admin_url: st
         else:
             os.environ.pop(settings.ENV_SERVING_URL, None)
         try:
-            run = run_pipeline(console, sampler)
+            run = run_pipeline(console, sampler, max_concurrent)
         finally:
             if serving is not None:
                 serving.__exit__(None, None, None)
@@ -620,12 +628,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config-dir", type=Path, default=None,
                         help="configuration folder to use instead of the project's config/ (CDP_CONFIG_DIR)")
     parser.add_argument("--json", type=Path, default=None, help="default WORKDIR/bench.json")
+    parser.add_argument("--max-concurrent", type=int, default=None,
+                        help="steps running at once (default 2; 1: one after another)")
     args = parser.parse_args(argv)
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        parser.error("--max-concurrent must be at least 1")
     workdir = args.workdir or Path("/tmp/cdp-bench") / f"p{args.persons}"
     result = benchmark(args.persons, workdir, seed=args.seed,
                        serving_admin_url=None if args.no_serving else args.serving_url,
                        bare=not args.no_bare, evaluate=not args.no_evaluate, config_dir=args.config_dir,
-                       bare_repeats=max(1, args.bare_repeats))
+                       bare_repeats=max(1, args.bare_repeats), max_concurrent=args.max_concurrent)
     out = args.json or workdir / "bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str))
@@ -647,6 +659,7 @@ def bench_command(
     bare_repeats: Annotated[int, typer.Option(min=1, help="Bare Splink runs; the fastest is reported.")] = 2,
     config_dir: Annotated[Optional[Path], typer.Option(help="Configuration folder instead of config/.")] = None,
     json_out: Annotated[Optional[Path], typer.Option(help="Results JSON (default WORKDIR/bench.json).")] = None,
+    max_concurrent: Annotated[Optional[int], typer.Option(min=1, help="Steps running at once (default 2).")] = None,
 ) -> None:
     """Run the whole graph at scale and compare its Splink time with bare Splink's (docs/performance.md).
 
@@ -663,6 +676,8 @@ def bench_command(
         argv += ["--config-dir", str(config_dir)]
     if json_out is not None:
         argv += ["--json", str(json_out)]
+    if max_concurrent is not None:
+        argv += ["--max-concurrent", str(max_concurrent)]
     code = main(argv)
     if code:
         raise typer.Exit(code)

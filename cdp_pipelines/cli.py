@@ -80,6 +80,9 @@ def run(
         help="Read only files not ingested before (new or changed), standardize and link only the "
              "records they add or change, then refresh everything downstream. Without it: full refresh.",
     )] = False,
+    max_concurrent: Annotated[Optional[int], typer.Option(
+        min=1, help="Steps running at once on threads of this process (default 2; 1: one after another).",
+    )] = None,
 ) -> None:
     """Materialize the whole graph in-process on the embedded DuckDB warehouse.
 
@@ -92,7 +95,8 @@ def run(
     from cdp_pipelines.runner import run_pipeline
 
     try:
-        outcome = run_pipeline(incremental=incremental, retrain=retrain, console=console)
+        outcome = run_pipeline(incremental=incremental, retrain=retrain, console=console,
+                               max_concurrent=max_concurrent)
     except SourcesConfigError as error:
         fail(str(error))
     print(json.dumps(outcome.summary, indent=2, default=str))

@@ -94,21 +94,26 @@ def warehouse_kept_open(path: Path) -> Iterator[None]:
         anchor.close()
 
 
-def run_full_refresh(retrain: bool = False, console: Console | None = None) -> RunOutcome:
+def run_full_refresh(retrain: bool = False, console: Console | None = None,
+                     max_concurrent: int | None = None) -> RunOutcome:
     """Materialize every asset and run every check, returning success and a summary."""
-    return run_pipeline(incremental=False, retrain=retrain, console=console)
+    return run_pipeline(incremental=False, retrain=retrain, console=console, max_concurrent=max_concurrent)
 
 
-def pipeline_run_config(incremental: bool, retrain: bool) -> dict:
+def pipeline_run_config(incremental: bool, retrain: bool, max_concurrent: int | None = None) -> dict:
     """Run config of either job; the incremental job's defaults are repeated here because a run
-    config given at launch replaces the job's defaults as a whole."""
+    config given at launch replaces the job's defaults as a whole. `max_concurrent` overrides the
+    executor's steps at once (default operations.threaded_executor.DEFAULT_MAX_CONCURRENT)."""
     from cdp_pipelines.operations.run_config import incremental_ops_config
 
     ops = incremental_ops_config(settings.sources_file()) if incremental else {}
     identity = dict(ops.get("identity_graph", {}).get("config", {}))
     identity["retrain"] = retrain
     ops["identity_graph"] = {"config": identity}
-    return {"ops": ops, "loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+    config = {"ops": ops, "loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+    if max_concurrent is not None:
+        config["execution"] = {"config": {"max_concurrent": max_concurrent}}
+    return config
 
 
 def split_check_failures(evaluations) -> tuple[list[dict], list[dict]]:
@@ -129,7 +134,8 @@ def execute_job_in_this_process(job: dg.JobDefinition, instance: dg.DagsterInsta
     return execute_run(InMemoryJob(job), run, instance, raise_on_error=False)
 
 
-def run_pipeline(incremental: bool = False, retrain: bool = False, console: Console | None = None) -> RunOutcome:
+def run_pipeline(incremental: bool = False, retrain: bool = False, console: Console | None = None,
+                 max_concurrent: int | None = None) -> RunOutcome:
     """Run the full_refresh or incremental job in-process and summarize it."""
     console = console or Console(stderr=True)
     started = time.perf_counter()
@@ -137,7 +143,7 @@ def run_pipeline(incremental: bool = False, retrain: bool = False, console: Cons
     job = defs.resolve_job_def("incremental" if incremental else "full_refresh")
     instance = dagster_instance()
     run_id = str(uuid.uuid4())
-    run_config = pipeline_run_config(incremental, retrain)
+    run_config = pipeline_run_config(incremental, retrain, max_concurrent)
     finished = threading.Event()
     total = len(job.graph.nodes)
     watcher = threading.Thread(target=_watch, args=(instance, run_id, total, finished, console), daemon=True)

@@ -166,3 +166,10 @@ def test_running_seconds_counts_overlapping_steps_once():
              {"start": 8.0, "end": 9.0}]
     assert running_seconds(steps) == pytest.approx(7.0)
     assert running_seconds([]) == 0.0
+
+
+def test_the_run_config_sets_the_steps_at_once_only_when_asked():
+    from cdp_pipelines.runner import pipeline_run_config
+
+    assert "execution" not in pipeline_run_config(incremental=False, retrain=False)
+    assert pipeline_run_config(False, False, max_concurrent=1)["execution"] == {"config": {"max_concurrent": 1}}
