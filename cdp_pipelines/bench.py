@@ -571,7 +571,8 @@ def format_report(r: dict) -> str:
              f"load average before {r['load_average_before']}  during mean {r['load_average']['load1_mean']} "
              f"max {r['load_average']['load1_max']}",
              "",
-             "(step s: the stage's step durations summed; steps of one stage or of several may overlap)",
+             "(step s: the stage's step durations summed; CPU s: the process's CPU while they ran. "
+             "Steps overlap, so both count shared time once per step)",
              f"{'stage':<14}{'steps':>6}{'step s':>10}{'span s':>10}{'CPU s':>9}"]
     for name, s in r["stages"].items():
         cpu = f"{s['cpu_seconds']:>9.1f}" if s.get("cpu_seconds") is not None else f"{'':>9}"
