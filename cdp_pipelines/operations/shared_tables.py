@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import duckdb
 
-STAGE_SCHEMAS = ("raw", "quality", "standardized", "identity", "profiles", "segments")
+STAGE_SCHEMAS = ("raw", "quality", "standardized", "identity", "profiles", "segments", "serving")
 
 
 def create_shared_tables(con: duckdb.DuckDBPyConnection) -> None:
