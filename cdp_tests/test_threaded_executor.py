@@ -173,3 +173,33 @@ def test_the_run_config_sets_the_steps_at_once_only_when_asked():
 
     assert "execution" not in pipeline_run_config(incremental=False, retrain=False)
     assert pipeline_run_config(False, False, max_concurrent=1)["execution"] == {"config": {"max_concurrent": 1}}
+
+
+def test_stopping_the_run_waits_for_the_running_steps_and_starts_no_more():
+    """Closing the run's event stream (what an interrupted run does) lets the running step end
+    cleanly instead of abandoning it mid-write, and starts nothing after it."""
+    from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.execution.api import execute_run_iterator
+
+    finished = []
+
+    @dg.asset
+    def slow() -> None:
+        time.sleep(0.5)
+        finished.append("slow")
+
+    @dg.asset(deps=["slow"])
+    def after() -> None:
+        finished.append("after")
+
+    defs = dg.Definitions(assets=[slow, after], executor=threaded_executor,
+                          jobs=[dg.define_asset_job("all", selection=dg.AssetSelection.all())])
+    job = defs.resolve_job_def("all")
+    instance = dg.DagsterInstance.ephemeral()
+    run = instance.create_run_for_job(job_def=job)
+    events = execute_run_iterator(InMemoryJob(job), run, instance)
+    for event in events:
+        if event.event_type_value == "STEP_START" and event.step_key == "slow":
+            break
+    events.close()
+    assert finished == ["slow"]

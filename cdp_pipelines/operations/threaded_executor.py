@@ -119,12 +119,13 @@ def threaded_plan_iterator(max_concurrent: int, retries_executor: Executor):
                         item.events.append(event)
                         yield event
                     yield from _trigger_hook(step_context, item.events)
-            except BaseException:
+            except BaseException as stop:
                 # Interrupted (or the orchestration failed): start nothing more, let running steps end.
                 if running:
-                    yield DagsterEvent.engine_event(
-                        job_context, f"Waiting for the running steps to finish: {sorted(running)}",
-                        EngineEventData.interrupted(sorted(running)))
+                    if not isinstance(stop, GeneratorExit):  # a closed generator may not yield
+                        yield DagsterEvent.engine_event(
+                            job_context, f"Waiting for the running steps to finish: {sorted(running)}",
+                            EngineEventData.interrupted(sorted(running)))
                     for thread, _ in running.values():
                         thread.join()
                 raise
@@ -133,6 +134,8 @@ def threaded_plan_iterator(max_concurrent: int, retries_executor: Executor):
 
 
 class ThreadedExecutor(Executor):
+    """Dagster's in-process executor, with up to `max_concurrent` steps running at once."""
+
     def __init__(self, retries: RetryMode, max_concurrent: int = DEFAULT_MAX_CONCURRENT) -> None:
         if max_concurrent < 1:
             raise dg.DagsterInvariantViolationError(
