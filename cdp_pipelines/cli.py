@@ -84,7 +84,7 @@ def run(
         min=1, help="Steps running at once on threads of this process (default 2; 1: one after another).",
     )] = None,
 ) -> None:
-    """Materialize the whole graph in-process on the embedded DuckDB warehouse.
+    """Materialize the whole graph in this process (steps on threads) on the embedded DuckDB warehouse.
 
     Runs the `full_refresh` job (every file read again), or with --incremental the `incremental` job.
 
