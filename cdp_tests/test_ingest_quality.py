@@ -246,3 +246,31 @@ def test_expectation_that_cannot_run_is_a_clean_failure(tmp_path: Path):
     [failure] = report.blocking_failures
     assert "could not be evaluated" in failure["problem"] and "Traceback" not in failure["error"]
     assert report.message.startswith("survey: column 'score': expect_column_values_to_be_between")
+
+
+def test_validations_on_threads_report_what_they_report_one_at_a_time():
+    """Steps run on threads (the threaded executor), so two validations may run at once: each
+    must still report on its own table only."""
+    import threading
+
+    clean, duplicated = raw_profile_frame(), raw_profile_frame()
+    duplicated.loc[10:19, "account_id"] = "A00001"
+    expected = {"clean": validate_profile(clean).failures, "duplicated": validate_profile(duplicated).failures}
+    assert expected["clean"] != expected["duplicated"]
+    seen, errors = [], []
+
+    def validate(name, frame):
+        try:
+            for _ in range(3):
+                seen.append((name, validate_profile(frame).failures))
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(repr(error))
+
+    threads = [threading.Thread(target=validate, args=("clean", clean)),
+               threading.Thread(target=validate, args=("duplicated", duplicated))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(seen) == 6 and all(failures == expected[name] for name, failures in seen)

@@ -36,6 +36,9 @@ from cdp_pipelines.privacy import mask_value
 SAMPLE_SIZE = 5
 _GX_SAMPLE_SIZE = 20  # GX returns repeats (every duplicate row); ask for more, keep 5 distinct
 _COLUMN_LIST_LIMIT = 20
+_PROCESS_GLOBALS_LOCK = threading.RLock()
+"""Held around work that changes process-wide state, as steps run on threads: GX's current
+context and the warning filters (warnings.catch_warnings is not thread-safe)."""
 _DATEUTIL_PARSEABLE = "expect_column_values_to_be_dateutil_parseable"
 
 
@@ -197,7 +200,7 @@ def _parse_datetimes(values: pd.Series) -> pd.Series:
     """Parse dates/timestamps in any common layout; anything unparseable becomes NaT."""
     if pd.api.types.is_datetime64_any_dtype(values):
         return pd.to_datetime(values, utc=True)
-    with warnings.catch_warnings():
+    with _PROCESS_GLOBALS_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             return pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
@@ -230,7 +233,6 @@ def _unparsed_name(column: str) -> str:
 # --- running GX --------------------------------------------------------------------------------
 
 
-_GX_LOCK = threading.Lock()
 
 
 def _validate_with_gx(frame: pd.DataFrame, rules: list[ResolvedRule]) -> list[dict | None]:
@@ -250,8 +252,8 @@ def _validate_with_gx(frame: pd.DataFrame, rules: list[ResolvedRule]) -> list[di
         progress_bars=ProgressBarsConfig(globally=False),
     )
     # One validation at a time in a process: GX binds suites to its "current" context, a process
-    # global that steps running on other threads would otherwise swap underneath this one.
-    with _GX_LOCK, warnings.catch_warnings():
+    # global that each new context replaces, and steps run on threads.
+    with _PROCESS_GLOBALS_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # The context must exist before the suite: GX binds suites to the current context.
         context = gx.get_context(mode="ephemeral", project_config=config)
