@@ -203,3 +203,20 @@ def test_stopping_the_run_waits_for_the_running_steps_and_starts_no_more():
             break
     events.close()
     assert finished == ["slow"]
+
+
+def _meeting_job() -> dg.JobDefinition:
+    """Module-level, so Dagster can rebuild it by name, as a run launched from the UI does."""
+    defs = dg.Definitions(assets=_meeting_assets(2), executor=threaded_executor,
+                          jobs=[dg.define_asset_job("all", selection=dg.AssetSelection.all())])
+    return defs.resolve_job_def("all")
+
+
+def test_a_run_rebuilt_from_its_code_location_runs_steps_at_once():
+    """Runs launched from the UI or by the daemon rebuild the job from code (a reconstructable
+    job) before the executor runs it; the steps must still meet at their barrier."""
+    with dg.DagsterInstance.ephemeral() as instance:
+        with dg.execute_job(dg.reconstructable(_meeting_job), instance=instance) as result:
+            assert result.success
+            assert {e.step_key for e in result.all_events if e.event_type_value == "STEP_SUCCESS"} == {
+                "meets_0", "meets_1"}
