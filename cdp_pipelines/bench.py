@@ -285,6 +285,16 @@ def running_seconds(steps: list[dict]) -> float:
     return total
 
 
+def most_running(steps: list[dict]) -> int:
+    """The most steps that ran at the same moment (one ending as another starts do not overlap)."""
+    edges = sorted([(row["start"], 1) for row in steps] + [(row["end"], -1) for row in steps])
+    running = most = 0
+    for _, change in edges:
+        running += change
+        most = max(most, running)
+    return most
+
+
 def stage_table(steps: list[dict]) -> dict[str, dict]:
     """Per stage: summed step seconds, span from first start to last end, and step count."""
     stages: dict[str, dict] = {}
@@ -527,6 +537,7 @@ def benchmark(persons: int, workdir: Path, seed: int = 42, serving_admin_url: st
         "steps_seconds": round(steps_total, 2),
         "steps_running_seconds": round(steps_running, 2),
         "step_concurrency": round(steps_total / steps_running, 2) if steps_running else None,
+        "most_steps_running": most_running(run["steps"]),
         "outside_steps_seconds": round(run["wall"] - steps_running, 2),
         "cpu_seconds": round(run["cpu"], 1),
         "cpu_utilisation": round(run["cpu"] / run["wall"], 2) if run["wall"] else None,
@@ -580,7 +591,7 @@ def format_report(r: dict) -> str:
     lines.append(f"{'(no step running)':<20}{r['outside_steps_seconds']:>10.1f}")
     lines.append(f"{'total':<20}{r['wall_seconds']:>10.1f}   "
                  f"({r['steps_seconds']:.1f} step s in {r['steps_running_seconds']:.1f} s: "
-                 f"{r['step_concurrency']} steps running on average)")
+                 f"{r['step_concurrency']} steps running on average, at most {r['most_steps_running']})")
     ident = r["identity"]
     lines += ["",
               f"records/s {r['records_per_second']:,}   CPU {r['cpu_seconds']} s "

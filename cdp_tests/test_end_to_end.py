@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 
+import dagster as dg
 import duckdb
 import psycopg
 import pytest
@@ -14,7 +15,12 @@ from pipeline_support import run_whole_graph
 from postgres_fixtures import fresh_database
 
 from cdp_pipelines import settings
+from cdp_pipelines.bench import most_running, step_timings
+from cdp_pipelines.context.sql_models import LAYERS
+from cdp_pipelines.identity import splink_model
 from cdp_pipelines.identity.evaluation import evaluate
+from cdp_pipelines.operations.scoped_refresh import WORK_SCHEMA
+from cdp_pipelines.operations.shared_tables import STAGE_SCHEMAS
 from cdp_pipelines.serving import lookup
 
 SAMPLE = settings.PROJECT_ROOT / "data" / "sample"
@@ -163,22 +169,8 @@ def test_published_to_postgres_and_looked_up_by_a_messy_email(pipeline_run, ware
 def test_steps_ran_two_at_a_time_after_the_shared_schemas_were_made(pipeline_run, warehouse):
     """`cdp run` uses the threaded executor: steps overlapped, never more than two; and every
     schema a step wrote was either created before the steps started or is one step's own."""
-    import dagster as dg
-
-    from cdp_pipelines.bench import step_timings
-    from cdp_pipelines.context.sql_models import LAYERS
-    from cdp_pipelines.identity import splink_model
-    from cdp_pipelines.operations.scoped_refresh import WORK_SCHEMA
-    from cdp_pipelines.operations.shared_tables import STAGE_SCHEMAS
-
     instance = dg.DagsterInstance.from_config(str(pipeline_run["root"] / "dagster_home"))
-    steps = step_timings(instance, pipeline_run["second"].run_id)
-    edges = sorted([(s["epoch_start"], 1) for s in steps] + [(s["epoch_end"], -1) for s in steps])
-    running, most = 0, 0
-    for _, change in edges:
-        running += change
-        most = max(most, running)
-    assert most == 2
+    assert most_running(step_timings(instance, pipeline_run["second"].run_id)) == 2
 
     schemas = {r[0] for r in warehouse.execute(
         "SELECT DISTINCT schema_name FROM duckdb_tables() WHERE database_name = current_database()").fetchall()}

@@ -26,6 +26,7 @@ def test_benchmark_reports_stages_memory_rates_and_bare_splink(tmp_path, postgre
 
     assert r["success"] and not r["failed_checks"]
     assert r["max_concurrent"] == 2
+    assert 1 <= r["most_steps_running"] <= 2
     generated = json.loads((tmp_path / "work" / "data" / "generation.json").read_text())["counts"]
     assert r["records_read"] == sum(generated.values())
     assert set(r["stages"]) == STAGES

@@ -9,7 +9,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from cdp_pipelines.bench import running_seconds
+from cdp_pipelines.bench import most_running, running_seconds
 from cdp_pipelines.operations.shared_tables import create_shared_tables
 from cdp_pipelines.operations.threaded_executor import threaded_executor
 from cdp_pipelines.runner import execute_job_in_this_process
@@ -70,12 +70,8 @@ def test_never_more_than_max_concurrent_and_dependencies_wait():
     log, lock = [], threading.Lock()
     result, _ = _run(_recording_assets(log, lock), max_concurrent=2)
     assert result.success
-    running, most = 0, 0
-    for kind, _, _ in sorted(log, key=lambda e: e[2]):
-        running += 1 if kind == "start" else -1
-        most = max(most, running)
-    assert most == 2
     at = {(kind, name): t for kind, name, t in log}
+    assert most_running([{"start": at[("start", n)], "end": at[("end", n)]} for n in "abcd"]) == 2
     assert at[("start", "d")] >= max(at[("end", n)] for n in "abc")
 
 
@@ -159,6 +155,14 @@ def test_shared_tables_let_steps_create_their_tables_at_once(tmp_path):
         t.join()
     anchor.close()
     assert errors == []
+
+
+def test_most_running_counts_steps_that_overlap_not_those_that_touch():
+    steps = [{"start": 0.0, "end": 4.0}, {"start": 1.0, "end": 3.0}, {"start": 2.0, "end": 2.5},
+             {"start": 4.0, "end": 5.0}]
+    assert most_running(steps) == 3
+    assert most_running(steps[3:]) == 1
+    assert most_running([]) == 0
 
 
 def test_running_seconds_counts_overlapping_steps_once():
