@@ -314,12 +314,6 @@ def stage_table(steps: list[dict]) -> dict[str, dict]:
     return dict(sorted(stages.items(), key=lambda kv: kv[1]["first_start"]))
 
 
-def default_max_concurrent() -> int:
-    from cdp_pipelines.operations.threaded_executor import DEFAULT_MAX_CONCURRENT
-
-    return DEFAULT_MAX_CONCURRENT
-
-
 def run_pipeline(console, sampler: "LoadSampler | None" = None, max_concurrent: int | None = None) -> dict:
     from cdp_pipelines.runner import dagster_instance, run_full_refresh
 
@@ -467,6 +461,7 @@ def benchmark(persons: int, workdir: Path, seed: int = 42, serving_admin_url: st
     from rich.console import Console
 
     from cdp_pipelines import settings
+    from cdp_pipelines.operations.threaded_executor import DEFAULT_MAX_CONCURRENT
 
     console = Console(stderr=True)
     workdir = workdir.resolve()
@@ -483,7 +478,7 @@ def benchmark(persons: int, workdir: Path, seed: int = 42, serving_admin_url: st
     result: dict = {
         "persons": persons, "seed": seed, "workdir": str(workdir), "source_tree": source_tree(),
         "config_dir": str(config_dir.resolve()) if config_dir else None,
-        "max_concurrent": max_concurrent or default_max_concurrent(),
+        "max_concurrent": max_concurrent or DEFAULT_MAX_CONCURRENT,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "memory_gib": gib(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))},
