@@ -22,15 +22,19 @@ import queue
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack
 
 import dagster as dg
 from dagster._core.events import DagsterEvent, EngineEventData
 from dagster._core.execution.api import ExecuteRunWithPlanIterable
 from dagster._core.execution.compute_logs import create_compute_log_file_key
-from dagster._core.execution.context.system import PlanExecutionContext, PlanOrchestrationContext
+from dagster._core.execution.context.system import (
+    PlanExecutionContext,
+    PlanOrchestrationContext,
+    StepExecutionContext,
+)
 from dagster._core.execution.context_creation_job import PlanExecutionContextManager
 from dagster._core.execution.plan.execute_plan import _trigger_hook, dagster_event_sequence_for_step
+from dagster._core.execution.plan.active import ActiveExecution
 from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
 from dagster._core.execution.plan.plan import ExecutionPlan
 from dagster._core.execution.retries import RetryMode, get_retries_config
@@ -66,73 +70,6 @@ def _run_step(step_context, events: queue.Queue) -> None:
     events.put(_StepFinished(step_context.step.key, produced, error))
 
 
-def threaded_plan_iterator(max_concurrent: int, retries_executor: Executor):
-    """An `inner_plan_execution_iterator` that keeps up to `max_concurrent` steps running."""
-
-    def iterate(job_context: PlanExecutionContext, execution_plan: ExecutionPlan,
-                instance_concurrency_context: InstanceConcurrencyContext | None = None) -> Iterator[DagsterEvent]:
-        compute_log_manager = job_context.instance.compute_log_manager
-        step_keys = [step.key for step in execution_plan.get_steps_to_execute_in_topo_order()]
-        events: queue.Queue = queue.Queue()
-        running: dict[str, tuple[threading.Thread, object]] = {}
-        with execution_plan.start(retry_mode=job_context.retry_mode,
-                                  instance_concurrency_context=instance_concurrency_context,
-                                  step_dependency_config=job_context.step_dependency_config) as active, \
-                ExitStack() as capture_stack:
-            log_key = compute_log_manager.build_log_key_for_run(job_context.run_id, create_compute_log_file_key())
-            log_context = capture_stack.enter_context(compute_log_manager.capture_logs(log_key))
-            yield DagsterEvent.capture_logs(job_context, step_keys, log_key, log_context)
-            try:
-                while not active.is_complete or running:
-                    while len(running) < max_concurrent:
-                        steps = active.get_steps_to_execute(limit=max_concurrent - len(running))
-                        yield from active.concurrency_event_iterator(job_context)
-                        if not steps:
-                            break
-                        for step in steps:
-                            step_context = job_context.for_step(step, active.get_known_state())
-                            thread = threading.Thread(target=_run_step, args=(step_context, events),
-                                                      name=f"step {step.key}", daemon=True)
-                            running[step.key] = (thread, step_context)
-                            thread.start()
-                    try:
-                        item = events.get(timeout=_POLL_SECONDS)
-                    except queue.Empty:
-                        continue
-                    if isinstance(item, DagsterEvent):
-                        yield item  # logged now; handled once the step's thread is done (below)
-                        continue
-                    thread, step_context = running.pop(item.step_key)
-                    thread.join()
-                    # Only now may the plan learn the step's outcome: were a retry or a dependent
-                    # started earlier, it could overlap the end of this very thread.
-                    for event in item.events:
-                        active.handle_event(event)
-                    if item.error is not None:
-                        failure = retries_executor.log_failure_or_retry_event_after_error(
-                            step_context, item.error, active.get_known_state())
-                        item.events.append(failure)
-                        yield failure
-                        active.handle_event(failure)
-                    active.verify_complete(job_context, item.step_key)
-                    for event in active.plan_events_iterator(job_context):
-                        item.events.append(event)
-                        yield event
-                    yield from _trigger_hook(step_context, item.events)
-            except BaseException as stop:
-                # Interrupted (or the orchestration failed): start nothing more, let running steps end.
-                if running:
-                    if not isinstance(stop, GeneratorExit):  # a closed generator may not yield
-                        yield DagsterEvent.engine_event(
-                            job_context, f"Waiting for the running steps to finish: {sorted(running)}",
-                            EngineEventData.interrupted(sorted(running)))
-                    for thread, _ in running.values():
-                        thread.join()
-                raise
-
-    return iterate
-
-
 class ThreadedExecutor(Executor):
     """Dagster's in-process executor, with up to `max_concurrent` steps running at once."""
 
@@ -154,13 +91,9 @@ class ThreadedExecutor(Executor):
             event_specific_data=EngineEventData.in_process(os.getpid(), execution_plan.step_keys_to_execute),
         )
 
-        def iterator(job_context, execution_plan):
-            with InstanceConcurrencyContext(job_context.instance, job_context.dagster_run) as concurrency:
-                yield from threaded_plan_iterator(self.max_concurrent, self)(job_context, execution_plan, concurrency)
-
         yield from ExecuteRunWithPlanIterable(
             execution_plan=plan_context.execution_plan,
-            iterator=iterator,
+            iterator=self._run_steps,
             execution_context_manager=PlanExecutionContextManager(
                 job=plan_context.job,
                 retry_mode=plan_context.retry_mode,
@@ -172,6 +105,72 @@ class ThreadedExecutor(Executor):
                 output_capture=plan_context.output_capture,
             ),
         )
+
+    def _run_steps(self, job_context: PlanExecutionContext, execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
+        """Dagster's `inner_plan_execution_iterator`, keeping up to `max_concurrent` steps running."""
+        log_manager = job_context.instance.compute_log_manager
+        log_key = log_manager.build_log_key_for_run(job_context.run_id, create_compute_log_file_key())
+        step_keys = [step.key for step in execution_plan.get_steps_to_execute_in_topo_order()]
+        events: queue.Queue = queue.Queue()
+        running: dict[str, tuple[threading.Thread, StepExecutionContext]] = {}
+        with InstanceConcurrencyContext(job_context.instance, job_context.dagster_run) as concurrency, \
+                execution_plan.start(retry_mode=job_context.retry_mode, instance_concurrency_context=concurrency,
+                                     step_dependency_config=job_context.step_dependency_config) as active, \
+                log_manager.capture_logs(log_key) as log_context:
+            yield DagsterEvent.capture_logs(job_context, step_keys, log_key, log_context)
+            try:
+                while not active.is_complete or running:
+                    yield from self._start_ready_steps(job_context, active, running, events)
+                    try:
+                        item = events.get(timeout=_POLL_SECONDS)
+                    except queue.Empty:
+                        continue
+                    if isinstance(item, DagsterEvent):
+                        yield item  # logged now; handled once the step's thread is done (below)
+                    else:
+                        yield from self._finish_step(job_context, active, running, item)
+            except BaseException as stop:
+                # Interrupted (or the orchestration failed): start nothing more, let running steps end.
+                if running and not isinstance(stop, GeneratorExit):  # a closed generator may not yield
+                    yield DagsterEvent.engine_event(
+                        job_context, f"Waiting for the running steps to finish: {sorted(running)}",
+                        EngineEventData.interrupted(sorted(running)))
+                for thread, _ in running.values():
+                    thread.join()
+                raise
+
+    def _start_ready_steps(self, job_context: PlanExecutionContext, active: ActiveExecution,
+                           running: dict, events: queue.Queue) -> Iterator[DagsterEvent]:
+        while len(running) < self.max_concurrent:
+            steps = active.get_steps_to_execute(limit=self.max_concurrent - len(running))
+            yield from active.concurrency_event_iterator(job_context)
+            if not steps:
+                return
+            for step in steps:
+                step_context = job_context.for_step(step, active.get_known_state())
+                thread = threading.Thread(target=_run_step, args=(step_context, events),
+                                          name=f"step {step.key}", daemon=True)
+                running[step.key] = (thread, step_context)
+                thread.start()
+
+    def _finish_step(self, job_context: PlanExecutionContext, active: ActiveExecution, running: dict,
+                     finished: _StepFinished) -> Iterator[DagsterEvent]:
+        thread, step_context = running.pop(finished.step_key)
+        thread.join()
+        # Only now may the plan learn the step's outcome: were a retry or a dependent started
+        # earlier, it could overlap the end of this very thread.
+        for event in finished.events:
+            active.handle_event(event)
+        if finished.error is not None:
+            failure = self.log_failure_or_retry_event_after_error(step_context, finished.error, active.get_known_state())
+            finished.events.append(failure)
+            yield failure
+            active.handle_event(failure)
+        active.verify_complete(job_context, finished.step_key)
+        for event in active.plan_events_iterator(job_context):
+            finished.events.append(event)
+            yield event
+        yield from _trigger_hook(step_context, finished.events)
 
 
 @dg.executor(
