@@ -93,3 +93,71 @@ def test_a_local_part_repeating_the_domain_name_is_junk():
     assert canonical_email("x@x.com") is None
     assert canonical_email("MAIL@mail.co.uk") is None
     assert canonical_email("john@smith.com") == "john@smith.com"
+
+
+def _validate_email_whole(text):
+    """email-validator's own answer: (lower-cased local part, domain) or "invalid"."""
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        checked = validate_email(text, check_deliverability=False)
+    except EmailNotValidError:
+        return "invalid"
+    return checked.local_part.lower(), checked.domain
+
+
+def _validated_parts_or_invalid(text):
+    from email_validator import EmailNotValidError
+
+    from cdp_pipelines.standardize.emails import validated_parts
+
+    try:
+        local_part, domain = validated_parts(text)
+    except EmailNotValidError:
+        return "invalid"
+    return local_part.lower(), domain
+
+
+_EDGE_EMAILS = [
+    "jane@acme.io", "Jane.Doe@Company.CO.UK", "a@b.co", "postmaster@acme.io", "POSTMASTER@acme.io",
+    "x@localhost", "x@acme.test", "x@acme.local", "x@acme.invalid", "x@acme.onion", "x@acme.arpa",
+    "x@123.com", "x@acme.123", "x@-acme.com", "x@acme-.com", "x@acme..com", "x@.acme.com", "x@acme.com.",
+    "x@acme", "x@[127.0.0.1]", "x@xn--bcher-kva.example", "x@xn--zz.com", "x@bücher.de", "x@BÜCHER.de",
+    "x@ａcme.com", "x@acme.com\u0338", "x@\u0338acme.com", "x@acme_corp.com", "x@acme corp.com",
+    "x@a@b.com", "x@@b.com", "x.@acme.com", ".x@acme.com", "x..y@acme.com", "x+tag@acme.com",
+    "\"x y\"@acme.com", "\"x\"@acme.com", "Jane <jane@acme.io>", "<jane@acme.io>", "jane@acme.io>",
+    "jöhn@acme.com", "ｊane@acme.com", "x@" + "a" * 63 + ".com", "x@" + "a" * 64 + ".com",
+    "a" * 64 + "@acme.com", "a" * 65 + "@acme.com", "a" * 64 + "@" + ".".join(["b" * 60] * 3) + ".com",
+    "a" * 40 + "@" + ".".join(["b" * 60] * 3) + ".com", "a" * 20 + "@" + ".".join(["b" * 60] * 3) + ".com",
+    "a" * 64 + "@" + ".".join(["b" * 62] * 3) + ".com", "a" * 58 + "@" + ".".join(["b" * 62] * 3) + ".com",
+    "x@" + ".".join(["b" * 62] * 4), "x@" + ".".join(["c" * 61] * 4) + ".io", "x@bücher" + "b" * 240 + ".de",
+    "x@acme.com\n", "x@acme.com ", "x@ acme.com", "x@acme.c", "x@acme.co1", "x@acme.c-m", "x@acme.xn--p1ai",
+    "!#$%&'*+/=?^_`{|}~-@acme.com", "x@ACME.COM", "x@acme.COM", "x@a.b.c.d.e.f.g.com", "@acme.com", "x@",
+]
+
+
+@pytest.mark.parametrize("text", _EDGE_EMAILS)
+def test_validated_parts_agrees_with_email_validator_on_edge_cases(text):
+    """The per-domain shortcut must give email-validator's own verdict and normal form."""
+    assert _validated_parts_or_invalid(text) == _validate_email_whole(text)
+
+
+def test_validated_parts_agrees_with_email_validator_on_random_addresses():
+    import random
+
+    rng = random.Random(20261124)
+    plain, local_specials, domain_specials = "abcXYZ019", "._+-'!~\"@ ü", ".-_ ü@"
+
+    def text_of(specials, length):
+        return "".join(rng.choice(specials if rng.random() < 0.1 else plain) for _ in range(length))
+
+    tlds = ["com", "co.uk", "io", "test", "local", "123", "c", "xn--p1ai", ""]
+    checked = invalid = 0
+    for _ in range(5000):
+        local_part, domain = text_of(local_specials, rng.randint(0, 12)), text_of(domain_specials, rng.randint(0, 12))
+        text = f"{local_part}@{domain}.{rng.choice(tlds)}" if rng.random() < 0.9 else local_part + domain
+        expected = _validate_email_whole(text)
+        assert _validated_parts_or_invalid(text) == expected, text
+        checked += 1
+        invalid += expected == "invalid"
+    assert 0.2 * checked < invalid < 0.9 * checked  # both verdicts were exercised

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
+from email_validator.rfc_constants import DOT_ATOM_TEXT, EMAIL_MAX_LENGTH
 
 from cdp_pipelines.standardize.config import StandardizeConfig, default_config
 from cdp_pipelines.standardize.junk import Status, is_blank, is_junk_email, is_placeholder
@@ -35,15 +36,43 @@ def classify_email(value: str | None, config: StandardizeConfig | None = None) -
     if "@" in text and is_junk_email(*text.lower().rsplit("@", 1), config):
         return None, Status.JUNK
     try:
-        checked = validate_email(text, check_deliverability=False)
+        local_part, domain = validated_parts(text)
     except EmailNotValidError:
         return None, Status.INVALID
-    local_part, domain = _apply_provider_rules(checked.local_part.lower(), checked.domain.lower(), config)
+    local_part, domain = _apply_provider_rules(local_part.lower(), domain.lower(), config)
     if not local_part:
         return None, Status.INVALID
     if is_junk_email(local_part, domain, config):
         return None, Status.JUNK
     return f"{local_part}@{domain}", Status.OK
+
+
+def validated_parts(text: str) -> tuple[str, str]:
+    """(local part, domain) as email-validator's validate_email normalises them (without DNS;
+    the local part may differ in letter case only); raises EmailNotValidError when it would.
+
+    Most addresses are a plain ASCII local part at one of a few thousand domains, and
+    email-validator spends most of its time on the domain (IDNA and Unicode checks). For such an
+    address its answer is the local part unchanged plus its verdict on the domain alone, so the
+    domain is validated once per distinct domain; anything else (quotes, display names,
+    non-ASCII local parts, lengths near the limit) goes through validate_email whole.
+    """
+    local_part, at, domain_part = text.partition("@")
+    if at and DOT_ATOM_TEXT.match(local_part):
+        domain, ascii_domain = _validated_domain(domain_part)
+        longest = max(len(text), len(f"{local_part}@{domain}".encode()), len(local_part) + 1 + len(ascii_domain))
+        if longest <= EMAIL_MAX_LENGTH:
+            return local_part, domain
+    checked = validate_email(text, check_deliverability=False)
+    return checked.local_part, checked.domain
+
+
+@lru_cache(maxsize=65536)
+def _validated_domain(domain_part: str) -> tuple[str, str]:
+    """(domain, ASCII domain) of email-validator's verdict on a domain, judged with a minimal
+    local part; raises EmailNotValidError (the cache keeps only valid domains)."""
+    checked = validate_email(f"a@{domain_part}", check_deliverability=False)
+    return checked.domain, checked.ascii_domain
 
 
 @lru_cache(maxsize=65536)
