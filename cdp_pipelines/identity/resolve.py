@@ -370,11 +370,15 @@ def _resolve_everything(
     clock = time.perf_counter
     t0 = clock()
     con.execute("CREATE SCHEMA IF NOT EXISTS identity")
+    # Numbering only the keys and joining them back is several times faster than numbering
+    # the wide rows: a window over the whole table sorts everything it carries on one thread.
     con.execute(
         f"""
         CREATE OR REPLACE TABLE identity.records AS
-        SELECT row_number() OVER (ORDER BY source, source_record_id) - 1 AS rid, {", ".join(RECORD_COLUMNS)}
-        FROM standardized.identity_records
+        SELECT k.rid, {", ".join(f"r.{c}" for c in RECORD_COLUMNS)}
+        FROM standardized.identity_records r
+        JOIN (SELECT source, source_record_id, row_number() OVER (ORDER BY source, source_record_id) - 1 AS rid
+              FROM standardized.identity_records) k USING (source, source_record_id)
         """
     )
     summary.records = con.execute("SELECT count(*) FROM identity.records").fetchall()[0][0]
