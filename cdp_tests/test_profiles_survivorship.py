@@ -138,3 +138,38 @@ def test_missing_display_column_is_reported(warehouse, tmp_path):
         "rule": "most_recent", "display": {"crm_accounts": "src_given"}}}}))
     with pytest.raises(ProfilesConfigError, match="standardized.crm_accounts has no such column"):
         golden(warehouse, path)
+
+
+def test_ties_and_extreme_times_order_as_rank_then_time_then_source_and_record(tmp_path):
+    """The packed ordering key keeps the order of (rank, time, source, record id): an undated
+    record loses to any dated one, year 9999 beats year 1, and among equals the greatest
+    (source, source_record_id) wins, whatever the number of digits in the id."""
+    rows = [
+        dict(source="crm_accounts", source_record_id="9", customer_id="T1", observed_at=None, email="undated@x.io"),
+        dict(source="crm_accounts", source_record_id="10", customer_id="T1", observed_at="0001-01-02 00:00:00",
+             email="year-one@x.io"),
+        dict(source="reviews", source_record_id="R-2", customer_id="T2", observed_at="2024-01-01 00:00:00",
+             email="r2@x.io"),
+        dict(source="reviews", source_record_id="R-10", customer_id="T2", observed_at="2024-01-01 00:00:00",
+             email="r10@x.io"),
+        dict(source="web_events", source_record_id="A", customer_id="T3", observed_at="2024-01-01 00:00:00",
+             cookie_id="C", email="web@x.io"),
+        dict(source="web_events", source_record_id="B", customer_id="T3", observed_at="9999-12-31 23:59:59",
+             email="future@x.io"),
+        dict(source="web_events", source_record_id="C", customer_id="T3", observed_at=None, email="none@x.io"),
+    ]
+    path = tmp_path / "warehouse.duckdb"
+    load_inputs(path, rows)
+    con = duckdb.connect(str(path))
+    con.execute("CREATE SCHEMA profiles")
+    config = tmp_path / "survivorship.yaml"
+    config.write_text(yaml.safe_dump({"attributes": {"email": {"rule": "most_recent"}}}))
+    profiles = golden(con, config)
+    assert profiles["T1"]["email"] == "year-one@x.io"       # dated (even year 1) beats undated
+    assert profiles["T2"]["email"] == "r2@x.io"             # same time: "R-2" > "R-10" as text
+    assert profiles["T3"]["email"] == "future@x.io"
+    config.write_text(yaml.safe_dump({"attributes": {"email": {"rule": "source_priority",
+                                                               "sources": ["reviews", "web_events"]}}}))
+    profiles = golden(con, config)
+    assert profiles["T3"]["email"] == "future@x.io"         # rank ties: recency decides
+    con.close()

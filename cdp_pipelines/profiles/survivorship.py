@@ -20,6 +20,8 @@ from cdp_pipelines.profiles.config_files import (
 
 GOLDEN_PROFILE = "profiles.golden_profile"
 OLDEST = "TIMESTAMP '0001-01-01 00:00:00'"
+_EPOCH_US_OFFSET = 1 << 56
+"""Added to epoch microseconds so every timestamp from year 1 to 9999 is positive and below 2**59."""
 Rule = Literal["source_priority", "most_recent", "most_frequent", "most_complete"]
 
 
@@ -84,8 +86,11 @@ def display_sources(config: SurvivorshipConfig) -> set[str]:
 
 
 def _ordering_key(attribute: str, rule: AttributeRule) -> str:
-    """A struct compared field by field: greater wins. Recency, then source and id break ties."""
-    recency = f"coalesce(observed_at, {OLDEST})"
+    """One HUGEINT compared as (rule's rank, recency, place in (source, source_record_id) order):
+    greater wins. The three are packed into bit fields (rank: 31 bits, microseconds since year 1:
+    59 bits, _tie: 32 bits) because arg_max compares a scalar several times faster than a struct.
+    """
+    recency = f"(epoch_us(coalesce(observed_at, {OLDEST})) + {_EPOCH_US_OFFSET})"
     if rule.rule == "source_priority":
         ranks = " ".join(
             f"WHEN {literal(s)} THEN {len(rule.sources) - i}" for i, s in enumerate(rule.sources)
@@ -97,7 +102,7 @@ def _ordering_key(attribute: str, rule: AttributeRule) -> str:
         first = f"length(CAST({quoted(attribute)} AS VARCHAR))"
     else:
         first = "0"
-    return f"struct_pack(k := {first}, t := {recency}, s := source, r := source_record_id)"
+    return f"((CAST({first} AS HUGEINT) << 91) + (CAST({recency} AS HUGEINT) << 32) + _tie)"
 
 
 def _candidate_filter(attribute: str, rule: AttributeRule) -> str:
@@ -190,7 +195,7 @@ def golden_profile_select(config: SurvivorshipConfig, records: str, available_di
     newline = ",\n    "
     return f"""
 WITH candidates AS (
-    SELECT r.*{display_select}
+    SELECT r.*, row_number() OVER (ORDER BY r.source, r.source_record_id) AS _tie{display_select}
     FROM {records} AS r
     {' '.join(joins)}
 ),
