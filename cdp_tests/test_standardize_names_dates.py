@@ -63,6 +63,42 @@ def test_plain_name_fast_path_agrees_with_nameparser(raw):
     assert split_name(raw)[1:4] == (parsed.first or None, parsed.middle or None, parsed.last or None)
 
 
+def _split_by_nameparser(text):
+    from cdp_pipelines.standardize.names import display_name_part
+
+    parsed = HumanName(display_name_part(text))
+    return tuple(display_name_part(p) for p in (parsed.title, parsed.first, parsed.middle, parsed.last, parsed.suffix))
+
+
+def test_fast_path_with_titles_and_initials_agrees_with_nameparser_for_every_letter():
+    """Till receipts print "MR K BARTON": every title the fast path reads, every letter as an
+    initial in every position before the last name, in both cases, parse as nameparser does;
+    a final letter (maybe a suffix: "John Smith V") is left to nameparser."""
+    import string
+
+    from cdp_pipelines.standardize.names import _PLAIN_TITLES, _split_plain, display_name_part
+
+    read_fast = 0
+    for title in ["", *sorted(_PLAIN_TITLES), "MR", "Mrs"]:
+        for a in string.ascii_uppercase:
+            layouts = [f"{a} BARTON", f"{a} K Barton", f"Ann {a} Li", f"{a} Marie Jones", f"{a.lower()} smith",
+                       *(f"{a} {b} Barton" for b in string.ascii_uppercase)]
+            for layout in layouts:
+                text = f"{title} {layout}".strip()
+                fast = _split_plain(display_name_part(text))
+                if fast is not None:
+                    read_fast += 1
+                    assert fast == _split_by_nameparser(text), text
+            assert _split_plain(display_name_part(f"{title} John Smith {a}".strip())) is None
+    assert read_fast > 3000  # most layouts are read without nameparser
+
+
+@pytest.mark.parametrize("raw", ["MR K BARTON", "J JONES", "Miss S Parker", "Dr A B Smith", "ms v gilbert"])
+def test_split_name_reads_till_style_names(raw):
+    assert split_name(raw) == _split_by_nameparser(raw)
+    assert split_name(raw)[3] is not None
+
+
 @pytest.mark.parametrize(
     "raw, expected",
     [

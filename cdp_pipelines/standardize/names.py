@@ -55,33 +55,47 @@ def clean_name_part(value: str | None) -> str | None:
     return text or None
 
 
-def _is_plain_token(token: str) -> bool:
-    """A token nameparser would read as an ordinary given or family name."""
+def _is_plain_token(token: str, initial_allowed: bool = False) -> bool:
+    """A token nameparser would read as an ordinary given or family name (or, where allowed,
+    an initial: a letter that is not also a conjunction or roman-numeral suffix)."""
     lower = token.lower()
+    if len(token) == 1 and not (initial_allowed and token.isascii() and token.isalpha()):
+        return False
     return not (
         lower in CONSTANTS.titles
         or lower in CONSTANTS.suffix_acronyms
         or lower in CONSTANTS.suffix_not_acronyms
         or lower in CONSTANTS.prefixes
         or lower in CONSTANTS.conjunctions
-        or len(token) == 1
     )
 
 
+_PLAIN_TITLES = frozenset({"mr", "mrs", "ms", "miss", "mx", "dr"})
+"""Titles read without nameparser when they open a name ("MR K BARTON", as tills print names)."""
+
+
 def _split_plain(text: str) -> NameParts | None:
-    """"First [Middle…] Last" with no titles, suffixes, particles or punctuation, without nameparser.
+    """"[Title] First [Middle…] Last" with initials allowed but no other titles, suffixes,
+    particles or punctuation, without nameparser.
 
     nameparser costs ~100 µs a name; most names are plain, and for them this gives the same
-    answer (checked in the tests), so millions of rows stay fast.
+    answer (checked in the tests against nameparser for every letter and title), so millions
+    of rows stay fast.
     """
     if _FAST_PATH_BLOCKERS.search(text):
         return None
     tokens = text.split(" ")
-    if not all(_is_plain_token(token) for token in tokens):
+    title = None
+    if len(tokens) > 1 and tokens[0].lower() in _PLAIN_TITLES:
+        title, tokens = tokens[0], tokens[1:]
+    # Initials before the last name only: a final letter may be a suffix ("John Smith V").
+    if not (_is_plain_token(tokens[-1]) and all(_is_plain_token(token, True) for token in tokens[:-1])):
         return None
     if len(tokens) == 1:
-        return (None, tokens[0], None, None, None)
-    return (None, tokens[0], " ".join(tokens[1:-1]) or None, tokens[-1], None)
+        parts = (title, None, None, tokens[0], None) if title else (None, tokens[0], None, None, None)
+    else:
+        parts = (title, tokens[0], " ".join(tokens[1:-1]) or None, tokens[-1], None)
+    return tuple(display_name_part(part) for part in parts)  # type: ignore[return-value]
 
 
 @lru_cache(maxsize=65536)
