@@ -274,3 +274,32 @@ def test_validations_on_threads_report_what_they_report_one_at_a_time():
         thread.join()
     assert errors == []
     assert len(seen) == 6 and all(failures == expected[name] for name, failures in seen)
+
+
+def test_great_expectations_is_imported_once_in_the_background_and_validation_waits_for_it():
+    """In a fresh interpreter: starting the import twice makes one background thread, the
+    caller is not held up by it, and a validation right after still reports correctly."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import sys, threading, time
+        import pandas as pd
+        from cdp_pipelines.ingest import quality
+        assert "great_expectations" not in sys.modules
+        started = time.perf_counter()
+        quality.start_importing_great_expectations()
+        quality.start_importing_great_expectations()
+        returned_after = time.perf_counter() - started
+        importers = [t for t in threading.enumerate() if t.name == "great-expectations-import"]
+        frame = pd.DataFrame({"account_id": ["A1", "A1"], "updated_at": ["2024-01-01", "2024-01-02"]})
+        report = quality.validate_frame(frame, suite_name="profile", source_name="s", record_id_column="account_id",
+                                        timestamp_column="updated_at", required_columns=["account_id"],
+                                        config_path=sys.argv[1])
+        print(len(importers), returned_after < 0.5, "great_expectations" in sys.modules, report.passed_blocking)
+    """)
+    done = subprocess.run([sys.executable, "-c", script, str(CONFIG)], capture_output=True, text=True,
+                          cwd=PROJECT_ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "True", "True", "False"]  # duplicate ids fail the blocking gate

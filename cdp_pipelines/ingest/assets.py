@@ -14,7 +14,7 @@ import duckdb
 
 from cdp_pipelines import settings
 from cdp_pipelines.ingest.errors import SourceContractError, SourcesConfigError
-from cdp_pipelines.ingest.quality import validate_frame
+from cdp_pipelines.ingest.quality import start_importing_great_expectations, validate_frame
 from cdp_pipelines.ingest.quality_suites import max_rows_validated, rows_to_validate_sql
 from cdp_pipelines.ingest.readers import QUARANTINE_SCHEMA, read_source
 from cdp_pipelines.ingest.sources_config import SourceConfig, load_sources
@@ -148,6 +148,7 @@ def build_raw_asset(declared: SourceConfig) -> dg.AssetsDefinition:
     )
     def _raw(context: dg.AssetExecutionContext, config: IngestRunConfig, warehouse: WarehouseResource,
              paths: ProjectPathsResource):
+        start_importing_great_expectations()  # overlaps reading the files; the check needs it
         source = current_source(paths, declared.name, declared)
         table = f"raw.{source.name}"
         run_id = context.run.run_id

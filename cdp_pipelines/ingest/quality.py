@@ -11,7 +11,9 @@ in-memory context with progress bars and analytics off: nothing is written to di
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import logging
+import sys
 import time
 import threading
 import warnings
@@ -37,6 +39,31 @@ SAMPLE_SIZE = 5
 _GX_SAMPLE_SIZE = 20  # GX returns repeats (every duplicate row); ask for more, keep 5 distinct
 _COLUMN_LIST_LIMIT = 20
 _PROCESS_GLOBALS_LOCK = threading.RLock()
+_GX_IMPORT_LOCK = threading.Lock()
+_gx_import: threading.Thread | None = None
+
+
+def start_importing_great_expectations() -> None:
+    """Begin importing Great Expectations on a background thread, once per process.
+
+    The import takes 2-3 s of Python, and the first ingest steps would each wait for it before
+    validating. Started when an ingest step starts, it runs while the step reads its files
+    (Arrow and DuckDB, which release the GIL); _validate_with_gx waits for it to finish before
+    touching GX, so the package is never imported by two threads at once.
+    """
+    global _gx_import
+    with _GX_IMPORT_LOCK:
+        if _gx_import is None and "great_expectations" not in sys.modules:
+            _gx_import = threading.Thread(target=importlib.import_module, args=("great_expectations",),
+                                          name="great-expectations-import", daemon=True)
+            _gx_import.start()
+
+
+def _wait_for_great_expectations_import() -> None:
+    with _GX_IMPORT_LOCK:
+        pending = _gx_import
+    if pending is not None:
+        pending.join()
 """Held around work that changes process-wide state, as steps run on threads: GX's current
 context and the warning filters (warnings.catch_warnings is not thread-safe)."""
 _DATEUTIL_PARSEABLE = "expect_column_values_to_be_dateutil_parseable"
@@ -237,6 +264,7 @@ def _unparsed_name(column: str) -> str:
 
 def _validate_with_gx(frame: pd.DataFrame, rules: list[ResolvedRule]) -> list[dict | None]:
     """One failure dict (or None when it passed) per rule, in rule order."""
+    _wait_for_great_expectations_import()
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
         DataContextConfig,
