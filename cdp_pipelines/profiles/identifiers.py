@@ -36,11 +36,14 @@ def build_customer_identifiers(con: duckdb.DuckDBPyConnection, xref: str) -> Non
 
 
 def customer_identifiers_select(xref: str) -> str:
-    """One row per (customer, identifier type, value) of the customers in `xref`."""
+    """One row per (customer, identifier type, value) of the customers in `xref`.
+
+    Sources are gathered with list_distinct(list(...)) rather than list(DISTINCT ...), which
+    DuckDB evaluates with a hash table per group and which cost a third of the statement."""
     return f"""
         SELECT customer_id, identifier_type, identifier_value,
                min(observed_at) AS first_seen, max(observed_at) AS last_seen,
-               count(*) AS records, list_sort(list(DISTINCT source)) AS sources
+               count(*) AS records, list_sort(list_distinct(list(source))) AS sources
         FROM {identifier_rows_sql(xref)}
         WHERE trim(identifier_value) <> ''
         GROUP BY ALL

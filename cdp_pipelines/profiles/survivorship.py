@@ -206,7 +206,7 @@ ranked AS (
 winners AS (
     SELECT customer_id,
     count(*) AS records,
-    list_sort(list(DISTINCT source)) AS sources,
+    list_sort(list_distinct(list(source))) AS sources,
     min(observed_at) AS first_seen,
     max(observed_at) AS last_seen,
     {newline.join(winners)}
