@@ -172,22 +172,18 @@ class _Standardizer:
     def postcode(self) -> None:
         if not self.has("postcode"):
             return
-        config, default_country = self.config, self.default_region
-
-        def classify(key: str) -> tuple[str | None, Status]:
-            value, country = _split_key(key)
-            return postcodes.classify_postcode(value, country, default_country=default_country, config=config)
-
+        classify = partial(_classify_postcode_key, default_country=self.default_region, config=self.config)
         country = self.out.get("country", pd.Series(None, index=self.index, dtype="str"))
         keys = _paired_keys(self.raw["postcode"], country).where(self.raw["postcode"].notna())
-        self.out["postcode"] = _text(self.record("postcode", _map_unique(keys, classify)).values, self.index)
+        mapped = _map_unique(keys, classify, self.pool, self.workers)
+        self.out["postcode"] = _text(self.record("postcode", mapped).values, self.index)
 
     def person_names(self) -> None:
         """first/last from their columns, filled from a split full_name; full_name rebuilt from parts."""
         config = self.config
         first, last = (
-            _text(self.record(part, _map_unique(self.column(part), partial(_classify_name_part, part, config))).values,
-                  self.index)
+            _text(self.record(part, _map_unique(self.column(part), partial(_classify_name_part, part, config),
+                                                self.pool, self.workers)).values, self.index)
             for part in ("first_name", "last_name")
         )
         full = pd.Series(None, index=self.index, dtype="str")
@@ -208,10 +204,8 @@ class _Standardizer:
             return
         formats = formats or self.config.date_formats(True)
         today = date.today()
-        mapped = self.record("date_of_birth", _map_unique(
-            self.raw["date_of_birth"],
-            lambda v: dates.classify_date(v, formats, reference=today, config=self.config),
-        ))
+        classify = partial(_classify_date_of_birth, formats=formats, reference=today, config=self.config)
+        mapped = self.record("date_of_birth", _map_unique(self.raw["date_of_birth"], classify, self.pool, self.workers))
         per_unique = np.array([np.datetime64(d, "D") if d else np.datetime64("NaT") for d in mapped.per_unique])
         days = pa.array(per_unique.astype("datetime64[D]")[mapped.codes], from_pandas=True, type=pa.date32())
         self.out["date_of_birth"] = pd.Series(days, index=self.index, dtype=pd.ArrowDtype(pa.date32()))
@@ -231,7 +225,7 @@ class _Standardizer:
             if self.has(attribute):
                 mapped = _map_identifier(self.raw[attribute], attribute, self.config)
                 self.out[attribute] = _text(self.record(attribute, mapped).values, self.index)
-        self.simple("social_handle", lambda v: _classify_social_handle(v, self.config))
+        self.simple("social_handle", partial(_classify_social_handle, config=self.config), parallel=True)
 
     def frame(self) -> pd.DataFrame:
         columns = {}
@@ -249,6 +243,17 @@ class _Standardizer:
 
 def _classify_name_part(attribute: str, config: StandardizeConfig, value: Any) -> tuple[str | None, Status]:
     return names.classify_name_part(value, attribute, config)
+
+
+def _classify_postcode_key(key: str, default_country: str, config: StandardizeConfig) -> tuple[str | None, Status]:
+    """Postcode for a "postcode<sep>country" key built by _paired_keys."""
+    value, country = _split_key(key)
+    return postcodes.classify_postcode(value, country, default_country=default_country, config=config)
+
+
+def _classify_date_of_birth(value: Any, formats: tuple[str, ...], reference: date,
+                            config: StandardizeConfig) -> tuple[date | None, Status]:
+    return dates.classify_date(value, formats, reference=reference, config=config)
 
 
 def _classify_phone_key(key: str, default_region: str, config: StandardizeConfig) -> tuple[tuple[str, str] | None, Status]:
@@ -322,8 +327,10 @@ def standardize_frame(
     The result has every column of OUTPUT_COLUMNS on raw's index; attributes absent from
     `raw` are all-null. Country is never defaulted, but `default_region` is used to read
     phones and postcodes of rows without a country. Counts cover only columns present in raw.
-    `workers` processes share phones, emails, full names and address lines (default: up to
-    two for frames of PARALLEL_MIN_ROWS rows or more, else none); 1 keeps everything in-process.
+    `workers` processes share the attributes classified value by value in Python (phones,
+    emails, names, dates of birth, postcodes, address lines, social handles), so two sources
+    standardized at once do not queue on this process's GIL; default: up to two workers for
+    frames of PARALLEL_MIN_ROWS rows or more, else none; 1 keeps everything in-process.
     """
     config = config or default_config()
     if workers is None:
