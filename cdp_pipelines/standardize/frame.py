@@ -58,15 +58,16 @@ class _Mapped:
     junk: int
     invalid: int
 
-    @property
-    def values(self) -> np.ndarray:
-        """One result per row, None where missing."""
-        return self.per_unique[self.codes]
-
-    def field(self, position: int) -> np.ndarray:
-        """One element of tuple results per row, None where the result is None."""
-        picked = np.array([None if r is None else r[position] for r in self.per_unique], dtype=object)
-        return picked[self.codes]
+    def text(self, index: pd.Index, position: int | None = None) -> pd.Series:
+        """One text result per row (or element `position` of tuple results), missing where the
+        value or the result is. Built on the distinct results and spread to rows by an Arrow
+        take: a Python object per row would hold this process's lock for every row."""
+        results = self.per_unique[:-1]
+        if position is not None:
+            results = [None if r is None else r[position] for r in results]
+        distinct = pa.array(results, type=pa.large_string(), from_pandas=True)
+        per_row = distinct.take(pa.array(self.codes, mask=self.codes < 0))
+        return pd.Series(pd.arrays.ArrowStringArray(per_row, dtype=_TEXT), index=index)
 
 
 def _classify_many(classify: Classifier, values: list[Any]) -> list[tuple[Any, Status]]:
@@ -111,8 +112,8 @@ def _split_key(key: str) -> tuple[str, str | None]:
     return value, context or None
 
 
-def _text(values: np.ndarray, index: pd.Index) -> pd.Series:
-    return pd.Series(values, index=index, dtype="str")
+_TEXT = pd.StringDtype("pyarrow", na_value=np.nan)
+"""pandas' default "str" dtype, which the standardized columns have."""
 
 
 class _Standardizer:
@@ -148,7 +149,7 @@ class _Standardizer:
         if self.has(attribute):
             pool = self.pool if parallel else None
             mapped = _map_unique(self.raw[attribute], classify, pool, self.workers)
-            self.out[attribute] = _text(self.record(attribute, mapped).values, self.index)
+            self.out[attribute] = self.record(attribute, mapped).text(self.index)
 
     def country(self) -> None:
         self.simple("country", lambda v: postcodes.classify_country(v, self.config))
@@ -166,8 +167,8 @@ class _Standardizer:
         classify = partial(_classify_phone_key, default_region=self.default_region, config=self.config)
         keys = _paired_keys(self.raw["phone"], self.region_context()).where(self.raw["phone"].notna())
         pairs = self.record("phone", _map_unique(keys, classify, self.pool, self.workers))
-        self.out["phone"] = _text(pairs.field(0), self.index)
-        self.out["phone_kind"] = _text(pairs.field(1), self.index)
+        self.out["phone"] = pairs.text(self.index, 0)
+        self.out["phone_kind"] = pairs.text(self.index, 1)
 
     def postcode(self) -> None:
         if not self.has("postcode"):
@@ -176,28 +177,28 @@ class _Standardizer:
         country = self.out.get("country", pd.Series(None, index=self.index, dtype="str"))
         keys = _paired_keys(self.raw["postcode"], country).where(self.raw["postcode"].notna())
         mapped = _map_unique(keys, classify, self.pool, self.workers)
-        self.out["postcode"] = _text(self.record("postcode", mapped).values, self.index)
+        self.out["postcode"] = self.record("postcode", mapped).text(self.index)
 
     def person_names(self) -> None:
         """first/last from their columns, filled from a split full_name; full_name rebuilt from parts."""
         config = self.config
         first, last = (
-            _text(self.record(part, _map_unique(self.column(part), partial(_classify_name_part, part, config),
-                                                self.pool, self.workers)).values, self.index)
+            self.record(part, _map_unique(self.column(part), partial(_classify_name_part, part, config),
+                                          self.pool, self.workers)).text(self.index)
             for part in ("first_name", "last_name")
         )
         full = pd.Series(None, index=self.index, dtype="str")
         if self.has("full_name"):
             classify = partial(_classify_full_name, config=config)
             parts = self.record("full_name", _map_unique(self.raw["full_name"], classify, self.pool, self.workers))
-            first = first.fillna(_text(parts.field(0), self.index))
-            last = last.fillna(_text(parts.field(1), self.index))
-            full = _text(parts.field(2), self.index)
+            first = first.fillna(parts.text(self.index, 0))
+            last = last.fillna(parts.text(self.index, 1))
+            full = parts.text(self.index, 2)
         built = first.str.cat(last, sep=" ", na_rep="").str.strip().replace("", None)
         self.out["first_name"], self.out["last_name"] = first, last
         self.out["full_name"] = full.fillna(built)
         given = _map_unique(first, lambda v: (names.resolve_nickname(v, config), Status.OK))
-        self.out["given_name"] = _text(given.values, self.index)
+        self.out["given_name"] = given.text(self.index)
 
     def date_of_birth(self, formats: tuple[str, ...] | None) -> None:
         if not self.has("date_of_birth"):
@@ -224,7 +225,7 @@ class _Standardizer:
         for attribute in IDENTIFIER_COLUMNS:
             if self.has(attribute):
                 mapped = _map_identifier(self.raw[attribute], attribute, self.config)
-                self.out[attribute] = _text(self.record(attribute, mapped).values, self.index)
+                self.out[attribute] = self.record(attribute, mapped).text(self.index)
         self.simple("social_handle", partial(_classify_social_handle, config=self.config), parallel=True)
 
     def frame(self) -> pd.DataFrame:
