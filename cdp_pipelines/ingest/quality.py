@@ -39,6 +39,9 @@ SAMPLE_SIZE = 5
 _GX_SAMPLE_SIZE = 20  # GX returns repeats (every duplicate row); ask for more, keep 5 distinct
 _COLUMN_LIST_LIMIT = 20
 _PROCESS_GLOBALS_LOCK = threading.RLock()
+"""Held around work that changes process-wide state, as steps run on threads: GX's current
+context and the warning filters (warnings.catch_warnings is not thread-safe)."""
+_DATEUTIL_PARSEABLE = "expect_column_values_to_be_dateutil_parseable"
 _GX_IMPORT_LOCK = threading.Lock()
 _gx_import: threading.Thread | None = None
 
@@ -64,9 +67,6 @@ def _wait_for_great_expectations_import() -> None:
         pending = _gx_import
     if pending is not None:
         pending.join()
-"""Held around work that changes process-wide state, as steps run on threads: GX's current
-context and the warning filters (warnings.catch_warnings is not thread-safe)."""
-_DATEUTIL_PARSEABLE = "expect_column_values_to_be_dateutil_parseable"
 
 
 @dataclass
