@@ -276,7 +276,7 @@ def test_validations_on_threads_report_what_they_report_one_at_a_time():
     assert len(seen) == 6 and all(failures == expected[name] for name, failures in seen)
 
 
-def test_great_expectations_is_imported_once_in_the_background_and_validation_waits_for_it():
+def test_great_expectations_is_imported_once_in_the_background():
     """In a fresh interpreter: starting the import twice makes one background thread, the
     caller is not held up by it, and a validation right after still reports correctly."""
     import subprocess
@@ -303,3 +303,25 @@ def test_great_expectations_is_imported_once_in_the_background_and_validation_wa
                           cwd=PROJECT_ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1", "True", "True", "False"]  # duplicate ids fail the blocking gate
+
+
+def test_validation_waits_for_a_background_import_still_running():
+    """GX must never be imported by two threads at once: a validation started while the
+    background import runs waits for it to end (a one-second stand-in for the import here)."""
+    import threading
+    import time
+
+    from cdp_pipelines.ingest import quality
+
+    pending = threading.Thread(target=time.sleep, args=(1.0,), name="great-expectations-import")
+    quality._gx_import = pending
+    try:
+        pending.start()
+        started = time.perf_counter()
+        report = validate_profile(raw_profile_frame(20))
+        waited = time.perf_counter() - started
+    finally:
+        quality._gx_import = None
+    assert not pending.is_alive()
+    assert waited >= 0.9
+    assert report.passed_blocking
