@@ -75,14 +75,33 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime
 
 
+def machine_cpu_seconds() -> tuple[float, float] | None:
+    """(busy, stolen) core-seconds of the whole machine since boot, from /proc/stat; None where
+    that file does not exist. Busy counts every process (the standardize workers, PostgreSQL's
+    backends, anything else running), so it tells whether the cores were saturated; stolen is
+    time the hypervisor gave this machine's cores to others, the usual cause of noisy runs."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    if len(fields) < 8:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / ticks, steal / ticks
+
+
 class LoadSampler:
-    """Samples the 1-minute load average, this process's RSS and its CPU time (all threads,
-    DuckDB's included) every half second, so each step's CPU seconds can be read off afterwards:
-    CPU seconds do not grow when other work on the machine slows the run down."""
+    """Samples the 1-minute load average, this process's RSS and CPU time (all threads, DuckDB's
+    included) and the whole machine's busy and stolen core-seconds every half second, so each
+    step's CPU seconds, and how busy the machine was meanwhile, can be read off afterwards: CPU
+    seconds do not grow when other work on the machine slows the run down."""
 
     def __init__(self, every: float = 0.5) -> None:
         self.every = every
-        self.samples: list[tuple[float, float, int, float]] = []  # (epoch, load1, rss, cpu)
+        # (epoch, load1, rss, cpu, machine busy, machine stolen); the last two None off Linux
+        self.samples: list[tuple] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -94,7 +113,8 @@ class LoadSampler:
             return 0
 
     def _sample(self) -> None:
-        self.samples.append((time.time(), os.getloadavg()[0], self._rss(), cpu_seconds()))
+        machine = machine_cpu_seconds() or (None, None)
+        self.samples.append((time.time(), os.getloadavg()[0], self._rss(), cpu_seconds(), *machine))
 
     def _run(self) -> None:
         self._sample()
@@ -110,15 +130,30 @@ class LoadSampler:
         self._thread.join(timeout=5)
         self._sample()
 
-    def cpu_at(self, epoch: float) -> float | None:
-        """This process's CPU seconds at a moment, interpolated between samples."""
-        points = [(s[0], s[3]) for s in self.samples]
+    def _at(self, epoch: float, field: int) -> float | None:
+        """A cumulative field at a moment, interpolated between samples."""
+        points = [(s[0], s[field]) for s in self.samples if s[field] is not None]
         if not points or epoch < points[0][0] or epoch > points[-1][0]:
             return None
         for (t0, c0), (t1, c1) in zip(points, points[1:]):
             if t0 <= epoch <= t1:
                 return c0 if t1 == t0 else c0 + (c1 - c0) * (epoch - t0) / (t1 - t0)
         return points[-1][1]
+
+    def cpu_at(self, epoch: float) -> float | None:
+        """This process's CPU seconds at a moment, interpolated between samples."""
+        return self._at(epoch, 3)
+
+    def machine_cores(self, start: float, end: float) -> dict | None:
+        """Cores the whole machine kept busy, and cores stolen from it, on average between two
+        moments (None when not sampled)."""
+        if end <= start:
+            return None
+        values = [self._at(start, f) for f in (4, 5)] + [self._at(end, f) for f in (4, 5)]
+        if any(v is None for v in values):
+            return None
+        busy0, stolen0, busy1, stolen1 = values
+        return {"busy": round((busy1 - busy0) / (end - start), 2), "stolen": round((stolen1 - stolen0) / (end - start), 2)}
 
     def summary(self) -> dict:
         loads = [s[1] for s in self.samples] or [os.getloadavg()[0]]
@@ -317,18 +352,26 @@ def stage_table(steps: list[dict]) -> dict[str, dict]:
 def run_pipeline(console, sampler: "LoadSampler | None" = None, max_concurrent: int | None = None) -> dict:
     from cdp_pipelines.runner import dagster_instance, run_full_refresh
 
-    cpu0, wall0 = cpu_seconds(), time.perf_counter()
+    cpu0, wall0, epoch0 = cpu_seconds(), time.perf_counter(), time.time()
     outcome = run_full_refresh(retrain=True, console=console, max_concurrent=max_concurrent)
     wall = time.perf_counter() - wall0
     cpu = cpu_seconds() - cpu0
     instance = dagster_instance()
     steps = step_timings(instance, outcome.run_id)
+    stages = stage_table(steps)
+    machine = None
     if sampler is not None:
         sampler._sample()
         for row in steps:
             a, b = sampler.cpu_at(row["epoch_start"]), sampler.cpu_at(row["epoch_end"])
             row["cpu_seconds"] = round(b - a, 3) if a is not None and b is not None else None
-    return {"outcome": outcome, "wall": wall, "cpu": cpu, "steps": steps, "stages": stage_table(steps)}
+            row["machine_cores"] = sampler.machine_cores(row["epoch_start"], row["epoch_end"])
+        for name, stage in stages.items():
+            rows = [r for r in steps if r["group"] == name]
+            stage["machine_cores"] = sampler.machine_cores(min(r["epoch_start"] for r in rows),
+                                                           max(r["epoch_end"] for r in rows))
+        machine = sampler.machine_cores(epoch0, epoch0 + wall)
+    return {"outcome": outcome, "wall": wall, "cpu": cpu, "steps": steps, "stages": stages, "machine_cores": machine}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -536,6 +579,7 @@ def benchmark(persons: int, workdir: Path, seed: int = 42, serving_admin_url: st
         "outside_steps_seconds": round(run["wall"] - steps_running, 2),
         "cpu_seconds": round(run["cpu"], 1),
         "cpu_utilisation": round(run["cpu"] / run["wall"], 2) if run["wall"] else None,
+        "machine_cores": run.get("machine_cores"),
         "records_per_second": round(records_read / run["wall"], 1) if run["wall"] else None,
         "stages": run["stages"],
         "steps": run["steps"],
@@ -571,6 +615,16 @@ def benchmark(persons: int, workdir: Path, seed: int = 42, serving_admin_url: st
     return result
 
 
+def _cores(machine: dict | None) -> str:
+    return f"{machine['busy']:.2f} ({machine['stolen']:.2f} stolen)" if machine else ""
+
+
+def steps_alone(steps: list[dict]) -> list[dict]:
+    """Steps during which no other step ran: their machine figures are their own."""
+    return [row for row in steps
+            if not any(o is not row and o["start"] < row["end"] and o["end"] > row["start"] for o in steps)]
+
+
 def format_report(r: dict) -> str:
     lines = [f"persons {r['persons']:,}  records {r['records_read']:,}  customers {r.get('customers') or 0:,}  "
              f"success {r['success']}",
@@ -578,11 +632,14 @@ def format_report(r: dict) -> str:
              f"max {r['load_average']['load1_max']}",
              "",
              "(step s: the stage's step durations summed; CPU s: the process's CPU while they ran. "
-             "Steps overlap, so both count shared time once per step)",
-             f"{'stage':<14}{'steps':>6}{'step s':>10}{'span s':>10}{'CPU s':>9}"]
+             "Steps overlap, so both count shared time once per step. Machine cores: the whole "
+             "machine's busy cores during the stage's span, every process included, and cores stolen by "
+             "the hypervisor)",
+             f"{'stage':<14}{'steps':>6}{'step s':>10}{'span s':>10}{'CPU s':>9}{'machine cores':>15}"]
     for name, s in r["stages"].items():
         cpu = f"{s['cpu_seconds']:>9.1f}" if s.get("cpu_seconds") is not None else f"{'':>9}"
-        lines.append(f"{name:<14}{s['steps']:>6}{s['seconds']:>10.1f}{s['span']:>10.1f}{cpu}")
+        lines.append(f"{name:<14}{s['steps']:>6}{s['seconds']:>10.1f}{s['span']:>10.1f}{cpu}"
+                     f"{_cores(s.get('machine_cores')):>15}")
     lines.append(f"{'(no step running)':<20}{r['outside_steps_seconds']:>10.1f}")
     lines.append(f"{'total':<20}{r['wall_seconds']:>10.1f}   "
                  f"({r['steps_seconds']:.1f} step s in {r['steps_running_seconds']:.1f} s: "
@@ -590,7 +647,10 @@ def format_report(r: dict) -> str:
     ident = r["identity"]
     lines += ["",
               f"records/s {r['records_per_second']:,}   CPU {r['cpu_seconds']} s "
-              f"({r['cpu_utilisation']} cores busy on average)",
+              f"({r['cpu_utilisation']} cores busy on average; the whole machine "
+              f"{_cores(r.get('machine_cores')) or 'not sampled'})",
+              *(f"  ran alone: {row['step']} {row['seconds']:.1f} s, machine {_cores(row.get('machine_cores'))}"
+                for row in steps_alone(r["steps"]) if row["seconds"] >= 5),
               f"peak RSS {r['peak_rss']['max']} GiB (self {r['peak_rss']['self']}, children {r['peak_rss']['children']})",
               f"identity seconds {ident['seconds']}  (identity step {ident['identity_step_seconds']} s)",
               f"splink nodes {ident['splink_nodes']:,}  comparisons {ident['comparisons']:,}  "

@@ -5,9 +5,11 @@ and report the figures issue 9 asks for, consistently with each other."""
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
+from cdp_pipelines.bench import LoadSampler, machine_cpu_seconds, steps_alone
 from cdp_pipelines.settings import PROJECT_ROOT
 
 STAGES = {"ingest", "standardize", "identity", "context", "profiles", "serving", "segments"}
@@ -38,6 +40,10 @@ def test_benchmark_reports_stages_memory_rates_and_bare_splink(tmp_path, postgre
     # The JSON rounds wall seconds, so derived figures agree to rounding only.
     assert r["records_per_second"] == pytest.approx(r["records_read"] / r["wall_seconds"], rel=1e-3)
     assert 0 < r["peak_rss"]["self"] < 8
+    # The whole machine's busy cores, sampled from /proc/stat, for the run and every stage.
+    cores = r["machine"]["cpus"]
+    assert 0 < r["machine_cores"]["busy"] <= cores + 0.1 and 0 <= r["machine_cores"]["stolen"] <= cores
+    assert all(0 <= s["machine_cores"]["busy"] <= cores + 0.1 for s in r["stages"].values())
 
     identity = r["identity"]
     rules = [row["rule"] for row in identity["comparisons_by_rule"]]
@@ -54,6 +60,41 @@ def test_benchmark_reports_stages_memory_rates_and_bare_splink(tmp_path, postgre
     assert 0 < identity["share_outside_pipeline_splink"] < 1
     assert r["accuracy"]["records_evaluated"] == r["records_read"]
 
-    for line in ("stage", "records/s", "peak RSS", "bare Splink train+predict",
+    for line in ("stage", "machine cores", "the whole machine", "records/s", "peak RSS", "bare Splink train+predict",
                  "share of the identity step outside pipeline Splink", "accuracy"):
         assert line in done.stdout
+
+
+def test_machine_cores_are_read_between_samples():
+    """Busy and stolen core-seconds are cumulative counters: the cores between two moments are
+    their growth over the elapsed time, interpolated between samples; unsampled moments give None."""
+    sampler = LoadSampler()
+    # (epoch, load1, rss, cpu, machine busy, machine stolen)
+    sampler.samples = [(100.0, 1.0, 0, 0.0, 50.0, 1.0), (110.0, 1.0, 0, 5.0, 70.0, 1.0),
+                       (120.0, 1.0, 0, 8.0, 80.0, 6.0)]
+    assert sampler.machine_cores(100.0, 110.0) == {"busy": 2.0, "stolen": 0.0}
+    assert sampler.machine_cores(105.0, 115.0) == {"busy": 1.5, "stolen": 0.25}
+    assert sampler.machine_cores(100.0, 120.0) == {"busy": 1.5, "stolen": 0.25}
+    assert sampler.cpu_at(115.0) == 6.5
+    assert sampler.machine_cores(90.0, 110.0) is None
+    assert sampler.machine_cores(110.0, 110.0) is None
+    sampler.samples = [(100.0, 1.0, 0, 0.0, None, None), (110.0, 1.0, 0, 5.0, None, None)]
+    assert sampler.machine_cores(100.0, 110.0) is None  # no /proc/stat: not sampled
+
+
+def test_machine_cpu_seconds_grow_while_this_process_works():
+    before = machine_cpu_seconds()
+    if before is None:
+        pytest.skip("no /proc/stat on this system")
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:
+        pass
+    busy, stolen = machine_cpu_seconds()
+    assert busy - before[0] >= 0.2 and stolen >= before[1]
+
+
+def test_steps_alone_are_those_no_other_step_overlapped():
+    steps = [{"step": "a", "start": 0.0, "end": 5.0}, {"step": "b", "start": 4.0, "end": 6.0},
+             {"step": "c", "start": 6.0, "end": 20.0}, {"step": "d", "start": 20.0, "end": 21.0},
+             {"step": "e", "start": 20.5, "end": 22.0}]
+    assert [row["step"] for row in steps_alone(steps)] == ["c"]
