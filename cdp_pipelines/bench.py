@@ -358,7 +358,6 @@ def run_pipeline(console, sampler: "LoadSampler | None" = None, max_concurrent: 
     cpu = cpu_seconds() - cpu0
     instance = dagster_instance()
     steps = step_timings(instance, outcome.run_id)
-    stages = stage_table(steps)
     machine = None
     if sampler is not None:
         sampler._sample()
@@ -366,6 +365,8 @@ def run_pipeline(console, sampler: "LoadSampler | None" = None, max_concurrent: 
             a, b = sampler.cpu_at(row["epoch_start"]), sampler.cpu_at(row["epoch_end"])
             row["cpu_seconds"] = round(b - a, 3) if a is not None and b is not None else None
             row["machine_cores"] = sampler.machine_cores(row["epoch_start"], row["epoch_end"])
+    stages = stage_table(steps)  # after the steps' CPU seconds, which it sums per stage
+    if sampler is not None:
         for name, stage in stages.items():
             rows = [r for r in steps if r["group"] == name]
             stage["machine_cores"] = sampler.machine_cores(min(r["epoch_start"] for r in rows),

@@ -44,6 +44,9 @@ def test_benchmark_reports_stages_memory_rates_and_bare_splink(tmp_path, postgre
     cores = r["machine"]["cpus"]
     assert 0 < r["machine_cores"]["busy"] <= cores + 0.1 and 0 <= r["machine_cores"]["stolen"] <= cores
     assert all(0 <= s["machine_cores"]["busy"] <= cores + 0.1 for s in r["stages"].values())
+    assert all(s["cpu_seconds"] > 0 for s in r["stages"].values())
+    assert sum(s["cpu_seconds"] for s in r["stages"].values()) == pytest.approx(
+        sum(row["cpu_seconds"] for row in r["steps"]), abs=0.1)
 
     identity = r["identity"]
     rules = [row["rule"] for row in identity["comparisons_by_rule"]]
