@@ -186,22 +186,3 @@ def test_standardized_metadata_shows_junk_and_null_rates_and_a_preview(project):
     assert metadata["null_rates"].value["email"] == 0.05 and metadata["null_rates"].value["phone"] == 1.0
     preview = metadata["preview"].value
     assert "source_record_id" in preview and "p1@mail.co.uk" not in preview  # personal data masked
-
-
-def test_the_quality_suite_is_a_warning_check_of_its_own_that_waits_for_idle_slots(project):
-    """Nothing waits for the standardized quality suite, so it is not part of the standardize
-    step (which identity resolution waits for) and runs at the lowest priority."""
-    defs = project["defs"]
-    (asset,) = [a for a in defs.assets if dg.AssetKey(["standardized", "shop"]) in a.keys]
-    assert {spec.name for spec in asset.check_specs} == {"rows_reconcile"}
-    (quality,) = [c for c in defs.asset_checks if any(s.name == "standardized_quality" for s in c.check_specs)]
-    (spec,) = quality.check_specs
-    assert spec.asset_key == dg.AssetKey(["standardized", "shop"]) and not spec.blocking
-    assert quality.op.tags["dagster/priority"] == "-1"
-
-
-def test_text_sentiment_waits_for_idle_slots_too():
-    """Only the context models, which follow identity resolution, read the sentiment scores."""
-    from cdp_pipelines.context.assets import int_text_sentiment
-
-    assert int_text_sentiment.op.tags["dagster/priority"] == "-1"

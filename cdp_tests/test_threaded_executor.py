@@ -224,33 +224,3 @@ def test_a_run_rebuilt_from_its_code_location_runs_steps_at_once():
             assert result.success
             assert {e.step_key for e in result.all_events if e.event_type_value == "STEP_SUCCESS"} == {
                 "meets_0", "meets_1"}
-
-
-def test_a_low_priority_check_waits_until_no_asset_step_is_ready():
-    """The standardize stage's quality checks carry `dagster/priority` -1 so that they run when
-    nothing else can (beside the identity step) instead of delaying the assets identity needs."""
-    log, lock = [], threading.Lock()
-
-    def record(name):
-        with lock:
-            log.append(name)
-
-    def build(name, deps=()):
-        @dg.asset(name=name, deps=list(deps))
-        def _asset() -> None:
-            record(name)
-        return _asset
-
-    def check_on_a(tags):
-        @dg.asset_check(asset="a", name="late", op_tags=tags)
-        def _late() -> dg.AssetCheckResult:
-            record("late")
-            return dg.AssetCheckResult(passed=True)
-        return _late
-
-    assets = [build("a"), build("b"), build("c"), build("d", deps=["b"])]
-    result, _ = _run(assets, max_concurrent=1, checks=[check_on_a({"dagster/priority": "-1"})])
-    assert result.success and log == ["a", "b", "c", "d", "late"]
-    log.clear()
-    result, _ = _run(assets, max_concurrent=1, checks=[check_on_a({})])
-    assert result.success and log.index("late") < log.index("d")  # without the tag it comes earlier

@@ -18,7 +18,6 @@ from cdp_pipelines.context.sentiment import TABLE as TEXT_SENTIMENT_TABLE, build
 from cdp_pipelines.context.sql_models import SqlModel, discover_models
 from cdp_pipelines.metadata import OWNERS, table_metadata
 from cdp_pipelines.operations.refresh_config import IncrementalRefreshConfig
-from cdp_pipelines.operations.threaded_executor import LOW_PRIORITY
 from cdp_pipelines.resources import ProjectPathsResource, WarehouseResource
 from cdp_pipelines.segments.assets import segment_key
 from cdp_pipelines.segments.build import MEMBERSHIP_TABLE
@@ -102,7 +101,6 @@ def build_model_asset(model: SqlModel, segment_keys: list[dg.AssetKey] | None = 
     owners=OWNERS,
     description="VADER compound sentiment (-1..1) of every review and social post text, scored once per "
                 "distinct text in Python; the SQL models join to it.",
-    op_tags=LOW_PRIORITY,  # only the context models, which follow identity, need it
 )
 def int_text_sentiment(config: IncrementalRefreshConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.connect() as con:

@@ -46,11 +46,6 @@ DEFAULT_MAX_CONCURRENT = 2
 
 _POLL_SECONDS = 0.05
 
-LOW_PRIORITY = {"dagster/priority": "-1"}
-"""op_tags of steps that nothing on the way to identity resolution needs (warning-level quality
-suites, text sentiment): they start only when no other step is ready, which in a whole run is
-beside the identity step, the one long step that leaves a core partly idle."""
-
 
 class _StepFinished:
     """Queued by a step's thread after its last event, with the events (for hooks) and the

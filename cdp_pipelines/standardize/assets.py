@@ -15,7 +15,6 @@ from cdp_pipelines.ingest.assets import current_source, latest_ingest_filter, ra
 from cdp_pipelines.ingest.quality import validate_frame
 from cdp_pipelines.ingest.sources_config import ADDRESS_JOINER, SourceConfig, load_sources
 from cdp_pipelines.metadata import OWNERS, named, null_rates, table_metadata
-from cdp_pipelines.operations.threaded_executor import LOW_PRIORITY
 from cdp_pipelines.operations.tracking import RECORD_CHANGES, ensure_tracking_tables
 from cdp_pipelines.resources import ProjectPathsResource, WarehouseResource
 from cdp_pipelines.standardize.frame import OUTPUT_COLUMNS, standardize_frame
@@ -105,15 +104,15 @@ QUALITY_DESCRIPTION = "Standardized values look right: E.164 phones, lower-case 
 
 
 def build_standardized_asset(declared: SourceConfig) -> dg.AssetsDefinition:
-    """The source's standardized asset; its blocking reconciliation runs in the same step once
-    the table is written (the warning-level quality suite is its own check, see
-    build_standardized_quality_check)."""
+    """The source's standardized asset; its checks (blocking reconciliation, warning-level
+    quality suite) run in the same step once the table is written."""
     key = standardized_key(declared.name)
-    reconcile, _ = standardized_check_fns(declared)
+    reconcile, quality = standardized_check_fns(declared)
 
     @dg.asset(
         key=key,
-        check_specs=[dg.AssetCheckSpec("rows_reconcile", asset=key, blocking=True, description=RECONCILE_DESCRIPTION)],
+        check_specs=[dg.AssetCheckSpec("rows_reconcile", asset=key, blocking=True, description=RECONCILE_DESCRIPTION),
+                     dg.AssetCheckSpec("standardized_quality", asset=key, description=QUALITY_DESCRIPTION)],
         deps=[raw_key(declared.name)],
         group_name="standardize",
         kinds={"duckdb", "pandas"},
@@ -161,23 +160,10 @@ def build_standardized_asset(declared: SourceConfig) -> dg.AssetsDefinition:
             }
         context.log.info(f"{source.name}: standardized {len(table)} rows ({'incremental' if incremental else 'full'}); "
                          f"junk removed {sum(outcome.junk_counts.values())}")
-        return dg.MaterializeResult(metadata=metadata, check_results=[named("rows_reconcile", reconcile(warehouse))])
+        return dg.MaterializeResult(metadata=metadata, check_results=[
+            named("rows_reconcile", reconcile(warehouse)), named("standardized_quality", quality(warehouse))])
 
     return _standardized
-
-
-def build_standardized_quality_check(declared: SourceConfig) -> dg.AssetChecksDefinition:
-    """The Great Expectations suite of the source's standardized values, as a warning-level check
-    in its own low-priority step: nothing waits for it, so it need not hold up identity
-    resolution (one source's suite costs seconds of Python at a million records)."""
-    _, quality = standardized_check_fns(declared)
-
-    @dg.asset_check(asset=standardized_key(declared.name), name="standardized_quality", blocking=False,
-                    description=QUALITY_DESCRIPTION, op_tags=LOW_PRIORITY)
-    def _standardized_quality(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        return quality(warehouse)
-
-    return _standardized_quality
 
 
 def _as_text_for_gx(column: str) -> str:
@@ -274,5 +260,4 @@ def build_identity_records_asset(sources: list[SourceConfig]) -> dg.AssetsDefini
 def build_standardize_definitions(sources_file) -> dg.Definitions:
     sources = load_sources(sources_file).sources
     return dg.Definitions(
-        assets=[*(build_standardized_asset(s) for s in sources), build_identity_records_asset(sources)],
-        asset_checks=[build_standardized_quality_check(s) for s in sources])
+        assets=[*(build_standardized_asset(s) for s in sources), build_identity_records_asset(sources)])
