@@ -260,8 +260,6 @@ def _unparsed_name(column: str) -> str:
 # --- running GX --------------------------------------------------------------------------------
 
 
-
-
 def _validate_with_gx(frame: pd.DataFrame, rules: list[ResolvedRule]) -> list[dict | None]:
     """One failure dict (or None when it passed) per rule, in rule order."""
     _wait_for_great_expectations_import()

@@ -205,7 +205,7 @@ class _Standardizer:
             return
         formats = formats or self.config.date_formats(True)
         today = date.today()
-        classify = partial(_classify_date_of_birth, formats=formats, reference=today, config=self.config)
+        classify = partial(dates.classify_date, formats=formats, reference=today, config=self.config)
         mapped = self.record("date_of_birth", _map_unique(self.raw["date_of_birth"], classify, self.pool, self.workers))
         per_unique = np.array([np.datetime64(d, "D") if d else np.datetime64("NaT") for d in mapped.per_unique])
         days = pa.array(per_unique.astype("datetime64[D]")[mapped.codes], from_pandas=True, type=pa.date32())
@@ -250,11 +250,6 @@ def _classify_postcode_key(key: str, default_country: str, config: StandardizeCo
     """Postcode for a "postcode<sep>country" key built by _paired_keys."""
     value, country = _split_key(key)
     return postcodes.classify_postcode(value, country, default_country=default_country, config=config)
-
-
-def _classify_date_of_birth(value: Any, formats: tuple[str, ...], reference: date,
-                            config: StandardizeConfig) -> tuple[date | None, Status]:
-    return dates.classify_date(value, formats, reference=reference, config=config)
 
 
 def _classify_phone_key(key: str, default_region: str, config: StandardizeConfig) -> tuple[tuple[str, str] | None, Status]:
