@@ -9,6 +9,8 @@ import json
 import sys
 from pathlib import Path
 
+from cdp_pipelines.bench import format_cores
+
 
 def _fmt(value, digits: int = 1) -> str:
     if value is None:
@@ -22,11 +24,6 @@ def _fmt(value, digits: int = 1) -> str:
     return str(value)
 
 
-def _cores(machine: dict | None) -> str | None:
-    """Busy cores of the whole machine (and cores stolen from it), where the run sampled them."""
-    return f"{machine['busy']:.2f} ({machine['stolen']:.2f})" if machine else None
-
-
 def tables(runs: list[dict]) -> str:
     header = "| | " + " | ".join(f"{r['records_read']:,} records" for r in runs) + " |"
     rule = "|---|" + "---:|" * len(runs)
@@ -37,9 +34,9 @@ def tables(runs: list[dict]) -> str:
         ("**whole graph, wall s**", [r["wall_seconds"] for r in runs]),
         ("whole graph, CPU s (this process)", [r["cpu_seconds"] for r in runs]),
         ("steps running at once, on average", [r.get("step_concurrency", 1.0) for r in runs]),
-        ("whole machine, cores busy (stolen) during the run", [_cores(r.get("machine_cores")) for r in runs]),
+        ("whole machine, cores busy during the run", [format_cores(r.get("machine_cores")) or None for r in runs]),
         *((f"{stage}: cores busy on the whole machine during its span",
-           [_cores(r["stages"].get(stage, {}).get("machine_cores")) for r in runs]) for stage in stages
+           [format_cores(r["stages"].get(stage, {}).get("machine_cores")) or None for r in runs]) for stage in stages
           if any(r["stages"].get(stage, {}).get("machine_cores") for r in runs)),
         *((f"{stage}: step s summed (CPU s)",
            [f"{_fmt(r['stages'][stage]['seconds'])} ({_fmt(r['stages'][stage].get('cpu_seconds'))})" if stage in r["stages"] else "–"

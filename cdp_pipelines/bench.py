@@ -616,7 +616,8 @@ def benchmark(persons: int, workdir: Path, seed: int = 42, serving_admin_url: st
     return result
 
 
-def _cores(machine: dict | None) -> str:
+def format_cores(machine: dict | None) -> str:
+    """"1.68 (0.00 stolen)": busy and stolen cores of the whole machine, "" when not sampled."""
     return f"{machine['busy']:.2f} ({machine['stolen']:.2f} stolen)" if machine else ""
 
 
@@ -640,7 +641,7 @@ def format_report(r: dict) -> str:
     for name, s in r["stages"].items():
         cpu = f"{s['cpu_seconds']:>9.1f}" if s.get("cpu_seconds") is not None else f"{'':>9}"
         lines.append(f"{name:<14}{s['steps']:>6}{s['seconds']:>10.1f}{s['span']:>10.1f}{cpu}"
-                     f"{_cores(s.get('machine_cores')):>15}")
+                     f"{format_cores(s.get('machine_cores')):>15}")
     lines.append(f"{'(no step running)':<20}{r['outside_steps_seconds']:>10.1f}")
     lines.append(f"{'total':<20}{r['wall_seconds']:>10.1f}   "
                  f"({r['steps_seconds']:.1f} step s in {r['steps_running_seconds']:.1f} s: "
@@ -649,8 +650,8 @@ def format_report(r: dict) -> str:
     lines += ["",
               f"records/s {r['records_per_second']:,}   CPU {r['cpu_seconds']} s "
               f"({r['cpu_utilisation']} cores busy on average; the whole machine "
-              f"{_cores(r.get('machine_cores')) or 'not sampled'})",
-              *(f"  ran alone: {row['step']} {row['seconds']:.1f} s, machine {_cores(row.get('machine_cores'))}"
+              f"{format_cores(r.get('machine_cores')) or 'not sampled'})",
+              *(f"  ran alone: {row['step']} {row['seconds']:.1f} s, machine {format_cores(row.get('machine_cores'))}"
                 for row in steps_alone(r["steps"]) if row["seconds"] >= 5),
               f"peak RSS {r['peak_rss']['max']} GiB (self {r['peak_rss']['self']}, children {r['peak_rss']['children']})",
               f"identity seconds {ident['seconds']}  (identity step {ident['identity_step_seconds']} s)",

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from cdp_pipelines.bench import LoadSampler, machine_cpu_seconds, steps_alone
+from cdp_pipelines.bench import LoadSampler, format_cores, machine_cpu_seconds, steps_alone
 from cdp_pipelines.settings import PROJECT_ROOT
 
 STAGES = {"ingest", "standardize", "identity", "context", "profiles", "serving", "segments"}
@@ -83,6 +83,7 @@ def test_machine_cores_are_read_between_samples():
     assert sampler.machine_cores(110.0, 110.0) is None
     sampler.samples = [(100.0, 1.0, 0, 0.0, None, None), (110.0, 1.0, 0, 5.0, None, None)]
     assert sampler.machine_cores(100.0, 110.0) is None  # no /proc/stat: not sampled
+    assert format_cores({"busy": 1.5, "stolen": 0.25}) == "1.50 (0.25 stolen)" and format_cores(None) == ""
 
 
 def test_machine_cpu_seconds_grow_while_this_process_works():
