@@ -637,11 +637,11 @@ def format_report(r: dict) -> str:
              "Steps overlap, so both count shared time once per step. Machine cores: the whole "
              "machine's busy cores during the stage's span, every process included, and cores stolen by "
              "the hypervisor)",
-             f"{'stage':<14}{'steps':>6}{'step s':>10}{'span s':>10}{'CPU s':>9}{'machine cores':>15}"]
+             f"{'stage':<14}{'steps':>6}{'step s':>10}{'span s':>10}{'CPU s':>9}  machine cores"]
     for name, s in r["stages"].items():
         cpu = f"{s['cpu_seconds']:>9.1f}" if s.get("cpu_seconds") is not None else f"{'':>9}"
         lines.append(f"{name:<14}{s['steps']:>6}{s['seconds']:>10.1f}{s['span']:>10.1f}{cpu}"
-                     f"{format_cores(s.get('machine_cores')):>15}")
+                     f"  {format_cores(s.get('machine_cores'))}".rstrip())
     lines.append(f"{'(no step running)':<20}{r['outside_steps_seconds']:>10.1f}")
     lines.append(f"{'total':<20}{r['wall_seconds']:>10.1f}   "
                  f"({r['steps_seconds']:.1f} step s in {r['steps_running_seconds']:.1f} s: "

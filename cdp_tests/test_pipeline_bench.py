@@ -3,6 +3,7 @@ it must generate, run every stage with a PostgreSQL publish, time bare Splink on
 and report the figures issue 9 asks for, consistently with each other."""
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -66,6 +67,12 @@ def test_benchmark_reports_stages_memory_rates_and_bare_splink(tmp_path, postgre
     for line in ("stage", "machine cores", "the whole machine", "records/s", "peak RSS", "bare Splink train+predict",
                  "share of the identity step outside pipeline Splink", "accuracy"):
         assert line in done.stdout
+    lines = done.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("stage "))
+    stage_rows = lines[header + 1:header + 1 + len(r["stages"])]
+    assert [row.split(" ", 1)[0] for row in stage_rows] == list(r["stages"])
+    for row in stage_rows:  # CPU seconds and the machine's cores stay two readable columns
+        assert re.search(r"\d\.\d\s{2,}\d+\.\d\d \(\d+\.\d\d stolen\)$", row), row
 
 
 def test_machine_cores_are_read_between_samples():
