@@ -230,6 +230,24 @@ def fresh_environment(workdir: Path, data_dir: Path) -> dict[str, Path]:
     return paths
 
 
+class BenchmarkError(Exception):
+    """A problem with the benchmark's inputs the user can fix; printed as one line, no traceback."""
+
+
+def usable_workdir(workdir: Path) -> Path:
+    """The workdir, created and known to be writable, before minutes are spent generating data."""
+    workdir = workdir.resolve()
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        probe = workdir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise BenchmarkError(f"cannot use workdir {workdir}: {error.strerror or error}; "
+                             "pass --workdir with a writable folder") from None
+    return workdir
+
+
 class ServingDatabase:
     """A fresh PostgreSQL database for one benchmark run, dropped on exit."""
 
@@ -238,23 +256,44 @@ class ServingDatabase:
         self.name = name
         self.url: str | None = None
 
-    def __enter__(self) -> "ServingDatabase":
+    def _admin(self):
+        """Autocommit connection to the admin database; unreachable or refused is a BenchmarkError."""
+        from cdp_pipelines.serving.postgres import ServingConnectionError, connect
+
+        try:
+            return connect(self.admin_url, autocommit=True)
+        except ServingConnectionError as error:
+            raise BenchmarkError(f"{error}; start PostgreSQL, pass --serving-url, or measure without "
+                                 "publishing with --no-serving") from None
+
+    def _execute(self, statement) -> None:
         import psycopg
+
+        with self._admin() as con:
+            try:
+                con.execute(statement)
+            except psycopg.Error as error:
+                raise BenchmarkError(f"PostgreSQL refused to prepare the benchmark database {self.name}: "
+                                     f"{str(error).strip().splitlines()[0]}") from None
+
+    def check(self) -> None:
+        """Fail now, not after the data is generated, when the server cannot be used."""
+        self._admin().close()
+
+    def __enter__(self) -> "ServingDatabase":
         from psycopg import sql
 
-        with psycopg.connect(self.admin_url, autocommit=True) as con:
-            con.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))
-            con.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
-        base, _, _ = self.admin_url.rpartition("/")
-        self.url = f"{base}/{self.name}"
+        self._execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))
+        self._execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        self.url = make_conninfo(**{**conninfo_to_dict(self.admin_url), "dbname": self.name})
         return self
 
     def __exit__(self, *exc) -> None:
-        import psycopg
         from psycopg import sql
 
-        with psycopg.connect(self.admin_url, autocommit=True) as con:
-            con.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))
+        self._execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -508,8 +547,12 @@ def benchmark(persons: int, workdir: Path, seed: int = 42, serving_admin_url: st
     from cdp_pipelines.operations.threaded_executor import DEFAULT_MAX_CONCURRENT
 
     console = Console(stderr=True)
-    workdir = workdir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = usable_workdir(workdir)
+    if config_dir is not None and not config_dir.is_dir():
+        raise BenchmarkError(f"configuration folder {config_dir} does not exist")
+    serving = ServingDatabase(serving_admin_url, f"cdp_bench_{persons}_{os.getpid()}") if serving_admin_url else None
+    if serving is not None:
+        serving.check()
     data_dir = workdir / "data"
     load_before = os.getloadavg()
     t = time.perf_counter()
@@ -530,7 +573,6 @@ def benchmark(persons: int, workdir: Path, seed: int = 42, serving_admin_url: st
         "load_average_before": [round(x, 2) for x in load_before],
     }
     rss_before = peak_rss_bytes()
-    serving = ServingDatabase(serving_admin_url, f"cdp_bench_{persons}_{os.getpid()}") if serving_admin_url else None
     with LoadSampler() as sampler:
         if serving is not None:
             serving.__enter__()
@@ -702,14 +744,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.max_concurrent is not None and args.max_concurrent < 1:
         parser.error("--max-concurrent must be at least 1")
+    if args.persons < 1:
+        parser.error("--persons must be at least 1")
     workdir = args.workdir or Path("/tmp/cdp-bench") / f"p{args.persons}"
-    result = benchmark(args.persons, workdir, seed=args.seed,
-                       serving_admin_url=None if args.no_serving else args.serving_url,
-                       bare=not args.no_bare, evaluate=not args.no_evaluate, config_dir=args.config_dir,
-                       bare_repeats=max(1, args.bare_repeats), max_concurrent=args.max_concurrent)
     out = args.json or workdir / "bench.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str))
+    try:
+        result = benchmark(args.persons, workdir, seed=args.seed,
+                           serving_admin_url=None if args.no_serving else args.serving_url,
+                           bare=not args.no_bare, evaluate=not args.no_evaluate, config_dir=args.config_dir,
+                           bare_repeats=max(1, args.bare_repeats), max_concurrent=args.max_concurrent)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, default=str))
+    except BenchmarkError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # the results file: the run is lost, but say why in one line
+        print(f"error: cannot write {out}: {error.strerror or error}", file=sys.stderr)
+        return 2
     print(format_report(result))
     print(f"\nJSON: {out}")
     return 0 if result["success"] else 1

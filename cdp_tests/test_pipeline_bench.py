@@ -10,7 +10,9 @@ import time
 
 import pytest
 
-from cdp_pipelines.bench import LoadSampler, format_cores, machine_cpu_seconds, steps_alone
+from cdp_pipelines.bench import (
+    BenchmarkError, LoadSampler, ServingDatabase, format_cores, machine_cpu_seconds, main, steps_alone,
+)
 from cdp_pipelines.settings import PROJECT_ROOT
 
 STAGES = {"ingest", "standardize", "identity", "context", "profiles", "serving", "segments"}
@@ -109,3 +111,42 @@ def test_steps_alone_are_those_no_other_step_overlapped():
              {"step": "c", "start": 6.0, "end": 20.0}, {"step": "d", "start": 20.0, "end": 21.0},
              {"step": "e", "start": 20.5, "end": 22.0}]
     assert [row["step"] for row in steps_alone(steps)] == ["c"]
+
+
+def test_bad_inputs_stop_the_benchmark_with_one_line_before_any_data_is_generated(tmp_path, capsys):
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("")
+    workdir = tmp_path / "work"
+    cases = [
+        (["--workdir", str(in_the_way / "work"), "--no-serving"], f"cannot use workdir {in_the_way / 'work'}"),
+        (["--workdir", str(workdir), "--serving-url", "postgresql://postgres@127.0.0.1:1/nowhere"],
+         "cannot connect to PostgreSQL at 127.0.0.1:1/nowhere: Connection refused; start PostgreSQL"),
+        (["--workdir", str(workdir), "--no-serving", "--config-dir", str(tmp_path / "missing")],
+         "configuration folder"),
+    ]
+    for arguments, expected in cases:
+        assert main(["--persons", "50", *arguments]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and expected in err and err.count("\n") == 1, err
+        assert not (workdir / "data").exists()  # nothing was generated
+    with pytest.raises(SystemExit):
+        main(["--persons", "0"])
+    assert "--persons must be at least 1" in capsys.readouterr().err
+
+
+def test_a_server_refusing_the_benchmark_database_is_one_clear_line(postgres_server_url):
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    role = f"cdp_bench_nocreate_{int(time.time() * 1000) % 10**9}"
+    with psycopg.connect(postgres_server_url, autocommit=True) as con:
+        con.execute(f'CREATE ROLE "{role}" LOGIN NOCREATEDB')
+    try:
+        as_role = make_conninfo(**{**conninfo_to_dict(postgres_server_url), "user": role})
+        database = ServingDatabase(as_role, f"{role}_db")
+        database.check()  # the server is reachable and lets the role in ...
+        with pytest.raises(BenchmarkError, match="refused to prepare the benchmark database .*permission denied"):
+            database.__enter__()  # ... but not create a database
+    finally:
+        with psycopg.connect(postgres_server_url, autocommit=True) as con:
+            con.execute(f'DROP ROLE IF EXISTS "{role}"')

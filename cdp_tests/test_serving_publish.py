@@ -12,6 +12,7 @@ from psycopg import errors
 from cdp_pipelines.serving import (
     PublishError, ServingConnectionError, ServingError, current_version, init_serving, publish, rollback,
 )
+from cdp_pipelines.serving.postgres import connection_failure_reason
 
 from postgres_fixtures import build_serving_warehouse
 
@@ -204,6 +205,18 @@ def test_unreachable_server_is_one_clear_line(tmp_path):
         init_serving(url)
     message = str(info.value)
     assert "127.0.0.1:1/nowhere" in message and "\n" not in message
+    assert message.endswith(": Connection refused"), message
+
+
+def test_connection_failure_reason_keeps_the_servers_words():
+    refused = ('connection failed: connection to server at "127.0.0.1", port 1 failed: Connection refused\n'
+               '\tIs the server running on that host and accepting TCP/IP connections?')
+    missing = ('connection failed: connection to server at "127.0.0.1", port 5432 failed: '
+               'FATAL:  database "nope" does not exist')
+    assert connection_failure_reason(Exception(refused)) == "Connection refused"
+    assert connection_failure_reason(Exception(missing)) == 'FATAL: database "nope" does not exist'
+    assert connection_failure_reason(Exception("timeout expired")) == "timeout expired"
+    assert connection_failure_reason(Exception("")) == "Exception"
 
 
 def test_publish_reports_phase_seconds(serving_db, duck):

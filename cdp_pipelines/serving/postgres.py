@@ -30,10 +30,19 @@ def connect(url: str, *, autocommit: bool = False, **kwargs) -> psycopg.Connecti
     try:
         return psycopg.connect(url, autocommit=autocommit, connect_timeout=10, **kwargs)
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise ServingConnectionError(
-            f"cannot connect to PostgreSQL at {describe_target(url)}: {reason}"
+            f"cannot connect to PostgreSQL at {describe_target(url)}: {connection_failure_reason(exc)}"
         ) from None
+
+
+def connection_failure_reason(error: Exception) -> str:
+    """The server's or the socket's own words ("Connection refused", "FATAL: database "x" does
+    not exist"), without libpq's preamble naming the address again or its multi-line hints."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    reason = lines[0].rpartition("failed: ")[2] or lines[0]
+    return " ".join(reason.split())
 
 
 def ident(*parts: str) -> sql.Identifier:
