@@ -12,6 +12,7 @@ import pytest
 
 from cdp_pipelines.bench import (
     BenchmarkError, LoadSampler, ServingDatabase, format_cores, machine_cpu_seconds, main, steps_alone,
+    usable_workdir,
 )
 from cdp_pipelines.settings import PROJECT_ROOT
 
@@ -28,6 +29,7 @@ def test_benchmark_reports_stages_memory_rates_and_bare_splink(tmp_path, postgre
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     r = json.loads(out.read_text())
+    assert usable_workdir(tmp_path / "work") == (tmp_path / "work").resolve()  # a run's own workdir is reused
 
     assert r["success"] and not r["failed_checks"]
     assert r["max_concurrent"] == 2
@@ -129,6 +131,14 @@ def test_bad_inputs_stop_the_benchmark_with_one_line_before_any_data_is_generate
         err = capsys.readouterr().err
         assert err.startswith("error: ") and expected in err and err.count("\n") == 1, err
         assert not (workdir / "data").exists()  # nothing was generated
+    project_like = tmp_path / "project"
+    (project_like / "data").mkdir(parents=True)
+    (project_like / "data" / "sources.yaml").write_text("sources: []\n")
+    (project_like / "warehouse.duckdb").write_text("not the benchmark's")
+    assert main(["--persons", "50", "--workdir", str(project_like), "--no-serving"]) == 2
+    assert "is not empty and is not a benchmark workdir" in capsys.readouterr().err
+    assert (project_like / "data" / "sources.yaml").read_text() == "sources: []\n"  # nothing deleted
+    assert (project_like / "warehouse.duckdb").read_text() == "not the benchmark's"
     with pytest.raises(SystemExit):
         main(["--persons", "0"])
     assert "--persons must be at least 1" in capsys.readouterr().err
