@@ -17,7 +17,6 @@ import argparse
 import csv
 import json
 import random
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cdp_pipelines.bench import BenchmarkError, usable_workdir  # noqa: E402
 from cdp_pipelines.identity import assets as identity_assets  # noqa: E402
 from cdp_pipelines.identity.evaluation import evaluate  # noqa: E402
 from cdp_pipelines.ingest.assets import build_ingest_definitions  # noqa: E402
@@ -105,8 +105,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workdir", type=Path, default=PROJECT_ROOT / "benchmarks" / "out" / "identity")
     args = parser.parse_args()
-    work = args.workdir
-    shutil.rmtree(work, ignore_errors=True)
+    try:
+        work = usable_workdir(args.workdir, empty=True)
+    except BenchmarkError as error:
+        sys.exit(f"error: {error}")
     total = int(args.persons * 1.05)
     generate_dataset(persons=total, seed=args.seed, out_dir=work / "full")
     truth_persons = sorted({r["person_id"] for r in csv.DictReader((work / "full" / "ground_truth.csv").open())})

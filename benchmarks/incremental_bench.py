@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -137,11 +137,13 @@ def main() -> None:
     args = parser.parse_args()
 
     from cdp_pipelines import settings
+    from cdp_pipelines.bench import BenchmarkError, usable_workdir
     from cdp_pipelines.synthetic import generate_dataset
 
-    root = args.out
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
+    try:
+        root = usable_workdir(args.out, empty=True)
+    except BenchmarkError as error:
+        sys.exit(f"error: {error}")
     generate_dataset(persons=args.persons, seed=args.seed, out_dir=root / "data")
     generate_dataset(persons=args.persons, seed=args.seed + 1, out_dir=root / "extra")
     _globbed_sources(settings.PROJECT_ROOT / "data" / "sources.yaml", root / "sources.yaml")

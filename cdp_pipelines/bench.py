@@ -238,19 +238,21 @@ WORKDIR_MARKER = ".cdp-bench-workdir"
 """Written into every workdir the benchmark uses: only such a folder's contents are its to delete."""
 
 
-def usable_workdir(workdir: Path) -> Path:
+def usable_workdir(workdir: Path, *, empty: bool = False) -> Path:
     """The workdir, created, writable and the benchmark's own, before minutes are spent generating.
 
-    A run deletes and rewrites the workdir's data, warehouse, artifacts and exports, so a folder
-    holding anything else (the project itself, say) is refused rather than emptied. A folder of
-    an earlier run, marked or holding a generation, is reused."""
+    A run deletes and rewrites what is in the workdir (`empty`: all of it), so a folder holding
+    anything else (the project itself, say) is refused rather than emptied. A folder of an
+    earlier run, marked or holding a generation, is reused."""
     workdir = workdir.resolve()
     ours = (workdir / WORKDIR_MARKER).is_file() or (workdir / "data" / GENERATION_MARKER).is_file()
     try:
         if workdir.is_dir() and not ours and any(workdir.iterdir()):
             raise BenchmarkError(
                 f"workdir {workdir} is not empty and is not a benchmark workdir; a run deletes and "
-                "rewrites the data, warehouse, artifacts and exports in it, so pass a new or empty folder")
+                "rewrites the files in it, so pass a new or empty folder")
+        if empty and workdir.is_dir():
+            shutil.rmtree(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / WORKDIR_MARKER).write_text("A cdp benchmark workdir: its contents are rewritten by each run.\n")
     except OSError as error:
