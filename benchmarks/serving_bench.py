@@ -32,11 +32,11 @@ from pathlib import Path
 
 import duckdb
 import psycopg
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cdp_pipelines.bench import BenchmarkError, ServingDatabase  # noqa: E402
 from cdp_pipelines.serving import ServingClient, publish  # noqa: E402
 
 KEYWORD = {"email": "email", "phone": "phone", "loyalty_card": "card", "cookie_id": "cookie"}
@@ -244,12 +244,11 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     args = parser.parse_args()
 
-    name = f"cdp_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(args.url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    info = conninfo_to_dict(args.url)
-    info["dbname"] = name
-    url = make_conninfo(**info)
+    database = ServingDatabase(args.url, f"cdp_bench_{uuid.uuid4().hex[:8]}", remedy="pass --url")
+    try:
+        url = database.__enter__().url
+    except BenchmarkError as error:
+        sys.exit(f"error: {error}")
     try:
         duck = duckdb.connect()
         duck.execute("SET threads = 2; SET preserve_insertion_order = false")
@@ -281,8 +280,7 @@ def main() -> None:
             print(f"lookups, {args.clients} pgbench clients, closed loop, {args.seconds:g}s: {stats}", flush=True)
     finally:
         if not args.keep:
-            with psycopg.connect(args.url, autocommit=True) as admin:
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            database.__exit__(None, None, None)
 
 
 if __name__ == "__main__":

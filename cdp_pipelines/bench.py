@@ -264,9 +264,11 @@ def usable_workdir(workdir: Path, *, empty: bool = False) -> Path:
 class ServingDatabase:
     """A fresh PostgreSQL database for one benchmark run, dropped on exit."""
 
-    def __init__(self, admin_url: str, name: str) -> None:
+    def __init__(self, admin_url: str, name: str,
+                 remedy: str = "pass --serving-url, or measure without publishing with --no-serving") -> None:
         self.admin_url = admin_url
         self.name = name
+        self.remedy = remedy
         self.url: str | None = None
 
     def _admin(self):
@@ -276,8 +278,7 @@ class ServingDatabase:
         try:
             return connect(self.admin_url, autocommit=True)
         except ServingConnectionError as error:
-            raise BenchmarkError(f"{error}; start PostgreSQL, pass --serving-url, or measure without "
-                                 "publishing with --no-serving") from None
+            raise BenchmarkError(f"{error}; start PostgreSQL or {self.remedy}") from None
 
     def _execute(self, statement) -> None:
         import psycopg

@@ -122,7 +122,7 @@ def test_bad_inputs_stop_the_benchmark_with_one_line_before_any_data_is_generate
     cases = [
         (["--workdir", str(in_the_way / "work"), "--no-serving"], f"cannot use workdir {in_the_way / 'work'}"),
         (["--workdir", str(workdir), "--serving-url", "postgresql://postgres@127.0.0.1:1/nowhere"],
-         "cannot connect to PostgreSQL at 127.0.0.1:1/nowhere: Connection refused; start PostgreSQL"),
+         "cannot connect to PostgreSQL at 127.0.0.1:1/nowhere: Connection refused; start PostgreSQL or pass --serving-url"),
         (["--workdir", str(workdir), "--no-serving", "--config-dir", str(tmp_path / "missing")],
          "configuration folder"),
     ]
