@@ -5,11 +5,16 @@ Usage: python benchmarks/bench_table.py RUN.json [RUN.json ...]
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
-from cdp_pipelines.bench import format_cores
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cdp_pipelines.bench import format_cores  # noqa: E402
+
+REQUIRED_KEYS = ("persons", "records_read", "wall_seconds", "stages", "identity", "success")
 
 
 def _fmt(value, digits: int = 1) -> str:
@@ -68,5 +73,32 @@ def tables(runs: list[dict]) -> str:
     return "\n".join(out)
 
 
+def load_run(path: Path) -> dict:
+    """One benchmark result; a file that is missing, not JSON or not pipeline_bench.py's is a ValueError."""
+    try:
+        run = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror or error}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not JSON: {error}") from None
+    missing = [key for key in REQUIRED_KEYS if not isinstance(run, dict) or key not in run]
+    if missing:
+        raise ValueError(f"{path} is not a pipeline_bench.py result (no {', '.join(missing)})")
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN.json")
+    args = parser.parse_args(argv)
+    try:
+        runs = [load_run(path) for path in args.runs]
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(tables(runs))
+    return 0
+
+
 if __name__ == "__main__":
-    print(tables([json.loads(Path(p).read_text()) for p in sys.argv[1:]]))
+    sys.exit(main())

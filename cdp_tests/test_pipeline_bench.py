@@ -16,6 +16,8 @@ from cdp_pipelines.bench import (
 )
 from cdp_pipelines.settings import PROJECT_ROOT
 
+BENCH_TABLE = PROJECT_ROOT / "benchmarks" / "bench_table.py"
+
 STAGES = {"ingest", "standardize", "identity", "context", "profiles", "serving", "segments"}
 
 
@@ -30,6 +32,9 @@ def test_benchmark_reports_stages_memory_rates_and_bare_splink(tmp_path, postgre
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     r = json.loads(out.read_text())
     assert usable_workdir(tmp_path / "work") == (tmp_path / "work").resolve()  # a run's own workdir is reused
+    table = subprocess.run([sys.executable, str(BENCH_TABLE), str(out)], capture_output=True, text=True)
+    assert table.returncode == 0, table.stderr
+    assert f"| **whole graph, wall s** | {r['wall_seconds']:,.1f} |" in table.stdout
 
     assert r["success"] and not r["failed_checks"]
     assert r["max_concurrent"] == 2
@@ -160,3 +165,14 @@ def test_a_server_refusing_the_benchmark_database_is_one_clear_line(postgres_ser
     finally:
         with psycopg.connect(postgres_server_url, autocommit=True) as con:
             con.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def test_bench_table_names_what_is_wrong_with_a_file(tmp_path):
+    not_json, not_a_run = tmp_path / "notes.json", tmp_path / "other.json"
+    not_json.write_text("figures: 12 s")
+    not_a_run.write_text('{"persons": 10}')
+    for path, expected in ((tmp_path / "missing.json", "cannot read"), (not_json, "is not JSON"),
+                           (not_a_run, "is not a pipeline_bench.py result (no records_read")):
+        done = subprocess.run([sys.executable, str(BENCH_TABLE), str(path)], capture_output=True, text=True)
+        assert done.returncode == 2 and done.stderr.startswith("error: ") and expected in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
