@@ -280,12 +280,15 @@ class ServingDatabase:
         except ServingConnectionError as error:
             raise BenchmarkError(f"{error}; start PostgreSQL or {self.remedy}") from None
 
-    def _execute(self, statement) -> None:
+    def _execute(self, *statements: str) -> None:
+        """Run statements (with {} for the database's quoted name) on one admin connection."""
         import psycopg
+        from psycopg import sql
 
         with self._admin() as con:
             try:
-                con.execute(statement)
+                for statement in statements:
+                    con.execute(sql.SQL(statement).format(sql.Identifier(self.name)))
             except psycopg.Error as error:
                 raise BenchmarkError(f"PostgreSQL refused to prepare the benchmark database {self.name}: "
                                      f"{str(error).strip().splitlines()[0]}") from None
@@ -295,19 +298,14 @@ class ServingDatabase:
         self._admin().close()
 
     def __enter__(self) -> "ServingDatabase":
-        from psycopg import sql
-
-        self._execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))
-        self._execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
         from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+        self._execute("DROP DATABASE IF EXISTS {} WITH (FORCE)", "CREATE DATABASE {}")
         self.url = make_conninfo(**{**conninfo_to_dict(self.admin_url), "dbname": self.name})
         return self
 
     def __exit__(self, *exc) -> None:
-        from psycopg import sql
-
-        self._execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))
+        self._execute("DROP DATABASE IF EXISTS {} WITH (FORCE)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -767,13 +765,15 @@ def main(argv: list[str] | None = None) -> int:
                            serving_admin_url=None if args.no_serving else args.serving_url,
                            bare=not args.no_bare, evaluate=not args.no_evaluate, config_dir=args.config_dir,
                            bare_repeats=max(1, args.bare_repeats), max_concurrent=args.max_concurrent)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2, default=str))
     except BenchmarkError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except OSError as error:  # the results file: the run is lost, but say why in one line
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, default=str))
+    except OSError as error:  # the figures are still printed below; only the file is missing
         print(f"error: cannot write {out}: {error.strerror or error}", file=sys.stderr)
+        print(format_report(result))
         return 2
     print(format_report(result))
     print(f"\nJSON: {out}")

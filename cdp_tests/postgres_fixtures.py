@@ -20,6 +20,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from cdp_pipelines import settings
+from cdp_pipelines.serving.postgres import connection_failure_reason
 
 ENV_TEST_URL = "CDP_TEST_POSTGRES_URL"
 
@@ -46,7 +47,7 @@ def postgres_server_url() -> str:
     try:
         psycopg.connect(url, connect_timeout=5).close()
     except psycopg.OperationalError as exc:
-        pytest.fail(f"cannot connect to {ENV_TEST_URL}: {str(exc).strip().splitlines()[-1]}")
+        pytest.fail(f"cannot connect to {ENV_TEST_URL}: {connection_failure_reason(exc)}")
     return url
 
 
