@@ -176,3 +176,24 @@ def test_bench_table_names_what_is_wrong_with_a_file(tmp_path):
         done = subprocess.run([sys.executable, str(BENCH_TABLE), str(path)], capture_output=True, text=True)
         assert done.returncode == 2 and done.stderr.startswith("error: ") and expected in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_identity_and_incremental_benchmarks_leave_a_foreign_folder_alone(tmp_path):
+    """Both empty the folder they are given before generating: never one they did not make."""
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("mine")
+    for script, option in (("identity_bench.py", "--workdir"), ("incremental_bench.py", "--out")):
+        done = subprocess.run([sys.executable, str(PROJECT_ROOT / "benchmarks" / script), "--persons", "50",
+                               option, str(foreign)], capture_output=True, text=True, timeout=120)
+        assert done.returncode != 0 and "is not a benchmark workdir" in done.stderr, done.stderr[-2000:]
+        assert "Traceback" not in done.stderr
+        assert [p.name for p in foreign.iterdir()] == ["keep.txt"] and (foreign / "keep.txt").read_text() == "mine"
+
+
+def test_an_earlier_benchmark_workdir_is_emptied_on_request_and_stays_marked(tmp_path):
+    workdir = usable_workdir(tmp_path / "work")
+    (workdir / "previous-run.txt").write_text("old figures")
+    assert usable_workdir(workdir) == workdir and (workdir / "previous-run.txt").exists()  # reused as it is
+    assert usable_workdir(workdir, empty=True) == workdir
+    assert [p.name for p in workdir.iterdir()] == [".cdp-bench-workdir"]
