@@ -208,6 +208,8 @@ def ensure_generation(data_dir: Path, persons: int, seed: int) -> dict:
 
 def fresh_environment(workdir: Path, data_dir: Path) -> dict[str, Path]:
     """Empty warehouse, artifacts, exports and Dagster instance under workdir, wired through env."""
+    from cdp_pipelines.runner import write_local_instance_config
+
     paths = {
         "warehouse": workdir / "warehouse.duckdb",
         "artifacts": workdir / "artifacts",
@@ -219,7 +221,7 @@ def fresh_environment(workdir: Path, data_dir: Path) -> dict[str, Path]:
     for key in ("artifacts", "exports", "dagster_home"):
         shutil.rmtree(paths[key], ignore_errors=True)
         paths[key].mkdir(parents=True)
-    (paths["dagster_home"] / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    write_local_instance_config(paths["dagster_home"])  # the instance `cdp run` gets by default
     os.environ.update({
         "CDP_DATA_DIR": str(data_dir),
         "CDP_WAREHOUSE": str(paths["warehouse"]),

@@ -37,14 +37,32 @@ class RunOutcome:
     summary: dict = field(default_factory=dict)
 
 
+LOCAL_INSTANCE_YAML = """\
+# Local Dagster instance: run history, event logs and schedules in SQLite files under
+# DAGSTER_HOME. The event log keeps its database files open between events
+# (cdp_pipelines/operations/local_event_log.py); the files are Dagster's own.
+# Production (PostgreSQL storage, webserver and daemon): docs/operations.md.
+event_log_storage:
+  module: cdp_pipelines.operations.local_event_log
+  class: PooledSqliteEventLogStorage
+telemetry:
+  enabled: false
+"""
+"""The dagster.yaml written into a DAGSTER_HOME that has none (and used by the benchmark)."""
+
+
+def write_local_instance_config(home: Path) -> None:
+    """Give a new DAGSTER_HOME the local instance configuration; an existing one is kept."""
+    home.mkdir(parents=True, exist_ok=True)
+    instance_config = home / "dagster.yaml"
+    if not instance_config.exists():
+        instance_config.write_text(LOCAL_INSTANCE_YAML)
+
+
 def dagster_instance() -> dg.DagsterInstance:
     """The persistent local instance (run history visible in `dagster dev`)."""
     home = os.environ.get("DAGSTER_HOME") or str(settings.PROJECT_ROOT / "data" / "dagster_home")
-    Path(home).mkdir(parents=True, exist_ok=True)
-    instance_config = Path(home) / "dagster.yaml"
-    if not instance_config.exists():
-        # Local default: SQLite storage under DAGSTER_HOME (see docs/operations.md for production).
-        instance_config.write_text("telemetry:\n  enabled: false\n")
+    write_local_instance_config(Path(home))
     os.environ["DAGSTER_HOME"] = home
     return dg.DagsterInstance.get()
 
