@@ -122,3 +122,14 @@ def test_sequential_digit_runs_match_their_definition():
         cases.extend("".join(rng.choice("0123456789") for _ in range(length)) for _ in range(20))
     for digits in cases:
         assert is_sequential_digits(digits) == _sequential_by_definition(digits), digits
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("_", True), ("__", True), ("_smith", False), ("-x", False), ("…", True), ("\u0300", True),
+    ("\u0300a", False), ("²", False), ("٣", False), ("Ⅻ", False), ("é", False), (" ·· ", True),
+    ("ß" * 6, True), ("aaaa", True), ("aAaA", True), ("a.a.a.a", True), ("ab", False),
+])
+def test_a_value_without_any_letter_or_digit_is_filler_whatever_its_first_character(raw, expected):
+    """Letters and digits are what str.isalnum accepts (the regex's [^\\W_]): an underscore,
+    punctuation or a lone combining mark is none, a superscript or Arabic-Indic digit is one."""
+    assert is_placeholder(raw) is expected

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from enum import Enum
-from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -50,17 +49,21 @@ def is_placeholder(value: str | None, attribute: str | None = None, config: Stan
     return _is_placeholder(str(value), attribute, config or default_config())
 
 
-@lru_cache(maxsize=65536)
 def _is_placeholder(value: str, attribute: str | None, config: StandardizeConfig) -> bool:
+    """Called once per distinct value of a column (standardize_frame), so it is not cached:
+    with mostly distinct values a cache costs more than it saves."""
     text = value.strip()
-    if not _LETTER_OR_DIGIT.search(text):
+    # A leading letter or digit settles the first rule without the regex ([^\W_] is exactly
+    # str.isalnum), and most values start with one.
+    if not text[:1].isalnum() and not _LETTER_OR_DIGIT.search(text):
         return True
     key = placeholder_key(text)
     if attribute and key in config.placeholder_exemptions.get(attribute, ()):
         return False
     if key in config.placeholders or (attribute and key in config.placeholders_by_attribute.get(attribute, ())):
         return True
-    return len(key) >= config.repeated_char_min_length and len(set(key)) == 1
+    length = len(key)
+    return length >= config.repeated_char_min_length and length > 0 and key.count(key[0]) == length
 
 
 def placeholder_mask(values: "pd.Series", attribute: str | None, config: StandardizeConfig | None = None) -> "np.ndarray":
