@@ -38,13 +38,13 @@ class RunOutcome:
 
 
 LOCAL_INSTANCE_YAML = """\
-# Local Dagster instance: run history, event logs and schedules in SQLite files under
-# DAGSTER_HOME. The event log keeps its database files open between events
-# (cdp_pipelines/operations/local_event_log.py); the files are Dagster's own.
-# Production (PostgreSQL storage, webserver and daemon): docs/operations.md.
-event_log_storage:
-  module: cdp_pipelines.operations.local_event_log
-  class: PooledSqliteEventLogStorage
+# Local Dagster instance: run history, event logs and schedules in SQLite files under this
+# folder, in Dagster's own layout. LocalDagsterInstance keeps the event log's database files
+# open between events (cdp_pipelines/operations/local_instance.py). A `storage:` block here
+# replaces that default; production uses PostgreSQL (docs/operations.md).
+instance_class:
+  module: cdp_pipelines.operations.local_instance
+  class: LocalDagsterInstance
 telemetry:
   enabled: false
 """

@@ -1,8 +1,9 @@
-"""The local instance's event log keeps its SQLite files open, and stays Dagster's own format.
+"""The local instance keeps its event log's SQLite files open, and stays Dagster's own format.
 
-A fresh DAGSTER_HOME gets the pooled event log from `dagster_instance()`; what it writes is read
-back identically by Dagster's plain SQLite storage (which the files must stay compatible with),
-it serves two threads at once, closes run files past its limit, and survives a wipe.
+A fresh DAGSTER_HOME gets LocalDagsterInstance from `dagster_instance()`; what its pooled event
+log writes is read back identically by Dagster's plain SQLite storage (which the files must stay
+compatible with); a storage block in dagster.yaml still wins; the event log serves two threads at
+once, closes run files past its limit, and survives a wipe.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ import threading
 import time
 
 import dagster as dg
-import pytest
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
-from cdp_pipelines.operations import local_event_log
-from cdp_pipelines.operations.local_event_log import OPEN_RUN_SHARDS, PooledSqliteEventLogStorage
+from cdp_pipelines.operations import local_instance
+from cdp_pipelines.operations.local_instance import (
+    OPEN_RUN_SHARDS,
+    LocalDagsterInstance,
+    PooledSqliteEventLogStorage,
+)
 from cdp_pipelines.runner import LOCAL_INSTANCE_YAML, dagster_instance
 
 
@@ -40,6 +44,7 @@ def test_a_new_dagster_home_gets_the_pooled_event_log_and_dagster_reads_its_file
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     instance = dagster_instance()
     assert (home / "dagster.yaml").read_text() == LOCAL_INSTANCE_YAML
+    assert isinstance(instance, LocalDagsterInstance)
     assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
 
     result = dg.materialize([numbers], instance=instance, selection=[numbers])
@@ -59,6 +64,28 @@ def test_a_new_dagster_home_gets_the_pooled_event_log_and_dagster_reads_its_file
     assert next(iter(evaluation.values())).run_id == checks.run_id
     instance.dispose()
 
+    # Opened from its folder alone (no DAGSTER_HOME), the instance finds the same history.
+    monkeypatch.delenv("DAGSTER_HOME")
+    reopened = dg.DagsterInstance.from_config(str(home))
+    assert isinstance(reopened, LocalDagsterInstance)
+    assert isinstance(reopened.event_log_storage, PooledSqliteEventLogStorage)
+    assert {r.run_id for r in reopened.get_runs()} == {result.run_id, checks.run_id}
+    assert len(reopened.all_logs(checks.run_id)) == len(plain.get_logs_for_run(checks.run_id))
+    reopened.dispose()
+
+
+def test_a_storage_block_in_dagster_yaml_replaces_the_default(tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    (home / "dagster.yaml").write_text(LOCAL_INSTANCE_YAML + f"storage:\n  sqlite:\n    base_dir: {elsewhere}\n")
+    instance = dg.DagsterInstance.from_config(str(home))
+    assert isinstance(instance, LocalDagsterInstance)
+    assert type(instance.event_log_storage) is SqliteEventLogStorage
+    assert dg.materialize([numbers], instance=instance).success
+    assert list((elsewhere / "history" / "runs").glob("*.db")) and not (home / "history").exists()
+    instance.dispose()
+
 
 def test_an_existing_dagster_yaml_is_left_as_the_user_wrote_it(tmp_path, monkeypatch):
     home = tmp_path / "dagster_home"
@@ -73,8 +100,8 @@ def test_an_existing_dagster_yaml_is_left_as_the_user_wrote_it(tmp_path, monkeyp
 
 def test_one_connection_per_file_is_reused_and_run_files_past_the_limit_are_closed(tmp_path, monkeypatch):
     created = []
-    real_create_engine = local_event_log.db.create_engine
-    monkeypatch.setattr(local_event_log.db, "create_engine",
+    real_create_engine = local_instance.db.create_engine
+    monkeypatch.setattr(local_instance.db, "create_engine",
                         lambda *a, **k: created.append(a[0]) or real_create_engine(*a, **k))
     storage = PooledSqliteEventLogStorage(str(tmp_path / "runs"))
     for _ in range(50):
@@ -126,14 +153,3 @@ def test_a_wipe_closes_the_files_it_deletes_and_the_storage_still_works(tmp_path
     storage.store_event(_log("run-a", "after"))
     assert [e.user_message for e in storage.get_logs_for_run("run-a")] == ["after"]
     storage.dispose()
-
-
-def test_without_a_base_dir_it_uses_dagster_s_default_folder(tmp_path, monkeypatch):
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-    storage = PooledSqliteEventLogStorage()
-    storage.store_event(_log("run-a", "hello"))
-    assert (tmp_path / "history" / "runs" / "run-a.db").exists()
-    storage.dispose()
-    monkeypatch.delenv("DAGSTER_HOME")
-    with pytest.raises(ValueError, match="DAGSTER_HOME"):
-        PooledSqliteEventLogStorage()
