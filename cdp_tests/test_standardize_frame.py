@@ -176,3 +176,67 @@ def test_worker_pool_is_kept_between_frames_and_replaced_when_a_worker_dies():
     finally:
         frame_module._PARALLEL_MIN_UNIQUES = original
     pd.testing.assert_frame_equal(expected, again.frame)
+
+
+def _deaf_to_sigterm(pid_file: str, seconds: float) -> None:
+    """Run in a pool worker: ignore SIGTERM, say which worker this is, then stay busy."""
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    Path(pid_file).write_text(str(os.getpid()))
+    time.sleep(seconds)
+
+
+def test_a_dead_worker_does_not_hang_the_run_when_the_other_ignores_sigterm(tmp_path):
+    """The executor stops a broken pool's workers with SIGTERM only; a worker that does not die
+    of it (ignored, or stuck on the queue lock the dead worker held) would keep the shutdown
+    waiting. The broken pool's workers are killed instead, and the frame is standardized."""
+    import os
+    import signal
+    import sys
+    import threading
+    import time
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from standardize_throughput import synthetic_raw
+
+    import cdp_pipelines.standardize.frame as frame_module
+
+    raw = synthetic_raw(1500)
+    expected = standardize_frame(raw, workers=1).frame
+    original = frame_module._PARALLEL_MIN_UNIQUES
+    frame_module._PARALLEL_MIN_UNIQUES = 10
+    deaf = None
+    try:
+        standardize_frame(raw, workers=2)  # workers start on demand: this starts both
+        pool = frame_module._POOLS[2]
+        assert len(pool._processes) == 2
+        pid_file = tmp_path / "deaf.pid"
+        pool.submit(_deaf_to_sigterm, str(pid_file), 90)
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline, "the pool never ran the task"
+            time.sleep(0.05)
+        deaf = int(pid_file.read_text())
+        os.kill(next(pid for pid in pool._processes if pid != deaf), signal.SIGKILL)
+
+        outcome: list = []
+        worker = threading.Thread(target=lambda: outcome.append(standardize_frame(raw, workers=2)), daemon=True)
+        worker.start()
+        worker.join(timeout=45)
+        assert not worker.is_alive(), "standardizing hung on the broken pool's shutdown"
+        assert frame_module._POOLS[2] is not pool
+        with pytest.raises(ProcessLookupError):
+            os.kill(deaf, 0)
+    finally:
+        frame_module._PARALLEL_MIN_UNIQUES = original
+        if deaf is not None:  # when the test fails, free the hung shutdown so the session can end
+            try:
+                os.kill(deaf, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    pd.testing.assert_frame_equal(expected, outcome[0].frame)

@@ -333,10 +333,11 @@ def standardize_frame(
         workers = min(2, os.cpu_count() or 1) if len(raw) >= PARALLEL_MIN_ROWS else 1
     if workers <= 1:
         return _standardize(raw, default_region, date_formats, timestamp_formats, config, None, 1)
+    pool = _pool(workers)
     try:
-        return _standardize(raw, default_region, date_formats, timestamp_formats, config, _pool(workers), workers)
+        return _standardize(raw, default_region, date_formats, timestamp_formats, config, pool, workers)
     except BrokenProcessPool:
-        _shutdown_pool()  # a worker died (killed, out of memory): start afresh once
+        _discard_pool(workers, pool)  # a worker died (killed, out of memory): start afresh once
         return _standardize(raw, default_region, date_formats, timestamp_formats, config, _pool(workers), workers)
 
 
@@ -358,6 +359,24 @@ def _pool(workers: int) -> ProcessPoolExecutor:
 def _shutdown_pool() -> None:
     while _POOLS:
         _POOLS.popitem()[1].shutdown(wait=True, cancel_futures=True)
+
+
+def _discard_pool(workers: int, pool: ProcessPoolExecutor) -> None:
+    """Shut down `pool`, which lost a worker, killing its other workers first; the next _pool
+    call starts a new one (unless another step standardizing at once already did).
+
+    A worker killed while it waited for a task dies holding the task queue's lock, so the other
+    workers wait on that lock forever, and the executor stops them only with SIGTERM, which a
+    process started with SIGTERM ignored never sees: the shutdown would then hang the run.
+    (Python 3.14 adds ProcessPoolExecutor.kill_workers; until then the executor's own process
+    table is the only handle on its workers.)"""
+    with _POOLS_LOCK:
+        if _POOLS.get(workers) is pool:
+            del _POOLS[workers]
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.kill()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _standardize(
