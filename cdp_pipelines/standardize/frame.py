@@ -12,7 +12,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import date
@@ -74,32 +74,53 @@ def _classify_many(classify: Classifier, values: list[Any]) -> list[tuple[Any, S
     return [classify(value) for value in values]
 
 
-def _classify_uniques(uniques: Any, classify: Classifier, pool: Executor | None, workers: int) -> list[tuple[Any, Status]]:
-    """Classify distinct values, in worker processes when there are enough of them to pay off."""
-    if pool is None or len(uniques) < _PARALLEL_MIN_UNIQUES:
-        return _classify_many(classify, uniques)
-    chunks = np.array_split(np.asarray(uniques, dtype=object), workers * 2)
-    results = pool.map(_classify_many, [classify] * len(chunks), [chunk.tolist() for chunk in chunks])
-    return [outcome for chunk in results for outcome in chunk]
+@dataclass
+class _PendingMap:
+    """Distinct values being classified (in worker processes, or here when collected)."""
+
+    codes: np.ndarray
+    uniques: Any
+    classify: Classifier
+    futures: list[Future] | None = None
+
+    def result(self) -> _Mapped:
+        """The classification spread back to rows, counted by status."""
+        if self.futures is None:
+            outcomes = _classify_many(self.classify, self.uniques)
+        else:
+            outcomes = [outcome for future in self.futures for outcome in future.result()]
+        codes = self.codes
+        results = np.empty(len(outcomes) + 1, dtype=object)  # last slot serves code -1 (missing)
+        results[:-1] = [value for value, _ in outcomes]
+        results[-1] = None
+        statuses = np.array([status.value for _, status in outcomes] or [""], dtype=object)[: len(outcomes)]
+        rows_per_unique = np.bincount(codes[codes >= 0], minlength=len(self.uniques))
+        return _Mapped(
+            codes=codes,
+            per_unique=results,
+            junk=int(rows_per_unique[statuses == Status.JUNK.value].sum()),
+            invalid=int(rows_per_unique[statuses == Status.INVALID.value].sum()),
+        )
+
+
+def _start_map(
+    values: pd.Series | np.ndarray, classify: Classifier, pool: Executor | None = None, workers: int = 1
+) -> _PendingMap:
+    """Find the distinct values and, when there are enough of them to pay off, hand them to the
+    worker processes at once; the result is collected later."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    pending = _PendingMap(codes, uniques, classify)
+    if pool is not None and len(uniques) >= _PARALLEL_MIN_UNIQUES:
+        chunks = np.array_split(np.asarray(uniques, dtype=object), workers * 2)
+        pending.futures = [pool.submit(_classify_many, classify, chunk.tolist()) for chunk in chunks]
+    return pending
 
 
 def _map_unique(
     values: pd.Series | np.ndarray, classify: Classifier, pool: Executor | None = None, workers: int = 1
 ) -> _Mapped:
     """Classify each distinct value once and spread results back to rows, counting by status."""
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    outcomes = _classify_uniques(uniques, classify, pool, workers)
-    results = np.empty(len(outcomes) + 1, dtype=object)  # last slot serves code -1 (missing)
-    results[:-1] = [value for value, _ in outcomes]
-    results[-1] = None
-    statuses = np.array([status.value for _, status in outcomes] or [""], dtype=object)[: len(outcomes)]
-    rows_per_unique = np.bincount(codes[codes >= 0], minlength=len(uniques))
-    return _Mapped(
-        codes=codes,
-        per_unique=results,
-        junk=int(rows_per_unique[statuses == Status.JUNK.value].sum()),
-        invalid=int(rows_per_unique[statuses == Status.INVALID.value].sum()),
-    )
+    return _start_map(values, classify, pool, workers).result()
 
 
 def _paired_keys(values: pd.Series, context: pd.Series) -> pd.Series:
@@ -131,6 +152,8 @@ class _Standardizer:
         self.out: dict[str, Any] = {}
         self.junk: dict[str, int] = {}
         self.invalid: dict[str, int] = {}
+        self.pending: dict[str, _PendingMap] = {}
+        self.date_formats: tuple[str, ...] | None = None
 
     def has(self, column: str) -> bool:
         return column in self.raw.columns
@@ -144,12 +167,54 @@ class _Standardizer:
             self.invalid[attribute] = self.invalid.get(attribute, 0) + mapped.invalid
         return mapped
 
-    def simple(self, attribute: str, classify: Classifier, parallel: bool = False) -> None:
-        """One column through one classifier; parallel needs a picklable classifier."""
+    def pool_work(self) -> dict[str, tuple[pd.Series, Classifier]]:
+        """What the worker processes classify: per attribute, the values (phones and postcodes
+        paired with the row's country) and the picklable classifier. Needs country() first."""
+        config, work = self.config, {}
+        if self.has("phone"):
+            work["phone"] = (_paired_keys(self.raw["phone"], self.region_context()).where(self.raw["phone"].notna()),
+                             partial(_classify_phone_key, default_region=self.default_region, config=config))
+        if self.has("email"):
+            work["email"] = (self.raw["email"], partial(emails.classify_email, config=config))
+        for part in ("first_name", "last_name"):
+            work[part] = (self.column(part), partial(_classify_name_part, part, config))
+        if self.has("full_name"):
+            work["full_name"] = (self.raw["full_name"], partial(_classify_full_name, config=config))
+        if self.has("date_of_birth"):
+            formats = self.date_formats or config.date_formats(True)
+            work["date_of_birth"] = (self.raw["date_of_birth"],
+                                     partial(dates.classify_date, formats=formats, reference=date.today(), config=config))
+        if self.has("address_line"):
+            work["address_line"] = (self.raw["address_line"], partial(addresses.classify_address_line, config=config))
+        if self.has("postcode"):
+            country = self.out.get("country", pd.Series(None, index=self.index, dtype="str"))
+            work["postcode"] = (_paired_keys(self.raw["postcode"], country).where(self.raw["postcode"].notna()),
+                                partial(_classify_postcode_key, default_country=self.default_region, config=config))
+        if self.has("social_handle"):
+            work["social_handle"] = (self.raw["social_handle"], partial(_classify_social_handle, config=config))
+        return work
+
+    def start_pool_work(self) -> None:
+        """Hand every attribute to the worker processes before collecting any, so they keep
+        working while this process spreads earlier results to rows (without a pool, each is
+        classified here when collected)."""
+        self.pending = {name: _start_map(values, classify, self.pool, self.workers)
+                        for name, (values, classify) in self.pool_work().items()}
+
+    def mapped(self, name: str) -> _Mapped:
+        """The classification of a pool_work attribute started by start_pool_work."""
+        return self.pending.pop(name).result()
+
+    def simple(self, attribute: str, classify: Classifier) -> None:
+        """One column through one in-process classifier."""
         if self.has(attribute):
-            pool = self.pool if parallel else None
-            mapped = _map_unique(self.raw[attribute], classify, pool, self.workers)
+            mapped = _map_unique(self.raw[attribute], classify)
             self.out[attribute] = self.record(attribute, mapped).text(self.index)
+
+    def pooled(self, attribute: str) -> None:
+        """One column of pool_work, its result as text."""
+        if self.has(attribute):
+            self.out[attribute] = self.record(attribute, self.mapped(attribute)).text(self.index)
 
     def country(self) -> None:
         self.simple("country", lambda v: postcodes.classify_country(v, self.config))
@@ -164,33 +229,17 @@ class _Standardizer:
     def phone(self) -> None:
         if not self.has("phone"):
             return
-        classify = partial(_classify_phone_key, default_region=self.default_region, config=self.config)
-        keys = _paired_keys(self.raw["phone"], self.region_context()).where(self.raw["phone"].notna())
-        pairs = self.record("phone", _map_unique(keys, classify, self.pool, self.workers))
+        pairs = self.record("phone", self.mapped("phone"))
         self.out["phone"] = pairs.text(self.index, 0)
         self.out["phone_kind"] = pairs.text(self.index, 1)
-
-    def postcode(self) -> None:
-        if not self.has("postcode"):
-            return
-        classify = partial(_classify_postcode_key, default_country=self.default_region, config=self.config)
-        country = self.out.get("country", pd.Series(None, index=self.index, dtype="str"))
-        keys = _paired_keys(self.raw["postcode"], country).where(self.raw["postcode"].notna())
-        mapped = _map_unique(keys, classify, self.pool, self.workers)
-        self.out["postcode"] = self.record("postcode", mapped).text(self.index)
 
     def person_names(self) -> None:
         """first/last from their columns, filled from a split full_name; full_name rebuilt from parts."""
         config = self.config
-        first, last = (
-            self.record(part, _map_unique(self.column(part), partial(_classify_name_part, part, config),
-                                          self.pool, self.workers)).text(self.index)
-            for part in ("first_name", "last_name")
-        )
+        first, last = (self.record(part, self.mapped(part)).text(self.index) for part in ("first_name", "last_name"))
         full = pd.Series(None, index=self.index, dtype="str")
         if self.has("full_name"):
-            classify = partial(_classify_full_name, config=config)
-            parts = self.record("full_name", _map_unique(self.raw["full_name"], classify, self.pool, self.workers))
+            parts = self.record("full_name", self.mapped("full_name"))
             first = first.fillna(parts.text(self.index, 0))
             last = last.fillna(parts.text(self.index, 1))
             full = parts.text(self.index, 2)
@@ -200,13 +249,10 @@ class _Standardizer:
         given = _map_unique(first, lambda v: (names.resolve_nickname(v, config), Status.OK))
         self.out["given_name"] = given.text(self.index)
 
-    def date_of_birth(self, formats: tuple[str, ...] | None) -> None:
+    def date_of_birth(self) -> None:
         if not self.has("date_of_birth"):
             return
-        formats = formats or self.config.date_formats(True)
-        today = date.today()
-        classify = partial(dates.classify_date, formats=formats, reference=today, config=self.config)
-        mapped = self.record("date_of_birth", _map_unique(self.raw["date_of_birth"], classify, self.pool, self.workers))
+        mapped = self.record("date_of_birth", self.mapped("date_of_birth"))
         per_unique = np.array([np.datetime64(d, "D") if d else np.datetime64("NaT") for d in mapped.per_unique])
         days = pa.array(per_unique.astype("datetime64[D]")[mapped.codes], from_pandas=True, type=pa.date32())
         self.out["date_of_birth"] = pd.Series(days, index=self.index, dtype=pd.ArrowDtype(pa.date32()))
@@ -226,7 +272,7 @@ class _Standardizer:
             if self.has(attribute):
                 mapped = _map_identifier(self.raw[attribute], attribute, self.config)
                 self.out[attribute] = self.record(attribute, mapped).text(self.index)
-        self.simple("social_handle", partial(_classify_social_handle, config=self.config), parallel=True)
+        self.pooled("social_handle")
 
     def frame(self) -> pd.DataFrame:
         columns = {}
@@ -389,14 +435,16 @@ def _standardize(
     workers: int,
 ) -> StandardizeOutcome:
     standardizer = _Standardizer(raw, default_region, config, pool, workers)
+    standardizer.date_formats = date_formats
     standardizer.country()
+    standardizer.start_pool_work()
     standardizer.phone()
-    standardizer.simple("email", partial(emails.classify_email, config=config), parallel=True)
+    standardizer.pooled("email")
     standardizer.person_names()
-    standardizer.date_of_birth(date_formats)
-    standardizer.simple("address_line", partial(addresses.classify_address_line, config=config), parallel=True)
+    standardizer.date_of_birth()
+    standardizer.pooled("address_line")
     standardizer.simple("city", lambda v: addresses.classify_city(v, standardizer.config))
-    standardizer.postcode()
+    standardizer.pooled("postcode")
     standardizer.identifiers()
     standardizer.observed_at(timestamp_formats)
     return StandardizeOutcome(standardizer.frame(), dict(standardizer.junk), dict(standardizer.invalid))
