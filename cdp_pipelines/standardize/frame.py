@@ -141,7 +141,8 @@ class _Standardizer:
     """Holds the raw frame, the output columns and the counts while attributes are processed."""
 
     def __init__(
-        self, raw: pd.DataFrame, default_region: str, config: StandardizeConfig, pool: Executor | None, workers: int
+        self, raw: pd.DataFrame, default_region: str, date_formats: tuple[str, ...] | None, config: StandardizeConfig,
+        pool: Executor | None, workers: int,
     ) -> None:
         self.raw = raw
         self.pool = pool
@@ -152,8 +153,8 @@ class _Standardizer:
         self.out: dict[str, Any] = {}
         self.junk: dict[str, int] = {}
         self.invalid: dict[str, int] = {}
+        self.date_formats = date_formats or config.date_formats(True)
         self.pending: dict[str, _PendingMap] = {}
-        self.date_formats: tuple[str, ...] | None = None
 
     def has(self, column: str) -> bool:
         return column in self.raw.columns
@@ -181,9 +182,8 @@ class _Standardizer:
         if self.has("full_name"):
             work["full_name"] = (self.raw["full_name"], partial(_classify_full_name, config=config))
         if self.has("date_of_birth"):
-            formats = self.date_formats or config.date_formats(True)
-            work["date_of_birth"] = (self.raw["date_of_birth"],
-                                     partial(dates.classify_date, formats=formats, reference=date.today(), config=config))
+            work["date_of_birth"] = (self.raw["date_of_birth"], partial(
+                dates.classify_date, formats=self.date_formats, reference=date.today(), config=config))
         if self.has("address_line"):
             work["address_line"] = (self.raw["address_line"], partial(addresses.classify_address_line, config=config))
         if self.has("postcode"):
@@ -434,8 +434,7 @@ def _standardize(
     pool: Executor | None,
     workers: int,
 ) -> StandardizeOutcome:
-    standardizer = _Standardizer(raw, default_region, config, pool, workers)
-    standardizer.date_formats = date_formats
+    standardizer = _Standardizer(raw, default_region, date_formats, config, pool, workers)
     standardizer.country()
     standardizer.start_pool_work()
     standardizer.phone()
