@@ -244,43 +244,44 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     args = parser.parse_args()
 
-    database = ServingDatabase(args.url, f"cdp_bench_{uuid.uuid4().hex[:8]}", remedy="pass --url")
+    name = f"cdp_bench_{uuid.uuid4().hex[:8]}"
     try:
-        url = database.__enter__().url
+        with ServingDatabase(args.url, name, remedy="pass --url", keep=args.keep) as database:
+            measure(args, database.url)
     except BenchmarkError as error:
         sys.exit(f"error: {error}")
-    try:
-        duck = duckdb.connect()
-        duck.execute("SET threads = 2; SET preserve_insertion_order = false")
-        t0 = time.perf_counter()
-        build_warehouse(duck, args.customers)
-        print(f"built warehouse: {args.customers:,} customers in {time.perf_counter() - t0:.1f}s")
-        for attempt in (1, 2):
-            result = publish(url, duck)
-            print(f"publish #{attempt}: version {result.version}, {sum(result.row_counts.values()):,} rows "
-                  f"in {result.seconds:.1f}s  {result.row_counts}", flush=True)
-            print(f"  phases (s): {result.phase_seconds}", flush=True)
-        identifiers = sample_identifiers(duck, 50_000)
-        met: dict[str, int] = {}
-        for rate in args.rate:
-            for processes in args.processes:
-                processes = min(processes or args.clients, args.clients)
-                label = "closed loop" if rate == 0 else f"{rate:g}/s per client"
-                layout = ("1 process each" if processes == args.clients
-                          else f"threads in {processes} process{'es' * (processes > 1)}")
-                stats = run_clients(url, identifiers, args.clients, args.seconds, rate, processes)
-                print(f"lookups, {args.clients} clients ({layout}), {label}, {args.seconds:g}s: {stats}",
-                      flush=True)
-                if rate > 0 and stats["p99_ms"] <= args.p99_target_ms and not stats["errors"]:
-                    met[layout] = max(met.get(layout, 0), stats["throughput_per_s"])
-        for layout, per_s in met.items():
-            print(f"highest paced load with p99 <= {args.p99_target_ms:g} ms ({layout}): {per_s}/s")
-        if args.pgbench:
-            stats = run_pgbench(url, args.customers, args.clients, args.seconds)
-            print(f"lookups, {args.clients} pgbench clients, closed loop, {args.seconds:g}s: {stats}", flush=True)
-    finally:
-        if not args.keep:
-            database.__exit__(None, None, None)
+
+
+def measure(args: argparse.Namespace, url: str) -> None:
+    """Publish a generated warehouse twice into `url`, then run the lookup loads."""
+    duck = duckdb.connect()
+    duck.execute("SET threads = 2; SET preserve_insertion_order = false")
+    t0 = time.perf_counter()
+    build_warehouse(duck, args.customers)
+    print(f"built warehouse: {args.customers:,} customers in {time.perf_counter() - t0:.1f}s")
+    for attempt in (1, 2):
+        result = publish(url, duck)
+        print(f"publish #{attempt}: version {result.version}, {sum(result.row_counts.values()):,} rows "
+              f"in {result.seconds:.1f}s  {result.row_counts}", flush=True)
+        print(f"  phases (s): {result.phase_seconds}", flush=True)
+    identifiers = sample_identifiers(duck, 50_000)
+    met: dict[str, int] = {}
+    for rate in args.rate:
+        for processes in args.processes:
+            processes = min(processes or args.clients, args.clients)
+            label = "closed loop" if rate == 0 else f"{rate:g}/s per client"
+            layout = ("1 process each" if processes == args.clients
+                      else f"threads in {processes} process{'es' * (processes > 1)}")
+            stats = run_clients(url, identifiers, args.clients, args.seconds, rate, processes)
+            print(f"lookups, {args.clients} clients ({layout}), {label}, {args.seconds:g}s: {stats}",
+                  flush=True)
+            if rate > 0 and stats["p99_ms"] <= args.p99_target_ms and not stats["errors"]:
+                met[layout] = max(met.get(layout, 0), stats["throughput_per_s"])
+    for layout, per_s in met.items():
+        print(f"highest paced load with p99 <= {args.p99_target_ms:g} ms ({layout}): {per_s}/s")
+    if args.pgbench:
+        stats = run_pgbench(url, args.customers, args.clients, args.seconds)
+        print(f"lookups, {args.clients} pgbench clients, closed loop, {args.seconds:g}s: {stats}", flush=True)
 
 
 if __name__ == "__main__":

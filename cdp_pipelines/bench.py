@@ -264,13 +264,15 @@ def usable_workdir(workdir: Path, *, empty: bool = False) -> Path:
 
 
 class ServingDatabase:
-    """A fresh PostgreSQL database for one benchmark run, dropped on exit."""
+    """A fresh PostgreSQL database for one benchmark run, dropped on exit unless `keep`."""
 
     def __init__(self, admin_url: str, name: str,
-                 remedy: str = "pass --serving-url, or measure without publishing with --no-serving") -> None:
+                 remedy: str = "pass --serving-url, or measure without publishing with --no-serving",
+                 keep: bool = False) -> None:
         self.admin_url = admin_url
         self.name = name
         self.remedy = remedy
+        self.keep = keep
         self.url: str | None = None
 
     def _admin(self):
@@ -307,7 +309,8 @@ class ServingDatabase:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._execute("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+        if not self.keep:
+            self._execute("DROP DATABASE IF EXISTS {} WITH (FORCE)")
 
 
 # ----------------------------------------------------------------------------------------------

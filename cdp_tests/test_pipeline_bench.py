@@ -3,6 +3,7 @@ it must generate, run every stage with a PostgreSQL publish, time bare Splink on
 and report the figures issue 9 asks for, consistently with each other."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -165,6 +166,27 @@ def test_a_server_refusing_the_benchmark_database_is_one_clear_line(postgres_ser
     finally:
         with psycopg.connect(postgres_server_url, autocommit=True) as con:
             con.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def test_the_benchmark_database_is_dropped_on_exit_unless_kept(postgres_server_url):
+    import psycopg
+
+    def exists(name: str) -> bool:
+        with psycopg.connect(postgres_server_url) as con:
+            return bool(con.execute("SELECT count(*) FROM pg_database WHERE datname = %s", [name]).fetchone()[0])
+
+    name = f"cdp_bench_test_{os.getpid()}"
+    with ServingDatabase(postgres_server_url, name) as database:
+        with psycopg.connect(database.url) as con:
+            assert con.execute("SELECT current_database()").fetchone()[0] == name
+    assert not exists(name)
+    with ServingDatabase(postgres_server_url, name, keep=True):
+        pass
+    try:
+        assert exists(name)  # serving_bench.py --keep: left for inspection
+    finally:
+        ServingDatabase(postgres_server_url, name).__exit__(None, None, None)
+    assert not exists(name)
 
 
 def test_bench_table_names_what_is_wrong_with_a_file(tmp_path):
