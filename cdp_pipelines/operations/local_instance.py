@@ -17,7 +17,6 @@ deploy/dagster.yaml) still replaces it.
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -34,7 +33,12 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
 )
 from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
 from dagster._core.storage.schedules.sqlite.sqlite_schedule_storage import SqliteScheduleStorage
-from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
+from dagster._core.storage.sqlite_storage import (
+    DagsterSqliteStorage,
+    _event_logs_directory,
+    _runs_directory,
+    _schedule_directory,
+)
 from dagster._serdes import ConfigurableClassData
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
@@ -42,11 +46,6 @@ from sqlalchemy.pool import StaticPool
 OPEN_RUN_SHARDS = 16
 """Run databases kept open besides the index: a run writes only its own, and a webserver showing
 many runs must not hold a file handle for each of them."""
-
-
-def event_logs_folder(instance_folder: str) -> str:
-    """Where Dagster's default SQLite storage keeps event logs in an instance folder."""
-    return os.path.join(instance_folder, "history", "runs", "")
 
 
 class PooledSqliteEventLogStorage(SqliteEventLogStorage):
@@ -129,11 +128,11 @@ class PooledSqliteStorage(DagsterSqliteStorage):
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         # DagsterSqliteStorage.__init__ would open the plain event log as well: set the same
-        # members here, with the pooled event log in its place.
+        # members here, in Dagster's folder layout, with the pooled event log in its place.
         self.base_dir = base_dir
-        self._run_storage = SqliteRunStorage.from_local(os.path.join(base_dir, "history", ""))
-        self._event_log_storage = PooledSqliteEventLogStorage(event_logs_folder(base_dir))
-        self._schedule_storage = SqliteScheduleStorage.from_local(os.path.join(base_dir, "schedules"))
+        self._run_storage = SqliteRunStorage.from_local(_runs_directory(base_dir))
+        self._event_log_storage = PooledSqliteEventLogStorage(_event_logs_directory(base_dir))
+        self._schedule_storage = SqliteScheduleStorage.from_local(_schedule_directory(base_dir))
         self._inst_data = inst_data
         DagsterStorage.__init__(self)
 
@@ -143,7 +142,7 @@ class PooledSqliteStorage(DagsterSqliteStorage):
 
     @property
     def event_storage_data(self) -> ConfigurableClassData:
-        return _class_data(PooledSqliteEventLogStorage, event_logs_folder(self.base_dir))
+        return _class_data(PooledSqliteEventLogStorage, _event_logs_directory(self.base_dir))
 
 
 def _class_data(cls: type, base_dir: str) -> ConfigurableClassData:
@@ -165,5 +164,5 @@ class LocalDagsterInstance(dg.DagsterInstance):
         return {
             **InstanceRef.config_defaults(base_dir),
             "storage": _class_data(PooledSqliteStorage, base_dir),
-            "event_log_storage": _class_data(PooledSqliteEventLogStorage, event_logs_folder(base_dir)),
+            "event_log_storage": _class_data(PooledSqliteEventLogStorage, _event_logs_directory(base_dir)),
         }
