@@ -20,7 +20,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from cdp_pipelines import settings
-from cdp_pipelines.serving.postgres import connection_failure_reason
+from cdp_pipelines.serving.postgres import ServingConnectionError, connect
 
 ENV_TEST_URL = "CDP_TEST_POSTGRES_URL"
 
@@ -45,9 +45,9 @@ def postgres_server_url() -> str:
             pytest.fail(message + " (CI=true, so this is a failure, not a skip)")
         pytest.skip(message)
     try:
-        psycopg.connect(url, connect_timeout=5).close()
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"cannot connect to {ENV_TEST_URL}: {connection_failure_reason(exc)}")
+        connect(url).close()
+    except ServingConnectionError as exc:
+        pytest.fail(f"{ENV_TEST_URL}: {exc}")
     return url
 
 
