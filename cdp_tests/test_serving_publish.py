@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import duckdb
 import psycopg
@@ -97,6 +98,38 @@ def test_types_are_mapped(serving_db, duck):
     assert row == (dt.date(1980, 1, 3), True, dt.datetime(2024, 5, 1, 9, 2), ["web", "store"],
                    {"city": "Leeds", "postcode": "LS1 1AA"}, 21.0)
     assert (empty, null) == ("", None)  # empty string and NULL survive COPY distinctly
+
+
+# Characters PostgreSQL's COPY text format treats specially (tab, newline, carriage return,
+# backslash, its end-of-data and NULL markers), and others CSV would have quoted.
+AWKWARD_TEXT = ["tab\there", "two\nlines", "cr\rhere", "back\\slash", "\\.", "\\N", "",
+                'quote "q" \'s', "comma, semicolon;", "end\\", "\\t not a tab", "é漢字 🙂"]
+
+
+def test_awkward_text_survives_the_copy(serving_db, duck):
+    """Every value arrives as it was in the warehouse: as text, inside jsonb and in the document."""
+    duck.execute("ALTER TABLE marts.contact_context ADD COLUMN raw BLOB")
+    for i, text in enumerate(AWKWARD_TEXT, start=1):
+        duck.execute("UPDATE marts.contact_context SET notes = ?, raw = encode(?) WHERE customer_id = ?",
+                     [text, text, f"C{i:06d}"])
+    duck.execute("UPDATE marts.customer_360 SET channels = ? WHERE customer_id = 'C000001'", [AWKWARD_TEXT])
+    publish(serving_db.url, duck, config_path=serving_db.config_path)
+    with psycopg.connect(serving_db.url) as conn:
+        rows = conn.execute(
+            "SELECT notes, raw FROM cdp.contact_context ORDER BY customer_id LIMIT %s", [len(AWKWARD_TEXT)]
+        ).fetchall()
+        (channels,) = conn.execute("SELECT channels FROM cdp.customer_360 WHERE customer_id = 'C000001'").fetchone()
+        docs = dict(conn.execute("SELECT customer_id, doc FROM cdp.customer_context").fetchall())
+    assert [r[0] for r in rows] == AWKWARD_TEXT
+    assert [bytes(r[1]) for r in rows] == [t.encode() for t in AWKWARD_TEXT]
+    assert channels == AWKWARD_TEXT
+    assert [json.loads(docs[f"C{i:06d}"])["contact_context"]["notes"] for i in range(1, len(AWKWARD_TEXT) + 1)] \
+        == AWKWARD_TEXT
+    assert json.loads(docs["C000001"])["profile"]["channels"] == AWKWARD_TEXT
+    # NULL stays NULL, beside the empty string above (customer 7)
+    with psycopg.connect(serving_db.url) as conn:
+        assert conn.execute("SELECT notes FROM cdp.contact_context WHERE customer_id = 'C000016'").fetchone() == (None,)
+    assert json.loads(docs["C000016"])["contact_context"]["notes"] is None
 
 
 def test_channel_role_reads_views_only(serving_db, duck):

@@ -217,7 +217,7 @@ def _load_table(url: str, duck: duckdb.DuckDBPyConnection, schema: str, version:
             rows = 0
             if not plan.missing:
                 with clock.phase(f"copy {spec.name}"):
-                    rows = copy_query(duck, plan.select_sql(), pg, target, [c.name for c in plan.columns])
+                    rows = copy_query(duck, plan.select_sql(), pg, target, plan.columns)
             with clock.phase(f"index {spec.name}"):
                 if spec.primary_key:
                     pg.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(

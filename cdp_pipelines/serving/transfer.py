@@ -1,24 +1,46 @@
 """Move one DuckDB query result into a PostgreSQL table with COPY, without Python per-row work.
 
-Two transports, both CSV so PostgreSQL parses in C: DuckDB writes a temporary CSV file that is
-streamed in large chunks, or DuckDB yields Arrow batches that pyarrow renders to CSV in memory.
-Both write NULL as an empty field and an empty string as "" — exactly PostgreSQL's CSV rules.
+DuckDB writes the rows to a temporary file in PostgreSQL's text format, which is streamed to
+`COPY ... FROM STDIN` in large chunks. Text format rather than CSV: PostgreSQL parses it in
+about half the time (no quote state; the lookup documents are JSON, full of quotes that CSV
+doubles). Its rules: fields separated by tabs, NULL written as \\N, and a backslash, tab,
+newline or carriage return inside a value written as \\\\, \\t, \\n, \\r. DuckDB applies the
+escapes in SQL (`text_field`), so an empty string and NULL stay distinct.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
+from collections.abc import Sequence
 
 import duckdb
 import psycopg
-import pyarrow.csv as pa_csv
 from psycopg import sql
 
+from cdp_pipelines.serving.duck_types import Column, quote_ident
+
 CHUNK_BYTES = 4 * 1024 * 1024
-ARROW_BATCH_ROWS = 200_000
-DEFAULT_TRANSPORT = "csv_file"  # measured faster than "arrow" for 1M customers (28 s vs 34 s)
+# PostgreSQL types whose text form can hold any character; every other served type (numbers,
+# dates, times, booleans, uuids, intervals) renders without tabs, newlines or backslashes.
+_FREE_TEXT_TYPES = {"text", "jsonb", "json", "bytea"}
+
+
+def text_field(column: Column, ref: str) -> str:
+    """DuckDB expression: the value of `ref` escaped for PostgreSQL's COPY text format."""
+    if column.pg_type not in _FREE_TEXT_TYPES:
+        return ref
+    escaped = f"replace(CAST({ref} AS VARCHAR), '\\', '\\\\')"
+    for char, escape in ((9, "\\t"), (10, "\\n"), (13, "\\r")):
+        escaped = f"replace({escaped}, chr({char}), '{escape}')"
+    return escaped
+
+
+def text_format_query(query: str, columns: Sequence[Column]) -> str:
+    """The rows of `query` (which yields `columns`, in order) with every field ready for COPY."""
+    aliases = [quote_ident(f"c{i}") for i in range(len(columns))]
+    fields = ", ".join(text_field(c, a) for c, a in zip(columns, aliases))
+    return f"SELECT {fields} FROM ({query}) AS q({', '.join(aliases)})"
 
 
 def copy_query(
@@ -26,39 +48,24 @@ def copy_query(
     query: str,
     pg: psycopg.Connection,
     target: sql.Composable,
-    columns: list[str],
-    *,
-    transport: str = DEFAULT_TRANSPORT,
+    columns: Sequence[Column],
 ) -> int:
-    """COPY the rows of a DuckDB query into target(columns); returns rows copied."""
-    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-        target, sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    """COPY the rows of a DuckDB query (which yields `columns`, in order) into target; returns rows copied."""
+    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT text)").format(
+        target, sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
     )
-    with pg.cursor() as cur:
-        with cur.copy(copy_sql) as copy:
-            if transport == "arrow":
-                _send_arrow(duck, query, copy)
-            else:
-                _send_csv_file(duck, query, copy)
-        return cur.rowcount
-
-
-def _send_csv_file(duck, query: str, copy) -> None:
-    fd, path = tempfile.mkstemp(prefix="cdp_serving_", suffix=".csv")
+    fd, path = tempfile.mkstemp(prefix="cdp_serving_", suffix=".tsv")
     os.close(fd)
     try:
-        escaped = path.replace("'", "''")
-        duck.execute(f"COPY ({query}) TO '{escaped}' (FORMAT csv, HEADER false)")
-        with open(path, "rb") as fh:
-            while chunk := fh.read(CHUNK_BYTES):
-                copy.write(chunk)
+        escaped_path = path.replace("'", "''")
+        duck.execute(
+            f"COPY ({text_format_query(query, columns)}) TO '{escaped_path}' "
+            "(FORMAT csv, DELIMITER '\t', QUOTE '', ESCAPE '', NULLSTR '\\N', HEADER false)"
+        )
+        with pg.cursor() as cur:
+            with cur.copy(copy_sql) as copy, open(path, "rb") as fh:
+                while chunk := fh.read(CHUNK_BYTES):
+                    copy.write(chunk)
+            return cur.rowcount
     finally:
         os.unlink(path)
-
-
-def _send_arrow(duck, query: str, copy) -> None:
-    options = pa_csv.WriteOptions(include_header=False)
-    for batch in duck.sql(query).to_arrow_reader(ARROW_BATCH_ROWS):
-        buf = io.BytesIO()
-        pa_csv.write_csv(batch, buf, options)
-        copy.write(buf.getbuffer())
