@@ -325,3 +325,19 @@ def test_validation_waits_for_a_background_import_still_running():
     assert not pending.is_alive()
     assert waited >= 0.9
     assert report.passed_blocking
+
+
+def test_great_expectations_gets_only_the_columns_its_expectations_read():
+    from cdp_pipelines.ingest.quality import _columns_read_by, _Planned
+
+    frame = pd.DataFrame({"email": ["a@b.co"], "phone": ["+447700900123"], "notes": ["x"], "_record_id": ["1"]})
+    row_count = _Planned(None, "expect_table_row_count_to_be_between", None, {"min_value": 1})
+    email = _Planned(None, "expect_column_values_to_not_be_null", "email", {})
+    phone = _Planned(None, "expect_column_values_to_match_regex", "phone", {"regex": r"^\+"})
+    assert list(_columns_read_by([row_count, email, phone, email], frame).columns) == ["email", "phone"]
+    # Expectations that may read other columns get the whole frame.
+    conditional = _Planned(None, "expect_column_values_to_not_be_null", "email",
+                           {"row_condition": 'notes=="x"', "condition_parser": "pandas"})
+    pair = _Planned(None, "expect_column_pair_values_to_be_equal", None, {"column_A": "email", "column_B": "notes"})
+    for plans in ([email, conditional], [pair, email]):
+        assert list(_columns_read_by(plans, frame).columns) == list(frame.columns)

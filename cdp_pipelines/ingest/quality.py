@@ -42,6 +42,8 @@ _PROCESS_GLOBALS_LOCK = threading.RLock()
 """Held around work that changes process-wide state, as steps run on threads: GX's current
 context and the warning filters (warnings.catch_warnings is not thread-safe)."""
 _DATEUTIL_PARSEABLE = "expect_column_values_to_be_dateutil_parseable"
+# Table expectations that read the row count only, not any column.
+_ROW_COUNT_EXPECTATIONS = {"expect_table_row_count_to_be_between", "expect_table_row_count_to_equal"}
 _GX_IMPORT_LOCK = threading.Lock()
 _gx_import: threading.Thread | None = None
 
@@ -272,6 +274,7 @@ def _validate_with_gx(frame: pd.DataFrame, rules: list[ResolvedRule]) -> list[di
 
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     plans = [_plan(rule) for rule in rules]
+    frame = _columns_read_by(plans, frame)
     config = DataContextConfig(
         store_backend_defaults=InMemoryStoreBackendDefaults(),
         analytics_enabled=False,
@@ -296,6 +299,21 @@ def _validate_with_gx(frame: pd.DataFrame, rules: list[ResolvedRule]) -> list[di
         )
     by_position = {int(r.expectation_config.meta["position"]): r for r in result.results}
     return [_failure_from_result(plan, by_position.get(i)) for i, plan in enumerate(plans)]
+
+
+def _columns_read_by(plans: list[_Planned], frame: pd.DataFrame) -> pd.DataFrame:
+    """Only the columns the expectations read: GX hashes the whole frame for its batch id and
+    profiles every column's type, which for a wide source table cost more than the checks.
+    The whole frame when an expectation may read other columns (a row_condition, a column pair
+    or a table-wide expectation other than the row count)."""
+    needed: list[str] = []
+    for plan in plans:
+        if plan.column is None and plan.expectation in _ROW_COUNT_EXPECTATIONS:
+            continue
+        if plan.column is None or "row_condition" in plan.kwargs:
+            return frame
+        needed.append(plan.column)
+    return frame[list(dict.fromkeys(needed))]
 
 
 def _build_expectation(plan: _Planned, position: int):
