@@ -9,6 +9,7 @@ import pytest
 
 from pipeline_support import CONFIG, resolve_identities
 
+from cdp_pipelines.identity.incremental import STATE_TABLE
 from cdp_pipelines.identity.config import OverridePair, Overrides, load_identity_config
 from cdp_pipelines.identity.resolve import resolve
 from cdp_pipelines.synthetic import generate_dataset
@@ -216,6 +217,24 @@ def test_nothing_changed_keeps_every_customer_and_changed_settings_resolve_every
     assert summary.incremental["whole_graph_because"] == "identity settings changed since the previous run"
     summary = w.run("run-4", incremental=True)
     assert summary.incremental["mode"] == "incremental"
+    w.assert_consistent()
+
+
+def test_pairs_kept_by_a_whole_graph_run_carry_this_runs_components(resolved, tmp_path, config):
+    """A whole-graph incremental run keeps last run's scored pairs; a record numbered first
+    shifts every record id and so every component id, which the kept pairs must follow."""
+    w = Warehouse(resolved, tmp_path / "renumbered.duckdb", config)
+    w.con.execute(f"DROP TABLE {STATE_TABLE}")  # as a run stopped half way leaves it
+    w.con.execute(
+        "INSERT INTO standardized.identity_records BY NAME SELECT 'crm_accounts' AS source, "
+        "'0000-first' AS source_record_id, 'first.in.line@example.org' AS email")
+    summary = w.run("run-2", incremental=True)
+    assert summary.incremental["mode"] == "whole graph" and summary.incremental["pairs_kept"] > 0
+    edges, stale = w.q(
+        """SELECT count(*), count(*) FILTER (WHERE e.component_l <> l.component OR e.component_r <> r.component)
+           FROM identity.probabilistic_edges e
+           JOIN identity.nodes l ON l.node_id = e.node_id_l JOIN identity.nodes r ON r.node_id = e.node_id_r""")[0]
+    assert edges == summary.probabilistic_edges and stale == 0
     w.assert_consistent()
 
 

@@ -178,7 +178,8 @@ def _predict_incrementally(con: duckdb.DuckDBPyConnection, linker, config: Ident
 
 
 def _refresh_edge_components(con: duckdb.DuckDBPyConnection) -> None:
-    """Scored pairs carry the components of the run that scored them; use this run's."""
+    """Scored pairs carry the components of the run that scored them; use this run's (pairs
+    kept from an earlier run may join components that changed since)."""
     con.execute(
         """
         CREATE OR REPLACE TABLE identity.probabilistic_edges AS
@@ -397,13 +398,16 @@ def _resolve_everything(
         summary.model_path, summary.model_version, summary.model_trained = str(model.path), model.version, model.trained
         summary.seconds["splink_train"] = round(model.seconds, 2)
         t2 = clock()
-        if incremental and previous_nodes and not model.trained:
+        kept_earlier_pairs = incremental and previous_nodes and not model.trained
+        if kept_earlier_pairs:
             summary.incremental = _predict_incrementally(con, linker, config)
             summary.probabilistic_edges = con.execute("SELECT count(*) FROM identity.probabilistic_edges").fetchall()[0][0]
         else:
             summary.comparisons_by_rule = splink_model.count_comparisons(linker, config.probabilistic)
             summary.probabilistic_edges = splink_model.predict_edges(con, linker, config.probabilistic)
         summary.seconds["splink_predict"] = round(clock() - t2, 2)
+        if kept_earlier_pairs:  # pairs scored this run already carry this run's components
+            _refresh_edge_components(con)
         if charts_dir is not None:
             summary.charts = {k: str(v) for k, v in splink_model.save_charts(linker, con, charts_dir).items()}
     else:
@@ -411,7 +415,6 @@ def _resolve_everything(
             "CREATE OR REPLACE TABLE identity.probabilistic_edges (component_l BIGINT, component_r BIGINT, "
             "match_weight DOUBLE, match_probability DOUBLE, node_id_l VARCHAR, node_id_r VARCHAR, gamma_given_name INTEGER)"
         )
-    _refresh_edge_components(con)
 
     t3 = clock()
     decision_table, root_table = _merge(con, config, cannot)
