@@ -21,6 +21,7 @@ from psycopg import sql
 from cdp_pipelines.serving.duck_types import Column, quote_ident
 
 CHUNK_BYTES = 4 * 1024 * 1024
+_TAB = "\t"
 # PostgreSQL types whose text form can hold any character; every other served type (numbers,
 # dates, times, booleans, uuids, intervals) renders without tabs, newlines or backslashes.
 _FREE_TEXT_TYPES = {"text", "jsonb", "json", "bytea"}
@@ -60,7 +61,7 @@ def copy_query(
         escaped_path = path.replace("'", "''")
         duck.execute(
             f"COPY ({text_format_query(query, columns)}) TO '{escaped_path}' "
-            "(FORMAT csv, DELIMITER '\t', QUOTE '', ESCAPE '', NULLSTR '\\N', HEADER false)"
+            f"(FORMAT csv, DELIMITER '{_TAB}', QUOTE '', ESCAPE '', NULLSTR '\\N', HEADER false)"
         )
         with pg.cursor() as cur:
             with cur.copy(copy_sql) as copy, open(path, "rb") as fh:
