@@ -16,6 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from cdp_pipelines.operations.tracking import RECORD_CHANGES
+from cdp_pipelines.sql_text import quote_identifier
 
 META = ("_record_id", "_file", "_row_number")
 
@@ -33,10 +34,6 @@ class UpsertCounts:
     @property
     def staged(self) -> int:
         return self.new + self.changed + self.unchanged
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def upsert_raw(
@@ -57,11 +54,11 @@ def upsert_raw(
     existing = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
     for column in batch.column_names:
         if column not in existing:
-            con.execute(f"ALTER TABLE {table} ADD COLUMN {_quote(column)} VARCHAR")
+            con.execute(f"ALTER TABLE {table} ADD COLUMN {quote_identifier(column)} VARCHAR")
     columns = [c for c in (r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()) if c not in META]
     in_batch = set(batch.column_names)
     same = " AND ".join(
-        f"r.{_quote(c)} IS NOT DISTINCT FROM " + (f"b.{_quote(c)}" if c in in_batch else "NULL")
+        f"r.{quote_identifier(c)} IS NOT DISTINCT FROM " + (f"b.{quote_identifier(c)}" if c in in_batch else "NULL")
         for c in columns
     ) or "TRUE"
     con.execute("CREATE OR REPLACE TEMP TABLE _run_files (file VARCHAR)")

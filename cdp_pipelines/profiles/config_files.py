@@ -1,4 +1,4 @@
-"""Reading the profiles stage's YAML files with errors a person can act on, and SQL quoting."""
+"""Reading the profiles stage's YAML files with errors a person can act on."""
 
 from __future__ import annotations
 
@@ -28,14 +28,6 @@ def load_yaml_model(path: Path, model: type[Model]) -> Model:
     return config_files.load_yaml_model(path, model, ProfilesConfigError)
 
 
-def literal(value: str) -> str:
-    """A SQL string literal."""
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def quoted(name: str) -> str:
-    """A SQL identifier."""
-    return '"' + str(name).replace('"', '""') + '"'
 
 
 def table_columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> set[str] | None:

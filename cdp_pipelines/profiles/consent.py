@@ -12,9 +12,8 @@ from pathlib import Path
 import duckdb
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from cdp_pipelines.profiles.config_files import (
-    COLUMN_NAME, SOURCE_NAME, literal, load_yaml_model, quoted, table_columns,
-)
+from cdp_pipelines.profiles.config_files import COLUMN_NAME, SOURCE_NAME, load_yaml_model, table_columns
+from cdp_pipelines.sql_text import literal, quote_identifier as quoted
 
 CONSENT = "profiles.consent"
 CONSENT_SIGNALS = "profiles.consent_signals"

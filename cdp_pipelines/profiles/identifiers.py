@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
-from cdp_pipelines.profiles.config_files import quoted
+from cdp_pipelines.sql_text import quote_identifier as quoted
 from cdp_pipelines.vocabulary import IDENTIFIER_TYPES as VOCABULARY_IDENTIFIER_TYPES
 
 IDENTIFIER_TYPES = VOCABULARY_IDENTIFIER_TYPES

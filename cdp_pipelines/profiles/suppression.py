@@ -18,8 +18,9 @@ from pathlib import Path
 import duckdb
 
 from cdp_pipelines import settings
-from cdp_pipelines.profiles.config_files import ProfilesConfigError, literal
+from cdp_pipelines.profiles.config_files import ProfilesConfigError
 from cdp_pipelines.profiles.identifiers import IDENTIFIER_TYPES, identifier_rows_sql
+from cdp_pipelines.sql_text import literal
 from cdp_pipelines.standardize.identifiers import normalize_identifier
 
 ENV_SUPPRESSION_FILE = settings.ENV_SUPPRESSION_FILE

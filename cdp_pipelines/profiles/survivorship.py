@@ -14,9 +14,9 @@ import duckdb
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from cdp_pipelines.profiles.config_files import (
-    CANONICAL_ATTRIBUTES, COLUMN_NAME, SOURCE_NAME, ProfilesConfigError, literal, load_yaml_model, quoted,
-    table_columns,
+    CANONICAL_ATTRIBUTES, COLUMN_NAME, SOURCE_NAME, ProfilesConfigError, load_yaml_model, table_columns,
 )
+from cdp_pipelines.sql_text import literal, quote_identifier as quoted
 
 GOLDEN_PROFILE = "profiles.golden_profile"
 OLDEST = "TIMESTAMP '0001-01-01 00:00:00'"

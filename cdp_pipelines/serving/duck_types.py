@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import duckdb
 
+from cdp_pipelines.sql_text import quote_identifier as quote_ident
+
 _SCALARS = {
     "VARCHAR": "text",
     "BIGINT": "bigint",
@@ -47,10 +49,6 @@ class Column:
     duck_type: str
     pg_type: str
     export_sql: str  # DuckDB expression producing the COPY-ready value
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def is_nested(duck_type: str) -> bool:
