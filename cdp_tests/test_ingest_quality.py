@@ -341,3 +341,34 @@ def test_great_expectations_gets_only_the_columns_its_expectations_read():
     pair = _Planned(None, "expect_column_pair_values_to_be_equal", None, {"column_A": "email", "column_B": "notes"})
     for plans in ([email, conditional], [pair, email]):
         assert list(_columns_read_by(plans, frame).columns) == list(frame.columns)
+
+
+def test_a_check_fetches_only_the_columns_its_suite_reads_and_reports_the_same(tmp_path: Path):
+    """columns_read names what a check must fetch; validating those with the table's column
+    names (columns_present) reports what validating the whole table reports, missing columns
+    included."""
+    from cdp_pipelines.ingest.quality import columns_read
+
+    path = tmp_path / "quality.yaml"
+    path.write_text(
+        "suites:\n  narrow:\n    required_columns: ['{email}', 'phone_number']\n    expectations:\n"
+        "      - expectation: expect_column_values_to_not_be_null\n        column: '{email}'\n"
+        "        severity: blocking\n"
+        "      - expectation: expect_table_row_count_to_be_between\n        min_value: 1\n"
+        "        severity: blocking\n"
+    )
+    df = pd.DataFrame({"id": ["1", "2", "2"], "Email": ["a@b.co", None, "c@d.co"], "notes": ["x", "y", "z"],
+                       "city": ["Leeds", "York", "Hull"]})
+    kwargs = dict(suite_name="narrow", record_id_column="id", timestamp_column=None, config_path=path,
+                  column_map={"email": "Email"})
+    read = columns_read(list(df.columns), **kwargs)
+    assert read == ["Email"]
+    whole = validate_frame(df, source_name="shop", required_columns=["id"], **kwargs)
+    narrow = validate_frame(df[read], source_name="shop", required_columns=["id"], columns_present=list(df.columns),
+                            **kwargs)
+    assert [f["problem"] for f in whole.failures] == [f["problem"] for f in narrow.failures]
+    assert len(whole.failures) == 2  # phone_number missing, Email null
+    assert whole.to_metadata(mask=False) | {"duration_seconds": 0} == narrow.to_metadata(mask=False) | {"duration_seconds": 0}
+    # A row_condition may read any column: the check fetches them all.
+    path.write_text(path.read_text() + "        row_condition: 'city==\"Leeds\"'\n        condition_parser: pandas\n")
+    assert columns_read(list(df.columns), **kwargs) == list(df.columns)

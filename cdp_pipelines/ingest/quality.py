@@ -17,7 +17,7 @@ import sys
 import time
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,17 +124,19 @@ def validate_frame(
     required_columns: list[str],
     config_path: Path | None = None,
     column_map: Mapping[str, str | list[str]] | None = None,
+    columns_present: Sequence[str] | None = None,
 ) -> QualityReport:
     """Run suite `suite_name` on `df` and report every failure with its severity.
 
     `column_map` maps canonical attributes to this table's columns (e.g. {"email": "Email"}, or
     a source's `mapping` from sources.yaml) so placeholders such as `{email}` in the YAML find
     raw source columns. Without it, `{email}` means a column named `email`.
+    `columns_present`: the table's columns, when `df` holds only those `columns_read` names.
     """
     started = time.perf_counter()
     suite = get_suite(suite_name, config_path)
     placeholders = placeholder_values(record_id_column, timestamp_column, column_map)
-    present = [str(column) for column in df.columns]
+    present = [str(column) for column in (df.columns if columns_present is None else columns_present)]
     wanted = [resolve_column(name, placeholders) for name in suite.required_columns]
     wanted += [record_id_column, *(required_columns or [])]
     if timestamp_column:
@@ -168,6 +170,39 @@ def validate_frame(
         skipped=[_skipped_dict(item) for item in skipped],
         duration_seconds=time.perf_counter() - started,
     )
+
+
+def columns_read(
+    columns_present: Sequence[str],
+    *,
+    suite_name: str,
+    record_id_column: str,
+    timestamp_column: str | None,
+    config_path: Path | None = None,
+    column_map: Mapping[str, str | list[str]] | None = None,
+) -> list[str]:
+    """The columns of a table (with `columns_present`) whose values validate_frame reads: a check
+    may fetch only these and pass `columns_present`, as the presence check needs names only."""
+    suite = get_suite(suite_name, config_path)
+    placeholders = placeholder_values(record_id_column, timestamp_column, column_map)
+    rules, _ = resolve_rules(suite, placeholders, set(columns_present), dt.date.today())
+    read = _columns_read_by_expectations((r.spec.expectation, r.column, r.kwargs) for r in rules)
+    return list(columns_present) if read is None else [c for c in columns_present if c in read]
+
+
+def _columns_read_by_expectations(expectations: Iterable[tuple[str, str | None, Mapping]]) -> list[str] | None:
+    """The columns (expectation, column, arguments) triples read, or None when one may read any
+    column: a row_condition, a column pair, or a table-wide expectation other than the row count."""
+    needed: list[str] = []
+    for expectation, column, kwargs in expectations:
+        if "row_condition" in kwargs:
+            return None
+        if column is None and expectation in _ROW_COUNT_EXPECTATIONS:
+            continue
+        if column is None:
+            return None
+        needed.append(column)
+    return list(dict.fromkeys(needed))
 
 
 # --- preparing the frame -----------------------------------------------------------------------
@@ -303,17 +338,9 @@ def _validate_with_gx(frame: pd.DataFrame, rules: list[ResolvedRule]) -> list[di
 
 def _columns_read_by(plans: list[_Planned], frame: pd.DataFrame) -> pd.DataFrame:
     """Only the columns the expectations read: GX hashes the whole frame for its batch id and
-    profiles every column's type, which for a wide source table cost more than the checks.
-    The whole frame when an expectation may read other columns (a row_condition, a column pair
-    or a table-wide expectation other than the row count)."""
-    needed: list[str] = []
-    for plan in plans:
-        if plan.column is None and plan.expectation in _ROW_COUNT_EXPECTATIONS:
-            continue
-        if plan.column is None or "row_condition" in plan.kwargs:
-            return frame
-        needed.append(plan.column)
-    return frame[list(dict.fromkeys(needed))]
+    profiles every column's type, which for a wide source table cost more than the checks."""
+    needed = _columns_read_by_expectations((p.expectation, p.column, p.kwargs) for p in plans)
+    return frame if needed is None else frame[needed]
 
 
 def _build_expectation(plan: _Planned, position: int):
