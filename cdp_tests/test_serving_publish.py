@@ -293,3 +293,26 @@ def test_publisher_without_superuser_rights_publishes(serving_db, duck, postgres
             db.execute(f'DROP OWNED BY "{publisher}"')
         with psycopg.connect(postgres_server_url, autocommit=True) as conn:
             conn.execute(f'DROP ROLE "{publisher}"')
+
+
+def test_swap_yields_to_a_reader_then_retries_after_a_pause(serving_db, duck, monkeypatch):
+    """A reader holding a view past lock_timeout makes every attempt yield, each retry after a
+    pause; the publish then fails with one line and the previous version stays current."""
+    import yaml
+
+    from cdp_pipelines.serving import versions
+
+    publish(serving_db.url, duck, config_path=serving_db.config_path)
+    raw = yaml.safe_load(serving_db.config_path.read_text())
+    raw["publish"].update(lock_timeout="100ms", swap_attempts=3)
+    serving_db.config_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    pauses = []
+    monkeypatch.setattr(versions.time, "sleep", pauses.append)
+    with psycopg.connect(serving_db.url) as reader:
+        reader.execute("SELECT count(*) FROM cdp.customer_360").fetchone()  # holds its lock until commit
+        with pytest.raises(ServingError, match=r"could not switch views .*\(3 attempts"):
+            publish(serving_db.url, duck, config_path=serving_db.config_path)
+    assert len(pauses) == 2 and all(versions.RETRY_PAUSE_SECONDS[0] <= p <= versions.RETRY_PAUSE_SECONDS[1]
+                                    for p in pauses)
+    assert current_version(serving_db.url, config_path=serving_db.config_path) == 1
+    assert publish(serving_db.url, duck, config_path=serving_db.config_path).version == 3

@@ -19,6 +19,10 @@ from cdp_pipelines.serving.document import DOCUMENT_TABLE
 from cdp_pipelines.serving.postgres import ServingError, connect
 from cdp_pipelines.serving.schema import ADVISORY_LOCK_KEY
 
+RETRY_PAUSE_SECONDS = (0.05, 0.25)
+"""A swap that yielded to readers waits a random moment in this range before trying again, so
+it does not meet the same reader (or a deadlock with it) at once again."""
+
 
 def current_version(url: str, *, config_path: Path | None = None) -> int | None:
     """The version the stable views point at, or None before the first publish."""
@@ -124,7 +128,9 @@ def swap_views(
     columns = table_columns(conn, source)
     wanted = [t.name for t in cfg.tables if t.name in columns] + [DOCUMENT_TABLE] * (DOCUMENT_TABLE in columns)
     last_error: Exception | None = None
-    for _ in range(cfg.swap_attempts):
+    for attempt in range(cfg.swap_attempts):
+        if attempt:
+            time.sleep(random.uniform(*RETRY_PAUSE_SECONDS))  # let the reader that won finish
         try:
             with conn.transaction():
                 conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(cfg.lock_timeout)))
