@@ -1,4 +1,4 @@
-"""DuckDB → PostgreSQL column types, and the DuckDB expression that renders each for COPY CSV.
+"""DuckDB → PostgreSQL column types, and the DuckDB expression that renders each for COPY.
 
 Publishing is generic: whatever columns a warehouse table has are served. Scalars map to their
 PostgreSQL equivalent; nested values (lists, structs, maps, unions) become jsonb.
