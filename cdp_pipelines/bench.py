@@ -43,8 +43,6 @@ import typer
 
 DEFAULT_SERVING_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 GENERATION_MARKER = "generation.json"
-DUCKDB_THREADS = 2
-DUCKDB_MEMORY_LIMIT = "8GB"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -441,16 +439,16 @@ def bare_splink(warehouse: Path, config_dir: Path) -> dict:
     from splink import Linker
     from splink.backends.duckdb import DuckDBAPI
 
+    from cdp_pipelines import settings
     from cdp_pipelines.identity.config import load_identity_config
     from cdp_pipelines.identity.splink_model import NODE_COLUMNS, blocking_rule_sql, settings_dict
+    from cdp_pipelines.resources import configure_warehouse_connection
 
     config = load_identity_config(config_dir / "identity.yaml").probabilistic
     schema = "bench_bare_splink"
     con = duckdb.connect(str(warehouse))
     # The same connection settings as WarehouseResource.connect gives the pipeline.
-    con.execute(f"SET threads = {DUCKDB_THREADS}")
-    con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
-    con.execute("SET preserve_insertion_order = false")
+    configure_warehouse_connection(con, compact_text=settings.warehouse_compact_text())
     con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     con.execute(f"CREATE SCHEMA {schema}")
     seconds: dict[str, float] = {}

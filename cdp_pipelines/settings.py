@@ -20,6 +20,7 @@ ENV_SERVING_URL = "CDP_SERVING_URL"
 ENV_EXPORT_DIR = "CDP_EXPORT_DIR"
 ENV_SHOW_PII = "CDP_SHOW_PII"
 ENV_SUPPRESSION_FILE = "CDP_SUPPRESSION_FILE"
+ENV_WAREHOUSE_COMPACT_TEXT = "CDP_WAREHOUSE_COMPACT_TEXT"
 
 
 def _path_from_env(name: str, default: Path) -> Path:
@@ -67,9 +68,19 @@ def serving_url() -> str | None:
     return os.environ.get(ENV_SERVING_URL, "").strip() or None
 
 
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes"}
+
+
+def warehouse_compact_text() -> bool:
+    """Whether the warehouse compresses text with DuckDB's dictionary+FSST scheme (smaller file,
+    slower writes; see WarehouseResource.compact_text)."""
+    return _flag(ENV_WAREHOUSE_COMPACT_TEXT)
+
+
 def show_pii() -> bool:
     """Whether previews and logs may show personal data unmasked (off unless asked for)."""
-    return os.environ.get(ENV_SHOW_PII, "").strip().lower() in {"1", "true", "yes"}
+    return _flag(ENV_SHOW_PII)
 
 
 SQL_MODELS_DIR = PROJECT_ROOT / "dbt_like_sql"
