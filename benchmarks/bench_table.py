@@ -49,6 +49,8 @@ def tables(runs: list[dict]) -> str:
         ("no step running (definitions, run start, summary), s", [r["outside_steps_seconds"] for r in runs]),
         ("records per second", [r["records_per_second"] for r in runs]),
         ("peak RSS, GiB (process / largest child)", [f"{r['peak_rss']['self']} / {r['peak_rss']['children']}" for r in runs]),
+        ("warehouse file, GiB", [round(r["warehouse_file_bytes"] / 2**30, 2) if "warehouse_file_bytes" in r else None
+                                 for r in runs]),
         ("Splink nodes", [r["identity"]["splink_nodes"] for r in runs]),
         ("comparisons scored", [r["identity"]["comparisons"] for r in runs]),
         ("comparisons per second of predict", [r["identity"]["comparisons_per_second_predict"] for r in runs]),

@@ -56,6 +56,11 @@ def peak_rss_bytes() -> dict[str, int]:
     return {"self": self_kib * 1024, "children": children_kib * 1024, "max": max(self_kib, children_kib) * 1024}
 
 
+def file_bytes(path: Path) -> int:
+    """Size of a DuckDB database on disk: the file and its write-ahead log, if any."""
+    return sum(p.stat().st_size for p in (path, Path(f"{path}.wal")) if p.exists())
+
+
 def own_peak_rss_bytes() -> int:
     """This process's own high-water resident size (VmHWM), falling back to ru_maxrss."""
     try:
@@ -600,6 +605,7 @@ def benchmark(persons: int, workdir: Path, seed: int = 42, serving_admin_url: st
             if serving is not None:
                 serving.__exit__(None, None, None)
         pipeline_rss = peak_rss_bytes()
+        warehouse_bytes = file_bytes(paths["warehouse"])  # before bare Splink adds its own tables
         rss_trace = [sample[2] for sample in sampler.samples]
         # Bare Splink is repeated (fresh child each time) and the fastest run kept: on a shared
         # machine one run says little about noise.
@@ -644,6 +650,7 @@ def benchmark(persons: int, workdir: Path, seed: int = 42, serving_admin_url: st
         "peak_rss": {k: gib(v) for k, v in pipeline_rss.items()},
         "peak_rss_sampled_gib": gib(max(rss_trace)) if rss_trace else None,
         "peak_rss_before_run_gib": gib(rss_before["max"]),
+        "warehouse_file_bytes": warehouse_bytes,
         "identity": {
             "records": identity.get("records"), "splink_nodes": identity.get("splink_nodes"),
             "seconds": id_seconds, "identity_step_seconds": round(identity_step, 2),
@@ -710,7 +717,8 @@ def format_report(r: dict) -> str:
               f"{format_cores(r.get('machine_cores')) or 'not sampled'})",
               *(f"  ran alone: {row['step']} {row['seconds']:.1f} s, machine {format_cores(row.get('machine_cores'))}"
                 for row in steps_alone(r["steps"]) if row["seconds"] >= 5),
-              f"peak RSS {r['peak_rss']['max']} GiB (self {r['peak_rss']['self']}, children {r['peak_rss']['children']})",
+              f"peak RSS {r['peak_rss']['max']} GiB (self {r['peak_rss']['self']}, children {r['peak_rss']['children']})"
+              f"  warehouse file {gib(r['warehouse_file_bytes'])} GiB",
               f"identity seconds {ident['seconds']}  (identity step {ident['identity_step_seconds']} s)",
               f"splink nodes {ident['splink_nodes']:,}  comparisons {ident['comparisons']:,}  "
               f"per second of predict {ident['comparisons_per_second_predict']:,}"]

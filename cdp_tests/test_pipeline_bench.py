@@ -51,6 +51,8 @@ def test_benchmark_reports_stages_memory_rates_and_bare_splink(tmp_path, postgre
     # The JSON rounds wall seconds, so derived figures agree to rounding only.
     assert r["records_per_second"] == pytest.approx(r["records_read"] / r["wall_seconds"], rel=1e-3)
     assert 0 < r["peak_rss"]["self"] < 8
+    warehouse = tmp_path / "work" / "warehouse.duckdb"  # bare Splink's tables come after the figure
+    assert 0 < r["warehouse_file_bytes"] <= warehouse.stat().st_size
     # The whole machine's busy cores, sampled from /proc/stat, for the run and every stage.
     cores = r["machine"]["cpus"]
     assert 0 < r["machine_cores"]["busy"] <= cores + 0.1 and 0 <= r["machine_cores"]["stolen"] <= cores
@@ -74,7 +76,8 @@ def test_benchmark_reports_stages_memory_rates_and_bare_splink(tmp_path, postgre
     assert 0 < identity["share_outside_pipeline_splink"] < 1
     assert r["accuracy"]["records_evaluated"] == r["records_read"]
 
-    for line in ("stage", "machine cores", "the whole machine", "records/s", "peak RSS", "bare Splink train+predict",
+    for line in ("stage", "machine cores", "the whole machine", "records/s", "peak RSS", "warehouse file",
+                 "bare Splink train+predict",
                  "share of the identity step outside pipeline Splink", "accuracy"):
         assert line in done.stdout
     lines = done.stdout.splitlines()
