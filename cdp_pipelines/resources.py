@@ -17,7 +17,7 @@ def configure_warehouse_connection(con: duckdb.DuckDBPyConnection, *, threads: i
     """The settings every warehouse connection runs with (they apply to the process's whole
     DuckDB instance). Without `compact_text`, text is stored without DuckDB's dictionary+FSST
     compression: writing a table costs about 40% less (a 1M-record run took 80-83 s against
-    90 s), and the file is about three times as large (2.5 GB against 0.8 GB at 1M records)."""
+    90 s), and the file is about three times as large (2.5 GiB against 0.75 GiB at 1M records)."""
     con.execute(f"SET threads = {int(threads)}")
     con.execute(f"SET memory_limit = '{memory_limit}'")
     con.execute("SET preserve_insertion_order = false")
