@@ -35,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Optional
@@ -594,16 +595,12 @@ def benchmark(persons: int, workdir: Path, seed: int = 42, serving_admin_url: st
     }
     rss_before = peak_rss_bytes()
     with LoadSampler() as sampler:
-        if serving is not None:
-            serving.__enter__()
-            os.environ[settings.ENV_SERVING_URL] = serving.url
-        else:
-            os.environ.pop(settings.ENV_SERVING_URL, None)
-        try:
-            run = run_pipeline(console, sampler, max_concurrent)
-        finally:
+        with serving if serving is not None else nullcontext():
             if serving is not None:
-                serving.__exit__(None, None, None)
+                os.environ[settings.ENV_SERVING_URL] = serving.url
+            else:
+                os.environ.pop(settings.ENV_SERVING_URL, None)
+            run = run_pipeline(console, sampler, max_concurrent)
         pipeline_rss = peak_rss_bytes()
         warehouse_bytes = file_bytes(paths["warehouse"])  # before bare Splink adds its own tables
         rss_trace = [sample[2] for sample in sampler.samples]
