@@ -153,3 +153,14 @@ def test_a_wipe_closes_the_files_it_deletes_and_the_storage_still_works(tmp_path
     storage.store_event(_log("run-a", "after"))
     assert [e.user_message for e in storage.get_logs_for_run("run-a")] == ["after"]
     storage.dispose()
+
+
+def test_the_committed_dagster_home_configures_the_instance_a_new_home_gets():
+    """data/dagster_home/dagster.yaml (the default DAGSTER_HOME, committed) and the file written
+    into a new home must not drift apart."""
+    import yaml
+
+    from cdp_pipelines.settings import PROJECT_ROOT
+
+    committed = PROJECT_ROOT / "data" / "dagster_home" / "dagster.yaml"
+    assert yaml.safe_load(committed.read_text()) == yaml.safe_load(LOCAL_INSTANCE_YAML)
