@@ -186,3 +186,22 @@ def test_standardized_metadata_shows_junk_and_null_rates_and_a_preview(project):
     assert metadata["null_rates"].value["email"] == 0.05 and metadata["null_rates"].value["phone"] == 1.0
     preview = metadata["preview"].value
     assert "source_record_id" in preview and "p1@mail.co.uk" not in preview  # personal data masked
+
+
+def test_standardized_quality_fails_on_values_standardization_should_not_produce(project):
+    """The check fetches only the columns its suite reads, and still sees a non-canonical email and
+    a phone outside E.164 in the rows standardization wrote."""
+    from cdp_pipelines.ingest.sources_config import load_sources
+    from cdp_pipelines.standardize.assets import standardized_check_fns
+
+    assert _check(run(project, incremental=False), "standardized_quality").passed
+    con = duckdb.connect(str(project["warehouse"]))
+    con.execute("UPDATE standardized.shop SET email = 'Person 3 AT mail', phone = '07700 900123' WHERE source_record_id = '3'")
+    con.close()
+    declared = next(s for s in load_sources(project["data"].parent / "sources.yaml").sources if s.name == "shop")
+    _, quality = standardized_check_fns(declared)
+    result = quality(project["resources"]["warehouse"])
+    assert not result.passed
+    failures = [f for f in result.metadata["failures"].value if f["severity"] == "blocking"]
+    assert {f["column"]: f["unexpected_count"] for f in failures} == {"email": 1, "phone": 1}, failures
+    assert result.metadata["rows_validated"].value == 20
