@@ -219,7 +219,7 @@ def test_web_chat_phone_is_one_journey(duck):
     journeys = rows(duck, "SELECT * FROM marts.journeys WHERE customer_id = 'C1' ORDER BY started_at")
     assert len(journeys) == 2
     first = journeys[0]
-    assert first["channels"] == ["web", "chat", "phone"]
+    assert first["channels"] == ["web", "chat", "phone"] and first["channel_count"] == 3
     assert first["hops"] == 2 and first["interactions"] == 7 and first["contacts"] == 2
     assert first["cumulative_seconds"] == 600 + 120 + 600 + 900
     assert first["order_numbers"] == ["O100"] and first["case_ids"] == ["K1", "K2"]
@@ -228,6 +228,7 @@ def test_web_chat_phone_is_one_journey(duck):
     assert journeys[1]["channels"] == ["store"]
     c2 = one(duck, "SELECT * FROM marts.journeys WHERE customer_id = 'C2'")
     assert c2["channels"] == ["phone", "chat", "email", "review"] and c2["hops"] == 4
+    assert c2["channel_count"] == 4 and c2["interactions"] > 4  # a channel used twice counts once
     assert c2["cumulative_seconds"] == 2640 and c2["resolved"] is False
 
 

@@ -5,7 +5,7 @@
 -- freshness: occurred_at
 SELECT
     j.customer_id,
-    CAST(row_number() OVER (PARTITION BY j.customer_id ORDER BY j.occurred_at, j.source, j.source_record_id) AS BIGINT) AS sequence_number,
+    j.sequence_number,
     j.occurred_at,
     j.channel,
     j.interaction_type,
