@@ -161,3 +161,14 @@ def test_validated_parts_agrees_with_email_validator_on_random_addresses():
         checked += 1
         invalid += expected == "invalid"
     assert 0.2 * checked < invalid < 0.9 * checked  # both verdicts were exercised
+
+
+def test_phonenumbers_keeps_its_compiled_patterns_once_phones_is_imported():
+    """Importing the phones module (as every standardize worker does) turns on phonenumbers'
+    pattern cache, so regions' metadata patterns are compiled once per process."""
+    from phonenumbers import re_util
+
+    from cdp_pipelines.standardize import phones
+
+    assert phones.classify_phone("+44 7700 900123")[0] == "+447700900123"
+    assert re_util._COMPILED_PATTERNS, "phonenumbers is recompiling its patterns on every call"
