@@ -178,6 +178,29 @@ def test_worker_pool_is_kept_between_frames_and_replaced_when_a_worker_dies():
     pd.testing.assert_frame_equal(expected, again.frame)
 
 
+def test_workers_are_started_ahead_only_for_a_frame_large_enough_to_use_them():
+    import os
+    import time
+
+    import cdp_pipelines.standardize.frame as frame_module
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: frames are standardized in this process")
+    for workers, pool in list(frame_module._POOLS.items()):
+        frame_module._discard_pool(workers, pool)
+    frame_module.start_workers_for(frame_module.PARALLEL_MIN_ROWS - 1)
+    assert frame_module._POOLS == {}
+    frame_module.start_workers_for(frame_module.PARALLEL_MIN_ROWS)
+    pool = frame_module._POOLS[2]
+    deadline = time.monotonic() + 60
+    while len(pool._processes) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(pool._processes) == 2 and all(p.is_alive() for p in pool._processes.values())
+    raw = pd.DataFrame({"email": ["Ann@Example.com"] * frame_module.PARALLEL_MIN_ROWS})
+    standardize_frame(raw)  # the frame is standardized by the pool already started
+    assert frame_module._POOLS[2] is pool
+
+
 def _deaf_to_sigterm(pid_file: str, seconds: float) -> None:
     """Run in a pool worker: ignore SIGTERM, say which worker this is, then stay busy."""
     import os

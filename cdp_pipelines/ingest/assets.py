@@ -27,6 +27,7 @@ from cdp_pipelines.operations.tracking import (
 from cdp_pipelines.operations.upsert import upsert_raw
 from cdp_pipelines.resources import ProjectPathsResource, WarehouseResource
 from cdp_pipelines.sql_text import quote_identifier
+from cdp_pipelines.standardize.frame import start_workers_for
 
 RUNS_TABLE = "quality.ingest_runs"
 QUARANTINE_TABLE = "quality.quarantine"
@@ -181,6 +182,7 @@ def build_raw_asset(declared: SourceConfig) -> dg.AssetsDefinition:
                 previous_rows_superseded=counts.get("previous_rows_superseded", 0),
             )
             con.execute("COMMIT")
+            start_workers_for(counts["rows_staged"])  # the standardize step will need them
             reasons = con.execute(
                 f"SELECT reason, count(*) FROM {QUARANTINE_TABLE} WHERE stage = 'ingest' AND source = ? "
                 f"GROUP BY ALL ORDER BY 2 DESC LIMIT 10",

@@ -376,7 +376,7 @@ def standardize_frame(
     """
     config = config or default_config()
     if workers is None:
-        workers = min(2, os.cpu_count() or 1) if len(raw) >= PARALLEL_MIN_ROWS else 1
+        workers = _default_workers(len(raw))
     if workers <= 1:
         return _standardize(raw, default_region, date_formats, timestamp_formats, config, None, 1)
     pool = _pool(workers)
@@ -385,6 +385,26 @@ def standardize_frame(
     except BrokenProcessPool:
         _discard_pool(workers, pool)  # a worker died (killed, out of memory): start afresh once
         return _standardize(raw, default_region, date_formats, timestamp_formats, config, _pool(workers), workers)
+
+
+def _default_workers(rows: int) -> int:
+    return min(2, os.cpu_count() or 1) if rows >= PARALLEL_MIN_ROWS else 1
+
+
+def start_workers_for(rows: int) -> None:
+    """Start, in the background, the worker processes a frame of `rows` rows will be standardized
+    with (none for a small frame). Each imports the classifiers' libraries, about 1.5 s of CPU; the
+    ingest step calls this once it has staged a large source, so that start overlaps the reading
+    of the other sources instead of delaying the first large source's standardization."""
+    workers = _default_workers(rows)
+    if workers > 1:
+        pool = _pool(workers)
+        for _ in range(workers):  # one task per worker: each submit finding no idle worker starts one
+            pool.submit(_ready)
+
+
+def _ready() -> None:
+    """A task that does nothing: running it means the worker has started and imported this module."""
 
 
 _POOLS: dict[int, ProcessPoolExecutor] = {}
