@@ -30,8 +30,9 @@ PUBLISHED = dg.AssetKey(["serving", "published"])
 )
 def identity_lookup(config: IncrementalRefreshConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
     def select_for(identifiers: str) -> str:
-        return (f"SELECT DISTINCT identifier_type, identifier_value, customer_id FROM {identifiers} "
-                "WHERE identifier_value IS NOT NULL")
+        # customer_identifiers holds each (customer, type, value) once, with a value (its GROUP
+        # BY and filter), and the served table's primary key would refuse a repeat: no DISTINCT.
+        return f"SELECT identifier_type, identifier_value, customer_id FROM {identifiers}"
 
     with warehouse.connect() as con:
         inputs = scoped_refresh.upstream_fingerprints(con, ["profiles.customer_identifiers"])
