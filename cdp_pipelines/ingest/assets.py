@@ -26,7 +26,7 @@ from cdp_pipelines.operations.tracking import (
 )
 from cdp_pipelines.operations.upsert import upsert_raw
 from cdp_pipelines.resources import ProjectPathsResource, WarehouseResource
-from cdp_pipelines.sql_text import quote_identifier
+from cdp_pipelines.sql_text import literal, quote_identifier
 from cdp_pipelines.standardize.frame import start_workers_for
 
 RUNS_TABLE = "quality.ingest_runs"
@@ -229,10 +229,9 @@ def latest_ingest_filter(con: duckdb.DuckDBPyConnection, source: str) -> tuple[s
     files = con.execute(
         "SELECT count(*) FROM quality.ingested_files WHERE source = ? AND run_id = ?", [source, run_id]
     ).fetchall()[0][0]
-    escaped_source, escaped_run = source.replace("'", "''"), run_id.replace("'", "''")
     return (
-        f"_file IN (SELECT file FROM quality.ingested_files WHERE source = '{escaped_source}' "
-        f"AND run_id = '{escaped_run}')",
+        f"_file IN (SELECT file FROM quality.ingested_files WHERE source = {literal(source)} "
+        f"AND run_id = {literal(run_id)})",
         files,
     )
 

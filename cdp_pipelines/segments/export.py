@@ -29,6 +29,7 @@ from cdp_pipelines.segments.config import (
     load_segments,
 )
 from cdp_pipelines.segments.validation import BASE_TABLE, warehouse_schema
+from cdp_pipelines.sql_text import literal
 
 EXPORT_FORMATS: tuple[str, ...] = ("csv", "parquet")
 
@@ -90,8 +91,7 @@ def export_segment(con: duckdb.DuckDBPyConnection, segment: SegmentDefinition, c
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
     options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT parquet"
-    target = str(partial).replace("'", "''")
-    con.execute(f"COPY ({query}) TO '{target}' ({options})")
+    con.execute(f"COPY ({query}) TO {literal(partial)} ({options})")
     os.replace(partial, out)
     rows = int(con.execute(f"SELECT count(*) FROM ({query})").fetchone()[0])
     return ExportResult(segment=segment.name, path=out, rows=rows, columns=tuple(segment.columns))

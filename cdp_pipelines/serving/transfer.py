@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql
 
 from cdp_pipelines.serving.duck_types import Column, quote_ident
+from cdp_pipelines.sql_text import literal
 
 CHUNK_BYTES = 4 * 1024 * 1024
 _TAB = "\t"
@@ -58,9 +59,8 @@ def copy_query(
     fd, path = tempfile.mkstemp(prefix="cdp_serving_", suffix=".tsv")
     os.close(fd)
     try:
-        escaped_path = path.replace("'", "''")
         duck.execute(
-            f"COPY ({text_format_query(query, columns)}) TO '{escaped_path}' "
+            f"COPY ({text_format_query(query, columns)}) TO {literal(path)} "
             f"(FORMAT csv, DELIMITER '{_TAB}', QUOTE '', ESCAPE '', NULLSTR '\\N', HEADER false)"
         )
         with pg.cursor() as cur:

@@ -17,6 +17,7 @@ from cdp_pipelines.ingest.sources_config import ADDRESS_JOINER, SourceConfig, lo
 from cdp_pipelines.metadata import OWNERS, named, null_rates, table_metadata
 from cdp_pipelines.operations.tracking import RECORD_CHANGES, ensure_tracking_tables
 from cdp_pipelines.resources import ProjectPathsResource, WarehouseResource
+from cdp_pipelines.sql_text import literal
 from cdp_pipelines.standardize.frame import OUTPUT_COLUMNS, standardize_frame
 
 IDENTITY_RECORDS = dg.AssetKey(["standardized", "identity_records"])
@@ -38,10 +39,9 @@ def _table_exists(con, schema: str, name: str) -> bool:
 
 def _changed_ids(con, run_id: str, source: str) -> str:
     """A subquery of the record ids this run's ingest touched in a source (reused in several
-    statements, so the values are inlined with their quotes escaped)."""
-    quoted_run, quoted_source = run_id.replace("'", "''"), source.replace("'", "''")
+    statements, so the values are inlined as literals)."""
     return (f"SELECT source_record_id FROM {RECORD_CHANGES} "
-            f"WHERE run_id = '{quoted_run}' AND source = '{quoted_source}'")
+            f"WHERE run_id = {literal(run_id)} AND source = {literal(source)}")
 
 
 def merge_into(con, target: str, batch_view: str, key_condition: str) -> None:
