@@ -19,6 +19,7 @@ from cdp_pipelines.bench import most_running, step_timings
 from cdp_pipelines.context.sql_models import LAYERS
 from cdp_pipelines.identity import splink_model
 from cdp_pipelines.identity.evaluation import evaluate
+from cdp_pipelines.ingest.sources_config import load_sources
 from cdp_pipelines.operations.scoped_refresh import WORK_SCHEMA
 from cdp_pipelines.operations.shared_tables import STAGE_SCHEMAS
 from cdp_pipelines.serving import lookup
@@ -177,3 +178,17 @@ def test_steps_ran_two_at_a_time_after_the_shared_schemas_were_made(pipeline_run
     made_first = {*STAGE_SCHEMAS, *LAYERS, WORK_SCHEMA}
     one_steps_own = {"main", splink_model.SPLINK_SCHEMA}
     assert schemas - made_first - one_steps_own == set()
+
+
+def test_standardized_quality_suites_ran_as_steps_of_their_own(pipeline_run):
+    """The warning-level quality suite of each standardized table is a background step (it no
+    longer lengthens the standardize step identity resolution waits on), run after the table."""
+    instance = dg.DagsterInstance.from_config(str(pipeline_run["root"] / "dagster_home"))
+    timings = {t["step"]: t for t in step_timings(instance, pipeline_run["second"].run_id)}
+    sources = [s.name for s in load_sources(settings.sources_file()).sources]
+    assert sources
+    for source in sources:
+        check = timings[f"standardized__{source}_standardized_quality"]
+        assert check["status"] == "STEP_SUCCESS"
+        assert check["start"] >= timings[f"standardized__{source}"]["end"]
+

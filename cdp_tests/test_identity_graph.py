@@ -9,6 +9,7 @@ import pytest
 from cdp_pipelines.identity.config import load_identity_config
 from cdp_pipelines.identity.deterministic import build_identifier_tables
 from cdp_pipelines.identity.evaluation import evaluate
+from cdp_pipelines.identity.splink_model import comparisons_by_rule
 from cdp_pipelines.identity.stable_ids import assign_stable_ids
 from cdp_pipelines.settings import PROJECT_ROOT
 
@@ -200,3 +201,13 @@ def test_evaluation_names_a_wrong_truth_file(con, tmp_path: Path):
     truth.write_text("a,b\n1,2\n")
     with pytest.raises(TruthFileError, match="missing column\\(s\\) source, source_record_id, person_id"):
         evaluate(con, truth)
+
+
+def test_comparisons_by_rule_follow_the_rule_order_with_running_totals(config):
+    rules = config.probabilistic.blocking_rules
+    rows = comparisons_by_rule(config.probabilistic, {0: 5, 2: 7})  # rule 1 generated no pair
+    assert [r["rule"] for r in rows] == ["+".join(rule) for rule in rules]
+    assert [r["comparisons"] for r in rows[:3]] == [5, 0, 7]
+    assert [r["cumulative"] for r in rows] == [5, 5] + [12] * (len(rules) - 2)
+    with pytest.raises(ValueError, match="outside"):
+        comparisons_by_rule(config.probabilistic, {len(rules): 1})

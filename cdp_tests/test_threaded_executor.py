@@ -10,6 +10,7 @@ import duckdb
 import pytest
 
 from cdp_pipelines.bench import most_running, running_seconds
+from cdp_pipelines.metadata import BACKGROUND_STEP_TAGS
 from cdp_pipelines.operations.shared_tables import create_shared_tables
 from cdp_pipelines.operations.threaded_executor import threaded_executor
 from cdp_pipelines.runner import execute_job_in_this_process
@@ -73,6 +74,31 @@ def test_never_more_than_max_concurrent_and_dependencies_wait():
     at = {(kind, name): t for kind, name, t in log}
     assert most_running([{"start": at[("start", n)], "end": at[("end", n)]} for n in "abcd"]) == 2
     assert at[("start", "d")] >= max(at[("end", n)] for n in "abc")
+
+
+def test_a_background_check_waits_for_every_other_ready_step():
+    """A non-blocking check tagged BACKGROUND_STEP_TAGS is ready as soon as its asset is, but
+    starts only when no other step is ready to run."""
+    log, lock = [], threading.Lock()
+    first, *others = _recording_assets(log, lock)[:3]
+
+    @dg.asset_check(asset=first, op_tags=BACKGROUND_STEP_TAGS)
+    def background_check() -> dg.AssetCheckResult:
+        with lock:
+            log.append(("start", "check", time.perf_counter()))
+        return dg.AssetCheckResult(passed=True)
+
+    @dg.asset_check(asset=first)
+    def ordinary_check() -> dg.AssetCheckResult:
+        with lock:
+            log.append(("start", "ordinary", time.perf_counter()))
+        return dg.AssetCheckResult(passed=True)
+
+    result, _ = _run([first, *others], max_concurrent=1, checks=[background_check, ordinary_check])
+    assert result.success
+    started = [name for kind, name, _ in log if kind == "start"]
+    assert started[-1] == "check", started
+    assert set(started) == {"a", "b", "c", "check", "ordinary"}
 
 
 def test_a_failing_step_fails_the_run_skips_its_dependents_and_spares_the_rest():

@@ -403,8 +403,8 @@ def _resolve_everything(
             summary.incremental = _predict_incrementally(con, linker, config)
             summary.probabilistic_edges = con.execute("SELECT count(*) FROM identity.probabilistic_edges").fetchall()[0][0]
         else:
-            summary.comparisons_by_rule = splink_model.count_comparisons(linker, config.probabilistic)
-            summary.probabilistic_edges = splink_model.predict_edges(con, linker, config.probabilistic)
+            summary.probabilistic_edges, summary.comparisons_by_rule = splink_model.predict_edges(
+                con, linker, config.probabilistic)
         summary.seconds["splink_predict"] = round(clock() - t2, 2)
         if kept_earlier_pairs:  # pairs scored this run already carry this run's components
             _refresh_edge_components(con)

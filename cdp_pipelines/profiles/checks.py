@@ -6,6 +6,7 @@ import dagster as dg
 
 from cdp_pipelines.profiles import consent as consent_rules
 from cdp_pipelines.profiles import suppression
+from cdp_pipelines.metadata import BACKGROUND_STEP_TAGS
 from cdp_pipelines.profiles.assets import AUDIT, CONSENT, GOLDEN, IDENTIFIERS, suppression_path
 from cdp_pipelines.profiles.identifiers import CUSTOMER_IDENTIFIERS
 from cdp_pipelines.profiles.survivorship import GOLDEN_PROFILE
@@ -101,7 +102,7 @@ def consent_row_per_customer_and_channel(warehouse: WarehouseResource) -> dg.Ass
     )
 
 
-@dg.asset_check(asset=AUDIT,
+@dg.asset_check(asset=AUDIT, op_tags=BACKGROUND_STEP_TAGS,
                 description="Requests applied on earlier runs are still on the erasure list.")
 def erasure_requests_still_listed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.connect() as con:

@@ -14,7 +14,7 @@ from cdp_pipelines import settings
 from cdp_pipelines.ingest.assets import current_source, latest_ingest_filter, raw_key, rows_for_validation
 from cdp_pipelines.ingest.quality import columns_read, validate_frame
 from cdp_pipelines.ingest.sources_config import ADDRESS_JOINER, SourceConfig, load_sources
-from cdp_pipelines.metadata import OWNERS, named, null_rates, table_metadata
+from cdp_pipelines.metadata import BACKGROUND_STEP_TAGS, OWNERS, named, null_rates, table_metadata
 from cdp_pipelines.operations.tracking import RECORD_CHANGES, ensure_tracking_tables
 from cdp_pipelines.resources import ProjectPathsResource, WarehouseResource
 from cdp_pipelines.sql_text import literal
@@ -106,15 +106,15 @@ QUALITY_DESCRIPTION = "Standardized values look right: E.164 phones, lower-case 
 
 
 def build_standardized_asset(declared: SourceConfig) -> dg.AssetsDefinition:
-    """The source's standardized asset; its checks (blocking reconciliation, warning-level
-    quality suite) run in the same step once the table is written."""
+    """The source's standardized asset; its blocking reconciliation check runs in the same step
+    once the table is written (the quality suite is a step of its own: see
+    build_standardized_quality_check)."""
     key = standardized_key(declared.name)
-    reconcile, quality = standardized_check_fns(declared)
+    reconcile, _ = standardized_check_fns(declared)
 
     @dg.asset(
         key=key,
-        check_specs=[dg.AssetCheckSpec("rows_reconcile", asset=key, blocking=True, description=RECONCILE_DESCRIPTION),
-                     dg.AssetCheckSpec("standardized_quality", asset=key, description=QUALITY_DESCRIPTION)],
+        check_specs=[dg.AssetCheckSpec("rows_reconcile", asset=key, blocking=True, description=RECONCILE_DESCRIPTION)],
         deps=[raw_key(declared.name)],
         group_name="standardize",
         kinds={"duckdb", "pandas"},
@@ -162,10 +162,24 @@ def build_standardized_asset(declared: SourceConfig) -> dg.AssetsDefinition:
             }
         context.log.info(f"{source.name}: standardized {len(table)} rows ({'incremental' if incremental else 'full'}); "
                          f"junk removed {sum(outcome.junk_counts.values())}")
-        return dg.MaterializeResult(metadata=metadata, check_results=[
-            named("rows_reconcile", reconcile(warehouse)), named("standardized_quality", quality(warehouse))])
+        return dg.MaterializeResult(metadata=metadata, check_results=[named("rows_reconcile", reconcile(warehouse))])
 
     return _standardized
+
+
+def build_standardized_quality_check(declared: SourceConfig) -> dg.AssetChecksDefinition:
+    """The warning-level quality suite of a standardized table, as a step of its own at background
+    priority. Nothing downstream waits on it, so it runs when a slot is free (in a full run,
+    beside identity resolution, which leaves part of the machine idle) instead of lengthening the
+    source's standardize step, which identity resolution waits on."""
+    _, quality = standardized_check_fns(declared)
+
+    @dg.asset_check(asset=standardized_key(declared.name), name="standardized_quality", blocking=False,
+                    description=QUALITY_DESCRIPTION, op_tags=BACKGROUND_STEP_TAGS)
+    def _standardized_quality(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        return quality(warehouse)
+
+    return _standardized_quality
 
 
 def _as_text_for_gx(column: str) -> str:
@@ -267,4 +281,5 @@ def build_identity_records_asset(sources: list[SourceConfig]) -> dg.AssetsDefini
 def build_standardize_definitions(sources_file) -> dg.Definitions:
     sources = load_sources(sources_file).sources
     return dg.Definitions(
-        assets=[*(build_standardized_asset(s) for s in sources), build_identity_records_asset(sources)])
+        assets=[*(build_standardized_asset(s) for s in sources), build_identity_records_asset(sources)],
+        asset_checks=[build_standardized_quality_check(s) for s in sources])
