@@ -10,9 +10,10 @@ from cdp_pipelines.privacy import mask_frame
 OWNERS = ["team:data-platform"]
 
 BACKGROUND_STEP_TAGS = {"dagster/priority": "-1"}
-"""Op tags of a step nothing downstream waits on (a non-blocking check): among the ready steps
-the executor starts it last, so it fills a slot the steps on the way to the published tables
-leave free instead of delaying them."""
+"""Op tags of a step nothing urgent waits on: a non-blocking check, or work whose dependents
+also wait on identity resolution. Among the ready steps the executor starts it last, so it fills
+a slot the steps on the way to identity resolution (the run's longest step, which leaves part of
+the machine idle) and to the published tables leave free, instead of delaying them."""
 
 
 def row_count(con: duckdb.DuckDBPyConnection, table: str) -> int:

@@ -106,7 +106,7 @@ def _unshared(w: Warehouse, id_type: str, extra: str = "TRUE") -> list[tuple]:
 
 def _bridge(w: Warehouse, email: str, phone: str, record_id: str = "bridge-1") -> None:
     w.con.execute(
-        "INSERT INTO standardized.identity_records BY NAME "
+        "INSERT INTO standardized.web_events BY NAME "
         "SELECT 'web_events' AS source, ? AS source_record_id, ? AS email, ? AS phone, 'mobile' AS phone_kind",
         [record_id, email, phone],
     )
@@ -161,7 +161,7 @@ def test_changed_record_losing_its_shared_identifier_splits_as_a_full_refresh_do
     (bridged / "artifacts").symlink_to(resolved / "artifacts")
 
     def change(w):
-        w.con.execute("UPDATE standardized.identity_records SET phone = NULL, phone_kind = NULL "
+        w.con.execute("UPDATE standardized.web_events SET phone = NULL, phone_kind = NULL "
                       "WHERE source_record_id = 'bridge-1'")
 
     incremental, full, summary = _both(bridged, tmp_path, config, change, run_id="run-3")
@@ -191,7 +191,7 @@ def test_removed_record_and_overrides_are_honoured_incrementally(resolved, tmp_p
     )
 
     def change(w):
-        w.con.execute("DELETE FROM standardized.identity_records WHERE source = ? AND source_record_id = ?", gone)
+        w.con.execute(f"DELETE FROM standardized.{gone[0]} WHERE source_record_id = ?", [gone[1]])
 
     incremental, full, summary = _both(resolved, tmp_path, config, change, overrides)
     assert summary.incremental["mode"] == "incremental" and summary.incremental["removed_records"] == 1
@@ -226,7 +226,7 @@ def test_pairs_kept_by_a_whole_graph_run_carry_this_runs_components(resolved, tm
     w = Warehouse(resolved, tmp_path / "renumbered.duckdb", config)
     w.con.execute(f"DROP TABLE {STATE_TABLE}")  # as a run stopped half way leaves it
     w.con.execute(
-        "INSERT INTO standardized.identity_records BY NAME SELECT 'crm_accounts' AS source, "
+        "INSERT INTO standardized.crm_accounts BY NAME SELECT 'crm_accounts' AS source, "
         "'0000-first' AS source_record_id, 'first.in.line@example.org' AS email")
     summary = w.run("run-2", incremental=True)
     assert summary.incremental["mode"] == "whole graph" and summary.incremental["pairs_kept"] > 0

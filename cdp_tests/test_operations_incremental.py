@@ -205,3 +205,15 @@ def test_standardized_quality_fails_on_values_standardization_should_not_produce
     failures = [f for f in result.metadata["failures"].value if f["severity"] == "blocking"]
     assert {f["column"]: f["unexpected_count"] for f in failures} == {"email": 1, "phone": 1}, failures
     assert result.metadata["rows_validated"].value == 20
+
+
+def test_identity_records_is_a_view_even_where_an_older_run_left_a_table(project):
+    run(project, incremental=False)
+    con = duckdb.connect(str(project["warehouse"]))
+    con.execute("DROP VIEW standardized.identity_records")
+    con.execute("CREATE TABLE standardized.identity_records AS SELECT 'stale' AS source")  # as older runs left it
+    con.close()
+    run(project, incremental=False)
+    assert query(project, "SELECT table_type FROM information_schema.tables WHERE table_schema = 'standardized' "
+                          "AND table_name = 'identity_records'") == [("VIEW",)]
+    assert query(project, "SELECT source, count(*) FROM standardized.identity_records GROUP BY ALL") == [("shop", 20)]

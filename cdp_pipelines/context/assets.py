@@ -16,7 +16,7 @@ from cdp_pipelines import settings
 from cdp_pipelines.context.runner import load_variables, refresh_on_duckdb
 from cdp_pipelines.context.sentiment import TABLE as TEXT_SENTIMENT_TABLE, build_text_sentiment
 from cdp_pipelines.context.sql_models import SqlModel, discover_models
-from cdp_pipelines.metadata import OWNERS, table_metadata
+from cdp_pipelines.metadata import BACKGROUND_STEP_TAGS, OWNERS, table_metadata
 from cdp_pipelines.operations.refresh_config import IncrementalRefreshConfig
 from cdp_pipelines.resources import ProjectPathsResource, WarehouseResource
 from cdp_pipelines.segments.assets import segment_key
@@ -99,6 +99,7 @@ def build_model_asset(model: SqlModel, segment_keys: list[dg.AssetKey] | None = 
     group_name=GROUP,
     kinds={"duckdb", "python"},
     owners=OWNERS,
+    op_tags=BACKGROUND_STEP_TAGS,  # its readers also wait on identity resolution: score beside it
     description="VADER compound sentiment (-1..1) of every review and social post text, scored once per "
                 "distinct text in Python; the SQL models join to it.",
 )

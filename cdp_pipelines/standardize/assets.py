@@ -1,5 +1,5 @@
 """Dagster assets of the standardize stage: one standardized table per source, and the union
-of their identity attributes that identity resolution reads.
+of their identity attributes (a view) that identity resolution reads.
 
 In an incremental run (``incremental: true``) only the records the ingest step of the same run
 logged in quality.record_changes are standardized and merged into the existing tables.
@@ -242,37 +242,30 @@ def build_identity_records_asset(sources: list[SourceConfig]) -> dg.AssetsDefini
         kinds={"duckdb"},
         owners=OWNERS,
         description="Every source record's canonical identity attributes, one row per record: "
-                    "the input of identity resolution.",
+                    "the input of identity resolution. A view over the standardized tables, so it "
+                    "is never a stale copy of them, and a run does not write a million rows twice.",
     )
     def _identity_records(context: dg.AssetExecutionContext, config: StandardizeRunConfig,
                           warehouse: WarehouseResource) -> dg.MaterializeResult:
         columns = ", ".join(("source", "source_record_id", *OUTPUT_COLUMNS))
-        run_id = context.run.run_id
+        union = "\nUNION ALL\n".join(f"SELECT {columns} FROM standardized.{s.name}" for s in sources)
         with warehouse.connect() as con:
             ensure_tracking_tables(con)
-            incremental = config.incremental and _table_exists(con, "standardized", "identity_records")
             con.execute("BEGIN TRANSACTION")
-            if incremental:
-                touched = 0
-                for s in sources:
-                    changed = _changed_ids(con, run_id, s.name)
-                    con.execute(f"DELETE FROM standardized.identity_records "
-                                f"WHERE source = '{s.name}' AND source_record_id IN ({changed})")
-                    con.execute(f"INSERT INTO standardized.identity_records BY NAME SELECT {columns} "
-                                f"FROM standardized.{s.name} WHERE source_record_id IN ({changed})")
-                    touched += con.execute(f"SELECT count(*) FROM ({changed})").fetchall()[0][0]
-            else:
-                union = "\nUNION ALL\n".join(f"SELECT {columns} FROM standardized.{s.name}" for s in sources)
-                con.execute(f"CREATE OR REPLACE TABLE standardized.identity_records AS {union}")
+            if _table_exists(con, "standardized", "identity_records"):  # a table in older warehouses
+                con.execute("DROP TABLE standardized.identity_records")
+            con.execute(f"CREATE OR REPLACE VIEW standardized.identity_records AS {union}")
             con.execute("COMMIT")
             per_source = con.execute(
                 "SELECT source, count(*) FROM standardized.identity_records GROUP BY ALL ORDER BY 1"
             ).fetchall()
             metadata = {**table_metadata(con, "standardized.identity_records", preview_columns=["source", "source_record_id"]),
                         "records_per_source": dg.MetadataValue.json({s: int(n) for s, n in per_source}),
-                        "mode": "incremental" if incremental else "full"}
-            if incremental:
-                metadata["records_touched"] = int(touched)
+                        "mode": "incremental" if config.incremental else "full"}
+            if config.incremental:
+                metadata["records_touched"] = sum(
+                    con.execute(f"SELECT count(*) FROM ({_changed_ids(con, context.run.run_id, s.name)})").fetchall()[0][0]
+                    for s in sources)
         return dg.MaterializeResult(metadata=metadata)
 
     return _identity_records
