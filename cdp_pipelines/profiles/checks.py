@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
+from cdp_pipelines.metadata import BACKGROUND_STEP_TAGS
 from cdp_pipelines.profiles import consent as consent_rules
 from cdp_pipelines.profiles import suppression
-from cdp_pipelines.metadata import BACKGROUND_STEP_TAGS
 from cdp_pipelines.profiles.assets import AUDIT, CONSENT, GOLDEN, IDENTIFIERS, suppression_path
 from cdp_pipelines.profiles.identifiers import CUSTOMER_IDENTIFIERS
 from cdp_pipelines.profiles.survivorship import GOLDEN_PROFILE
