@@ -128,3 +128,18 @@ def test_merge_over_tables_uses_each_sides_strength_and_facts_of_linkable_compon
     assert got == [(0, 1, "merged"), (0, 6, "probability 0.6000 below 0.9"), (2, 3, "probability 0.9500 below 0.99"),
                    (4, 5, "conflicting dates of birth"), (6, 7, "probability 0.5000 below 0.99")]
     assert dict(zip(roots.column("component").to_pylist(), roots.column("cluster").to_pylist()))[1] == 0
+
+
+def test_merging_never_changes_the_components_facts():
+    """Clusters start from the components' own sets (no copies) and must replace them on a merge:
+    a merged cluster's birth dates must not leak into a component's facts, nor into the guard's
+    later view of a component that merged nothing."""
+    facts = {
+        1: ComponentFacts(2, True, dates_of_birth={"1980-01-01"}, account_ids={"A1"}),
+        2: ComponentFacts(2, True, dates_of_birth={"1980-01-01"}, account_ids={"A1"}),
+        3: ComponentFacts(1, True, dates_of_birth={"1980-01-01", "1991-05-05"}),
+    }
+    before = {k: (set(f.dates_of_birth), set(f.account_ids)) for k, f in facts.items()}
+    roots, decisions = guarded_merge(facts, [(1, 3, 12.0, 0.999), (1, 2, 11.0, 0.999)], GUARD)
+    assert [d.accepted for d in decisions] == [True, True] and roots[1] == roots[2] == roots[3]
+    assert {k: (set(f.dates_of_birth), set(f.account_ids)) for k, f in facts.items()} == before

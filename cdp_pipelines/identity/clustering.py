@@ -69,13 +69,19 @@ class GuardSettings:
         return weight >= self.overwhelming_by_attribute.get(attribute, self.overwhelming_match_weight)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Cluster:
+    """A cluster being merged. Its sets start as the component's own frozensets and are replaced
+    by their unions on a merge, never changed in place, so no component's facts are copied."""
+
     records: int
     strong: bool
-    dobs: set = field(default_factory=set)
-    accounts: set = field(default_factory=set)
-    tags: set = field(default_factory=set)
+    dobs: frozenset
+    accounts: frozenset
+    tags: frozenset
+
+
+_UNKNOWN_COMPONENT = ComponentFacts(records=1, strong=False)
 
 
 def guarded_merge(
@@ -100,13 +106,12 @@ def guarded_merge(
         return root
 
     def cluster(node: int) -> _Cluster:
-        if node not in clusters:
-            f = facts.get(node) or ComponentFacts(records=1, strong=False)
-            clusters[node] = _Cluster(
-                f.records, f.strong, set(f.dates_of_birth), set(f.account_ids), set(f.cannot_link_tags)
-            )
+        found = clusters.get(node)
+        if found is None:
+            f = facts.get(node) or _UNKNOWN_COMPONENT
+            found = clusters[node] = _Cluster(f.records, f.strong, f.dates_of_birth, f.account_ids, f.cannot_link_tags)
             parent.setdefault(node, node)
-        return clusters[node]
+        return found
 
     decisions: list[MergeDecision] = []
     for link in sorted(links, key=lambda link: (-link[2], link[0], link[1])):
@@ -143,9 +148,9 @@ def guarded_merge(
         parent[b] = a
         ca.records += cb.records
         ca.strong = ca.strong or cb.strong
-        ca.dobs |= cb.dobs
-        ca.accounts |= cb.accounts
-        ca.tags |= cb.tags
+        ca.dobs = ca.dobs | cb.dobs
+        ca.accounts = ca.accounts | cb.accounts
+        ca.tags = ca.tags | cb.tags
         del clusters[b]
     return {node: find(node) for node in list(parent)}, decisions
 
