@@ -191,4 +191,3 @@ def test_standardized_quality_suites_ran_as_steps_of_their_own(pipeline_run):
         check = timings[f"standardized__{source}_standardized_quality"]
         assert check["status"] == "STEP_SUCCESS"
         assert check["start"] >= timings[f"standardized__{source}"]["end"]
-
