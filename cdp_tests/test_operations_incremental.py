@@ -192,14 +192,14 @@ def test_standardized_quality_fails_on_values_standardization_should_not_produce
     """The check fetches only the columns its suite reads, and still sees a non-canonical email and
     a phone outside E.164 in the rows standardization wrote."""
     from cdp_pipelines.ingest.sources_config import load_sources
-    from cdp_pipelines.standardize.assets import standardized_check_fns
+    from cdp_pipelines.standardize.assets import quality_check_fn
 
     assert _check(run(project, incremental=False), "standardized_quality").passed
     con = duckdb.connect(str(project["warehouse"]))
     con.execute("UPDATE standardized.shop SET email = 'Person 3 AT mail', phone = '07700 900123' WHERE source_record_id = '3'")
     con.close()
     declared = next(s for s in load_sources(project["data"].parent / "sources.yaml").sources if s.name == "shop")
-    _, quality = standardized_check_fns(declared)
+    quality = quality_check_fn(declared)
     result = quality(project["resources"]["warehouse"])
     assert not result.passed
     failures = [f for f in result.metadata["failures"].value if f["severity"] == "blocking"]

@@ -110,7 +110,7 @@ def build_standardized_asset(declared: SourceConfig) -> dg.AssetsDefinition:
     once the table is written (the quality suite is a step of its own: see
     build_standardized_quality_check)."""
     key = standardized_key(declared.name)
-    reconcile, _ = standardized_check_fns(declared)
+    reconcile = reconcile_check_fn(declared)
 
     @dg.asset(
         key=key,
@@ -172,7 +172,7 @@ def build_standardized_quality_check(declared: SourceConfig) -> dg.AssetChecksDe
     priority. Nothing downstream waits on it, so it runs when a slot is free (in a full run,
     beside identity resolution, which leaves part of the machine idle) instead of lengthening the
     source's standardize step, which identity resolution waits on."""
-    _, quality = standardized_check_fns(declared)
+    quality = quality_check_fn(declared)
 
     @dg.asset_check(asset=standardized_key(declared.name), name="standardized_quality", blocking=False,
                     description=QUALITY_DESCRIPTION, op_tags=BACKGROUND_STEP_TAGS)
@@ -187,8 +187,9 @@ def _as_text_for_gx(column: str) -> str:
     return f"CAST({column} AS VARCHAR) AS {column}" if column in ("observed_at", "date_of_birth") else column
 
 
-def standardized_check_fns(declared: SourceConfig):
-    """The reconciliation and quality checks of a standardized table (run in its asset's step)."""
+def reconcile_check_fn(declared: SourceConfig):
+    """The blocking reconciliation of a standardized table with its raw table (run in the
+    standardized asset's step): every raw row once, by record id."""
 
     def _reconcile(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         with warehouse.connect() as con:
@@ -202,6 +203,12 @@ def standardized_check_fns(declared: SourceConfig):
             description=None if passed else f"{declared.name}: {raw_rows} raw rows became {std_rows} standardized rows",
         )
 
+    return _reconcile
+
+
+def quality_check_fn(declared: SourceConfig):
+    """The warning-level quality suite of a standardized table, over the rows of the latest ingest
+    (run as a step of its own: build_standardized_quality_check)."""
     suite = f"standardized_{declared.kind}"
     present = ["source", "source_record_id", *OUTPUT_COLUMNS]
 
@@ -231,7 +238,7 @@ def standardized_check_fns(declared: SourceConfig):
                          for k, v in report.to_metadata(mask=not settings.show_pii()).items()}},
         )
 
-    return [_reconcile, _quality]
+    return _quality
 
 
 def build_identity_records_asset(sources: list[SourceConfig]) -> dg.AssetsDefinition:
