@@ -61,6 +61,12 @@ class Warehouse:
                  ON a.customer_id = b.customer_id AND (a.source, a.source_record_id) < (b.source, b.source_record_id)"""
         ))
 
+    def component_groups(self) -> set[frozenset[str]]:
+        """The deterministic components as sets of record keys (rids differ between runs)."""
+        return {frozenset(group) for (group,) in self.q(
+            """SELECT list(r.source || ':' || r.source_record_id) FROM identity.record_components c
+               JOIN identity.records r USING (rid) GROUP BY c.component""")}
+
     def assert_consistent(self) -> None:
         """Every standardized record once in the xref, with this run's component; one id per cluster."""
         records, xref, distinct = self.q(
@@ -77,6 +83,12 @@ class Warehouse:
                       (SELECT count(*) FROM identity.cluster_ids),
                       (SELECT count(DISTINCT cluster) FROM identity.clusters)""")[0]
         assert customers == ids == clusters
+        # Every record in one component, labelled by its smallest record number.
+        records, rows, mislabelled = self.q(
+            """SELECT (SELECT count(*) FROM identity.records), (SELECT count(*) FROM identity.record_components),
+                      (SELECT count(*) FROM (SELECT component, min(rid) AS first FROM identity.record_components
+                                             GROUP BY ALL) WHERE component <> first)""")[0]
+        assert records == rows and mislabelled == 0
 
     def close(self):
         self.con.close()
@@ -142,6 +154,7 @@ def test_new_record_bridging_two_customers_merges_them_as_a_full_refresh_does(re
                             "WHERE run_id = 'run-2'")
     assert ("merged", merged, ({a[3], b[3]} - {merged}).pop()) in changes
     assert incremental.together() == full.together()
+    assert incremental.component_groups() == full.component_groups()
     incremental.assert_consistent()
     full.assert_consistent()
 
@@ -172,6 +185,7 @@ def test_changed_record_losing_its_shared_identifier_splits_as_a_full_refresh_do
     assert "split" in {row[0] for row in incremental.q(
         "SELECT change FROM identity.identity_changes WHERE run_id = 'run-3'")}
     assert incremental.together() == full.together()
+    assert incremental.component_groups() == full.component_groups()
     incremental.assert_consistent()
 
 
@@ -199,6 +213,7 @@ def test_removed_record_and_overrides_are_honoured_incrementally(resolved, tmp_p
     assert incremental.customer(split_records[0]) != incremental.customer(split_records[-1])
     assert not incremental.q("SELECT * FROM identity.customer_xref WHERE source = ? AND source_record_id = ?", gone)
     assert incremental.together() == full.together()
+    assert incremental.component_groups() == full.component_groups()
     incremental.assert_consistent()
 
 

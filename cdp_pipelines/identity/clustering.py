@@ -34,6 +34,30 @@ def components(n_nodes: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return first_of_label[labels]
 
 
+def components_with_overrides(n_nodes: int, left: np.ndarray, right: np.ndarray, must: list[tuple[int, int]],
+                          cannot: list[tuple[int, int]]) -> tuple[np.ndarray, int]:
+    """Component label (smallest member) of nodes 0..n_nodes-1 joined by the edges and the
+    must-link pairs, each component holding a cannot-link pair split; also how many were split."""
+    left = np.concatenate([left.astype(np.int64), np.array([m[0] for m in must], dtype=np.int64)])
+    right = np.concatenate([right.astype(np.int64), np.array([m[1] for m in must], dtype=np.int64)])
+    labels = components(n_nodes, left, right)
+    # A cannot-link pair inside one component: replay that component's edges without the bridge.
+    split = 0
+    for a, b in cannot:
+        if labels[a] != labels[b]:
+            continue
+        component = labels[a]
+        members = np.flatnonzero(labels == component).tolist()
+        member_set = set(members)
+        mask = np.isin(left, members)
+        comp_edges = [(int(l), int(r)) for l, r in zip(left[mask], right[mask]) if r in member_set]
+        forbidden = {frozenset(p) for p in cannot if p[0] in member_set and p[1] in member_set}
+        for node, root in split_for_cannot_link(members, comp_edges, forbidden).items():
+            labels[node] = root
+        split += 1
+    return labels, split
+
+
 @dataclass
 class ComponentFacts:
     """What the guard needs to know about a component (or a merged cluster)."""

@@ -9,11 +9,10 @@ previous run's tables and touches only what the changed records can affect:
 2. **Identifier values.** Sharing and star edges are judged again only for the identifier
    values those records carry now or carried before (a value's verdict and edges depend on that
    value's rows only).
-3. **Components.** Connected components are computed over all deterministic edges (a sparse
-   graph computation of a few hundred milliseconds), but only the *affected* records, those of
-   every previous component holding a changed, removed or override record or a record carrying
-   a touched value, get new components, strengths and nodes. Every other component has the same
-   edges, records and label as before.
+3. **Components.** Only the *affected* records, those of every previous component holding a
+   changed, removed or override record or a record carrying a touched value, get new components
+   (computed from their own edges, which cannot reach outside them), strengths and nodes. Every
+   other component has the same edges, records and label as before.
 4. **Splink.** Nodes not seen before, and every node of a component split this run (its pairs
    with its former component were never scored), are scored against the existing nodes that
    share a blocking key with them; earlier scored pairs between remaining nodes are kept.
@@ -41,7 +40,7 @@ import pyarrow as pa
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from cdp_pipelines.identity import splink_model
+from cdp_pipelines.identity import clustering, splink_model
 from cdp_pipelines.identity.config import IdentityConfig
 
 STATE_TABLE = "identity.resolution_state"
@@ -168,69 +167,105 @@ def update_records(con: duckdb.DuckDBPyConnection, record_columns: tuple[str, ..
     con.execute(f"INSERT INTO identity.records SELECT rid, {columns} FROM {WORK}.changed_records")
 
 
-def _closure(old: np.ndarray, new: np.ndarray, seed: np.ndarray) -> np.ndarray:
-    """The smallest set of rids holding `seed` and, with each rid, its whole previous and new
-    component (label -1: no component)."""
-    mask = seed.copy()
-    while True:
-        old_labels = np.unique(old[mask])
-        new_labels = np.unique(new[mask])
-        grown = (np.isin(old, old_labels[old_labels >= 0]) | np.isin(new, new_labels[new_labels >= 0])) | mask
-        if (grown == mask).all():
-            return mask
-        mask = grown
+def region_components(
+    con: duckdb.DuckDBPyConnection, must: list[tuple[int, int]], cannot: list[tuple[int, int]]
+) -> tuple[dict, int]:
+    """Components of the affected region only; every other component keeps its records and label.
 
-
-def affected_components(
-    con: duckdb.DuckDBPyConnection, labels: np.ndarray, override_rids: set[int]
-) -> dict:
-    """Compare the new component labels with the previous ones and write the affected region:
-    identity_work.affected_rids (rid), old_components and new_components (component)."""
-    n = len(labels)
-    previous = con.execute("SELECT rid, component FROM identity.record_components").fetchnumpy()
-    old = np.full(n, -1, dtype=np.int64)
-    prev_rid = previous["rid"].astype(np.int64)
-    keep = prev_rid < n
-    old[prev_rid[keep]] = previous["component"].astype(np.int64)[keep]
-    present = np.zeros(n, dtype=bool)
-    present[con.execute("SELECT rid FROM identity.records").fetchnumpy()["rid"].astype(np.int64)] = True
-    new = np.where(present, labels, -1)
-    seed = np.zeros(n, dtype=bool)
-    touched = con.execute(
+    The region starts from the *seeds* (removed, changed and new records, every record carrying a
+    touched value, every override record) and holds each seed's whole previous component. Its
+    edges cannot reach outside it: an edge of a touched value joins two carriers of that value,
+    both seeds, and an edge of an untouched value existed before, inside one previous component.
+    So its components, computed from its own edges, are those the whole graph would give. (Were
+    an edge to leave the region, the other record's previous component is added and the region
+    grows until none does.) Writes identity_work.affected_rids, old_components, new_components
+    and split_components, replaces the region's rows of identity.record_components, and returns
+    the region's counts and how many components a cannot-link pair split."""
+    overrides = sorted({rid for pair in must + cannot for rid in pair})
+    _int_table(con, f"{WORK}.override_rids", "rid", overrides)
+    con.execute(
         f"""
-        SELECT rid FROM {WORK}.removed_rids
-        UNION SELECT rid FROM {WORK}.changed_records
-        UNION SELECT v.rid FROM identity.identifier_values v SEMI JOIN {WORK}.touched_values USING (id_type, id_value)
+        CREATE OR REPLACE TABLE {WORK}.region_rids AS
+        WITH seeds AS (
+            SELECT rid FROM {WORK}.removed_rids
+            UNION SELECT rid FROM {WORK}.changed_records
+            UNION SELECT v.rid FROM identity.identifier_values v SEMI JOIN {WORK}.touched_values USING (id_type, id_value)
+            UNION SELECT rid FROM {WORK}.override_rids)
+        SELECT rid FROM seeds
+        UNION
+        SELECT c.rid FROM identity.record_components c
+        WHERE c.component IN (SELECT p.component FROM identity.record_components p SEMI JOIN seeds USING (rid))
         """
-    ).fetchnumpy()["rid"].astype(np.int64)
-    seed[touched[touched < n]] = True
-    for rid in override_rids:
-        if rid < n:
-            seed[rid] = True
-    seed |= old != new  # anything whose label moved (should already be covered; costs nothing)
-    mask = _closure(old, new, seed)
-    old_components = np.unique(old[mask])
-    new_components = np.unique(new[mask])
-    old_components, new_components = old_components[old_components >= 0], new_components[new_components >= 0]
-    affected = np.flatnonzero(mask & present)
-    _int_table(con, f"{WORK}.affected_rids", "rid", affected)
+    )
+    while True:
+        edges = con.execute(
+            f"""
+            SELECT e.rid_l, e.rid_r FROM identity.deterministic_edges e
+            SEMI JOIN {WORK}.region_rids g ON e.rid_l = g.rid
+            UNION ALL
+            SELECT e.rid_l, e.rid_r FROM identity.deterministic_edges e
+            SEMI JOIN {WORK}.region_rids g ON e.rid_r = g.rid
+            ANTI JOIN {WORK}.region_rids h ON e.rid_l = h.rid
+            """
+        ).fetchnumpy()
+        _int_table(con, f"{WORK}.edge_rids", "rid", np.union1d(edges["rid_l"], edges["rid_r"]))
+        outside = _count(con, f"SELECT count(*) FROM {WORK}.edge_rids ANTI JOIN {WORK}.region_rids USING (rid)")
+        if not outside:
+            break
+        con.execute(
+            f"""
+            INSERT INTO {WORK}.region_rids
+            SELECT rid FROM {WORK}.edge_rids ANTI JOIN {WORK}.region_rids USING (rid)
+            UNION
+            SELECT c.rid FROM identity.record_components c
+            WHERE c.component IN (SELECT p.component FROM identity.record_components p
+                                  SEMI JOIN {WORK}.edge_rids USING (rid))
+              AND c.rid NOT IN (SELECT rid FROM {WORK}.region_rids)
+            """
+        )
+    region = con.execute(
+        f"""
+        SELECT g.rid, coalesce(c.component, -1) AS old, r.rid IS NOT NULL AS present
+        FROM {WORK}.region_rids g
+        LEFT JOIN identity.record_components c USING (rid)
+        LEFT JOIN identity.records r USING (rid)
+        ORDER BY g.rid
+        """
+    ).fetchnumpy()
+    present = np.asarray(region["present"], dtype=bool)
+    rids = region["rid"].astype(np.int64)[present]
+    old = region["old"].astype(np.int64)[present]
+    # Label the present records 0..k-1 in rid order: a component's smallest index is its smallest rid.
+    def local(values) -> np.ndarray:
+        return np.searchsorted(rids, np.asarray(values, dtype=np.int64))
+
+    def local_pairs(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        kept = [p for p in pairs if np.isin(p, rids).all()]  # override records are region seeds
+        return [(int(a), int(b)) for a, b in zip(local([p[0] for p in kept]), local([p[1] for p in kept]))]
+
+    labels, split = clustering.components_with_overrides(
+        len(rids), local(edges["rid_l"]), local(edges["rid_r"]), local_pairs(must), local_pairs(cannot))
+    new = rids[labels] if len(rids) else np.zeros(0, np.int64)
+    all_old = region["old"].astype(np.int64)
+    old_components = np.unique(all_old[all_old >= 0])
+    new_components = np.unique(new)
+    _int_table(con, f"{WORK}.affected_rids", "rid", rids)
     _int_table(con, f"{WORK}.old_components", "component", old_components)
     _int_table(con, f"{WORK}.new_components", "component", new_components)
     # A previous component whose records now lie in two or more components was split: pairs
     # between its parts were never scored (they were one component), so its nodes are rescored.
-    both = mask & present & (old >= 0)
+    both = old >= 0
     pairs = np.unique(np.stack([old[both], new[both]], axis=1), axis=0) if both.any() else np.zeros((0, 2), np.int64)
     olds, parts = np.unique(pairs[:, 0], return_counts=True)
     split_old = olds[parts > 1]
     split_new = np.unique(pairs[np.isin(pairs[:, 0], split_old), 1])
     _int_table(con, f"{WORK}.split_components", "component", split_new)
-    # Write this run's components: every rid present, unaffected ones unchanged.
-    rids = np.flatnonzero(present)
-    con.register("_components", pa.table({"rid": pa.array(rids, pa.int64()), "component": pa.array(new[rids], pa.int64())}))
-    con.execute("CREATE OR REPLACE TABLE identity.record_components AS SELECT * FROM _components")
+    con.register("_components", pa.table({"rid": pa.array(rids, pa.int64()), "component": pa.array(new, pa.int64())}))
+    con.execute(f"DELETE FROM identity.record_components WHERE rid IN (SELECT rid FROM {WORK}.region_rids)")
+    con.execute("INSERT INTO identity.record_components SELECT * FROM _components")
     con.unregister("_components")
-    return {"affected_records": int(len(affected)), "affected_components": int(len(new_components)),
-            "split_components": len(split_old)}
+    return ({"affected_records": int(len(rids)), "affected_components": int(len(new_components)),
+             "split_components": len(split_old)}, split)
 
 
 def update_nodes(con: duckdb.DuckDBPyConnection) -> int:

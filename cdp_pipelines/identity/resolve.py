@@ -78,24 +78,7 @@ def _component_labels(
 ) -> tuple[np.ndarray, int]:
     """Component label of every rid 0..n_records-1 (the smallest rid of its component)."""
     edges = con.execute("SELECT rid_l, rid_r FROM identity.deterministic_edges").fetchnumpy()
-    left = np.concatenate([edges["rid_l"], np.array([m[0] for m in must], dtype=np.int64)])
-    right = np.concatenate([edges["rid_r"], np.array([m[1] for m in must], dtype=np.int64)])
-    labels = clustering.components(n_records, left, right)
-    # A cannot-link pair inside one component: replay that component's edges without the bridge.
-    split = 0
-    for a, b in cannot:
-        if labels[a] != labels[b]:
-            continue
-        component = labels[a]
-        members = np.flatnonzero(labels == component).tolist()
-        member_set = set(members)
-        mask = np.isin(left, members)
-        comp_edges = [(int(l), int(r)) for l, r in zip(left[mask], right[mask]) if r in member_set]
-        forbidden = {frozenset(p) for p in cannot if p[0] in member_set and p[1] in member_set}
-        for node, root in clustering.split_for_cannot_link(members, comp_edges, forbidden).items():
-            labels[node] = root
-        split += 1
-    return labels, split
+    return clustering.components_with_overrides(n_records, edges["rid_l"], edges["rid_r"], must, cannot)
 
 
 def component_strength_sql(components: str = "identity.record_components") -> str:
@@ -472,10 +455,9 @@ def _resolve_incremental(
     must, missing_must = _override_rids(con, overrides.must_link)
     cannot, missing_cannot = _override_rids(con, overrides.cannot_link)
     n = max(previous_max, current_max) + 1
-    labels, split = _component_labels(con, n, must, cannot)
+    region, split = inc.region_components(con, must, cannot)
     summary.overrides = {"must_link": len(must), "cannot_link": len(cannot), "components_split_by_cannot_link": split,
                          "unknown_records": missing_must + missing_cannot}
-    region = inc.affected_components(con, labels, {rid for pair in must + cannot for rid in pair})
     summary.incremental.update(region)
     t = inc.timed(seconds, "components", t)
     seconds["deterministic"] = round(t - t0, 2)
