@@ -141,3 +141,38 @@ def test_materialize_context_assets_with_checks(tmp_path):
                         for e in result.get_asset_materialization_events()}
     escalations = materializations[dg.AssetKey(["marts", "escalations"])]
     assert escalations["dagster/row_count"].value == 3 and "freshness" in escalations
+
+
+def _mart_with_problems(con) -> tuple:
+    """marts.customer_360 (customer_id key) where customers A and B are in the scope, C is not:
+    each of A's and C's rows repeats its key, B is no active customer, D (active, in scope)
+    and E (active, not in scope) have no row, and one row has no customer."""
+    from pathlib import Path
+
+    from cdp_pipelines.context.sql_models import SqlModel
+
+    con.execute("CREATE SCHEMA marts; CREATE SCHEMA profiles; CREATE SCHEMA w")
+    con.execute("CREATE TABLE profiles.active_xref AS SELECT * FROM (VALUES ('A'), ('C'), ('D'), ('E')) t(customer_id)")
+    con.execute("CREATE TABLE marts.customer_360 AS SELECT * FROM (VALUES ('A', 1), ('A', 2), ('B', 3), ('C', 4), "
+                "('C', 5), (NULL, 6)) t(customer_id, v)")
+    con.execute("CREATE TABLE w.scope AS SELECT * FROM (VALUES ('A'), ('B'), ('D')) t(customer_id)")
+    return SqlModel("marts", "customer_360", Path("customer_360.sql"), "SELECT customer_id FROM profiles.active_xref",
+                    "", (("profiles", "active_xref"),), (), key=("customer_id",))
+
+
+def test_scoped_mart_checks_read_only_what_the_refreshed_customers_can_break():
+    from cdp_pipelines.context.assets import check_queries
+
+    con = duckdb.connect()
+    model = _mart_with_problems(con)
+
+    def offending(scope):
+        return {name: con.execute(query).fetchone()[0] for name, (_, query) in check_queries(model, scope).items()}
+
+    # Every row: A and C repeat, B unknown plus the row without customer, D and E missing.
+    assert offending(None) == {"unique_key": 2, "customers_exist": 2, "every_customer_present": 2}
+    # The scope's rows only (the rest passed before): A repeats, B unknown plus the NULL row, D missing.
+    assert offending("w.scope") == {"unique_key": 1, "customers_exist": 2, "every_customer_present": 1}
+    con.execute("DELETE FROM marts.customer_360 WHERE customer_id IN ('A', 'B') AND v <> 1 OR customer_id IS NULL")
+    con.execute("INSERT INTO marts.customer_360 VALUES ('D', 7)")
+    assert offending("w.scope") == {"unique_key": 0, "customers_exist": 0, "every_customer_present": 0}

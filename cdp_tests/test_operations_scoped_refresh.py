@@ -72,6 +72,30 @@ def test_refresh_decisions(con):
     assert sr.plan_refresh(con, "profiles.t", "print-1", incremental=True).mode == "full"
 
 
+def test_checks_are_scoped_only_when_the_rows_outside_the_scope_passed_them(con):
+    _xref(con, "profiles.active_xref", [("crm", str(i), f"C{i}") for i in range(10)])
+    sr.record_generation(con, None, "profiles.active_xref", "r1", None)
+    con.execute("CREATE TABLE profiles.t AS SELECT customer_id FROM profiles.active_xref")
+    first = sr.plan_refresh(con, "profiles.t", "p", incremental=True)
+    assert first.checks_scope is None  # a whole rebuild checks every row
+    sr.mark_refreshed(con, first)
+    sr.record_checks(con, "profiles.t", passed=False)
+
+    def next_plan(generation: int) -> sr.RefreshPlan:
+        _xref(con, "nxt", [("crm", str(i), f"C{i}") for i in range(10 + generation)])
+        sr.record_generation(con, "profiles.active_xref", "nxt", f"r{generation}", None)
+        con.execute("CREATE OR REPLACE TABLE profiles.active_xref AS SELECT * FROM nxt")
+        return sr.plan_refresh(con, "profiles.t", "p", incremental=True)
+
+    failed_before = next_plan(2)
+    assert failed_before.mode == "scoped" and failed_before.checks_scope is None
+    sr.mark_refreshed(con, failed_before)  # checks not yet known: not trusted either
+    assert next_plan(3).checks_scope is None
+    sr.record_checks(con, "profiles.t", passed=True)
+    passed_before = next_plan(4)
+    assert passed_before.mode == "scoped" and passed_before.checks_scope == passed_before.scope_table
+
+
 def test_scoped_sql_narrows_customer_tables_under_their_alias():
     sql = ("SELECT c.customer_id, count(*) AS n FROM marts.customer_profile AS c "
            "JOIN staging.stg_crm_cases ON stg_crm_cases.customer_id = c.customer_id "
@@ -127,6 +151,7 @@ def test_incremental_profiles_and_context_equal_a_whole_rebuild(tmp_path):
     warehouse = root / "warehouse.duckdb"
     con = duckdb.connect(str(warehouse), read_only=True)
     modes = dict(con.execute(f"SELECT target, mode FROM {sr.STATE}").fetchall())
+    marts_checked = dict(con.execute(f"SELECT target, checks_passed FROM {sr.STATE} WHERE target LIKE 'marts.%'").fetchall())
     refreshed = {t: _rows(con, t) for t in modes}
     # The changed account's customer is refreshed although no record moved between customers.
     in_scope = con.execute(
@@ -135,6 +160,21 @@ def test_incremental_profiles_and_context_equal_a_whole_rebuild(tmp_path):
     con.close()
     assert "scoped" in modes.values() and modes["profiles.golden_profile"] == "scoped", modes
     assert in_scope == 1
+    # The marts' checks passed on the whole tables in the first run, so this run's read the
+    # refreshed customers' rows only (and passed).
+    assert marts_checked and all(marts_checked.values()), marts_checked
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DAGSTER_HOME", str(root / "dagster_home"))
+        instance = dg.DagsterInstance.get()
+        records = instance.get_records_for_run(
+            outcome.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+        rows_checked = {(r.event_log_entry.dagster_event.event_specific_data.asset_key.path[-1],
+                         r.event_log_entry.dagster_event.event_specific_data.metadata["rows_checked"].value)
+                        for r in records
+                        if "rows_checked" in r.event_log_entry.dagster_event.event_specific_data.metadata}
+        instance.dispose()
+    scoped_marts = {mart for mart, rows in rows_checked if rows == "the refreshed customers' rows"}
+    assert {"customer_profile", "customer_360", "contact_context"} <= scoped_marts, rows_checked
 
     _rebuild_downstream_whole(root, data)
     con = duckdb.connect(str(warehouse), read_only=True)

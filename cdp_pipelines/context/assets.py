@@ -17,6 +17,7 @@ from cdp_pipelines.context.runner import load_variables, refresh_on_duckdb
 from cdp_pipelines.context.sentiment import TABLE as TEXT_SENTIMENT_TABLE, build_text_sentiment
 from cdp_pipelines.context.sql_models import SqlModel, discover_models
 from cdp_pipelines.metadata import BACKGROUND_STEP_TAGS, OWNERS, table_metadata
+from cdp_pipelines.operations import scoped_refresh
 from cdp_pipelines.operations.refresh_config import IncrementalRefreshConfig
 from cdp_pipelines.resources import ProjectPathsResource, WarehouseResource
 from cdp_pipelines.segments.assets import segment_key
@@ -86,7 +87,12 @@ def build_model_asset(model: SqlModel, segment_keys: list[dg.AssetKey] | None = 
             if model.freshness:
                 latest = con.execute(f'SELECT max("{model.freshness}") FROM {model.table}').fetchone()[0]
                 metadata["freshness"] = dg.MetadataValue.text(str(latest) if latest is not None else "no rows")
-            results = [check_result(con, model, name, query) for name, (_, query) in checks.items()]
+            scope = plan.checks_scope
+            results = [check_result(con, model, name, query, scoped=scope is not None)
+                       for name, (_, query) in (check_queries(model, scope) if checks else {}).items()]
+            if results:
+                scoped_refresh.record_checks(con, model.table, all(r.passed for r in results))
+            scoped_refresh.drop_scope(con, plan)
         context.log.info(f"{model.table}: {metadata['dagster/row_count'].value} rows")
         return dg.MaterializeResult(metadata=metadata, check_results=results)
 
@@ -110,36 +116,47 @@ def int_text_sentiment(config: IncrementalRefreshConfig, warehouse: WarehouseRes
     return dg.MaterializeResult(metadata={**metadata, "texts_scored": scored})
 
 
-def check_queries(model: SqlModel) -> dict[str, tuple[str, str]]:
-    """Per check: (description, SQL returning the number of offending rows)."""
+def check_queries(model: SqlModel, scope: str | None = None) -> dict[str, tuple[str, str]]:
+    """Per check: (description, SQL returning the number of offending rows).
+
+    With `scope` (a table of customer_id), only what rows of those customers can break is read:
+    used after a scoped refresh of a table whose other rows passed the same checks before."""
     queries: dict[str, tuple[str, str]] = {}
+    table = model.table
+    mine = f"(SELECT * FROM {table} SEMI JOIN {scope} USING (customer_id))" if scope else table
     if model.key:
         key = ", ".join(f'"{c}"' for c in model.key)
+        rows = f"{table} SEMI JOIN (SELECT {key} FROM {mine} AS s) USING ({key})" if scope else table
         queries["unique_key"] = (
             f"No two rows share ({', '.join(model.key)}).",
-            f"SELECT count(*) FROM (SELECT {key} FROM {model.table} GROUP BY {key} HAVING count(*) > 1) AS d",
+            f"SELECT count(*) FROM (SELECT {key} FROM {rows} GROUP BY {key} HAVING count(*) > 1) AS d",
         )
     if "customer_id" in model.sql:
-        queries["customers_exist"] = (
-            "Every customer_id is an active customer of profiles.active_xref.",
-            f"SELECT count(*) FROM {model.table} AS m WHERE m.customer_id IS NULL OR NOT EXISTS "
-            f"(SELECT 1 FROM {ACTIVE_XREF} AS x WHERE x.customer_id = m.customer_id)",
-        )
+        if scope:
+            active = f"(SELECT customer_id FROM {ACTIVE_XREF} SEMI JOIN {scope} USING (customer_id))"
+            query = (f"SELECT (SELECT count(*) FROM {table} WHERE customer_id IS NULL) + "
+                     f"(SELECT count(*) FROM {mine} AS m ANTI JOIN {active} AS x USING (customer_id))")
+        else:
+            query = (f"SELECT count(*) FROM {table} AS m WHERE m.customer_id IS NULL OR NOT EXISTS "
+                     f"(SELECT 1 FROM {ACTIVE_XREF} AS x WHERE x.customer_id = m.customer_id)")
+        queries["customers_exist"] = ("Every customer_id is an active customer of profiles.active_xref.", query)
     if model.name in EVERY_CUSTOMER_MODELS:
+        active = f"(SELECT * FROM {ACTIVE_XREF} SEMI JOIN {scope} USING (customer_id))" if scope else ACTIVE_XREF
         queries["every_customer_present"] = (
             f"{model.name} has exactly the customers of profiles.active_xref: none missing.",
-            f"SELECT count(*) FROM (SELECT DISTINCT customer_id FROM {ACTIVE_XREF}) AS x "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {model.table} AS m WHERE m.customer_id = x.customer_id)",
+            f"SELECT count(*) FROM (SELECT DISTINCT customer_id FROM {active}) AS x "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {mine} AS m WHERE m.customer_id = x.customer_id)",
         )
     return queries
 
 
-def check_result(con, model: SqlModel, name: str, query: str) -> dg.AssetCheckResult:
+def check_result(con, model: SqlModel, name: str, query: str, scoped: bool = False) -> dg.AssetCheckResult:
     offending = int(con.execute(query).fetchone()[0])
     return dg.AssetCheckResult(
         check_name=name,
         passed=offending == 0,
-        metadata={"offending_rows": offending},
+        metadata={"offending_rows": offending,
+                  "rows_checked": "the refreshed customers' rows" if scoped else "every row"},
         description=None if offending == 0 else f"{offending} offending rows in {model.table} ({name})",
     )
 

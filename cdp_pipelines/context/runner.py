@@ -151,7 +151,7 @@ def refresh_on_duckdb(con, model: SqlModel, variables: Mapping[str, Any],
         customer_tables = {t for t in inputs
                            if scoped_refresh.table_exists(con, t) and scoped_refresh.has_customer_id(con, t)}
         scoped_refresh.replace_scope_rows(con, plan, scoped_refresh.scoped_sql(select, customer_tables, plan.scope_table))
-    scoped_refresh.mark_refreshed(con, plan)
+    scoped_refresh.mark_refreshed(con, plan, keep_scope=True)  # the caller's checks may read it, then drop it
     return plan
 
 

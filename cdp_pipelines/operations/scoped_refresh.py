@@ -11,11 +11,16 @@ from their records alone, which is what a full rebuild would give for a table wh
 depend on one customer's records only. It rebuilds whole when its fingerprint moved, when a full
 generation passed, when it has never been built, or when the changed customers are too many for
 a partial refresh to pay off.
+
+A table's blocking checks can then be scoped too: when its rows outside the refreshed customers
+passed the checks last time (`checks_passed` in `profiles.refresh_state`, recorded by
+`record_checks`), only the refreshed customers' rows need checking again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -30,6 +35,7 @@ STATE = "profiles.refresh_state"
 WORK_SCHEMA = "refresh_work"
 # Above this share of a table's customers a whole rebuild is cheaper than delete-and-insert.
 MAX_SCOPE_SHARE = 0.3
+_ENSURED: "weakref.WeakSet[duckdb.DuckDBPyConnection]" = weakref.WeakSet()
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,13 @@ class RefreshPlan:
     fingerprint: str
     scope_table: str | None = None
     scope_customers: int = 0
+    checks_trusted: bool = False
+    """The rows outside the scope passed the table's checks when it was last refreshed."""
+
+    @property
+    def checks_scope(self) -> str | None:
+        """The table of customers whose rows the checks must read, or None for every row."""
+        return self.scope_table if self.mode != "full" and self.checks_trusted else None
 
     def metadata(self) -> dict:
         metadata: dict = {"refresh_mode": self.mode, "refresh_reason": self.reason}
@@ -71,13 +84,18 @@ def has_customer_id(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the bookkeeping tables a warehouse lacks (once per connection: a step asks often)."""
+    if con in _ENSURED:
+        return
     con.execute("CREATE SCHEMA IF NOT EXISTS profiles")
     con.execute(f"CREATE TABLE IF NOT EXISTS {GENERATIONS} (generation BIGINT, mode VARCHAR, run_id VARCHAR, "
                 "created_at TIMESTAMP, customers_changed BIGINT, customers BIGINT)")
     con.execute(f"CREATE TABLE IF NOT EXISTS {CHANGED} (generation BIGINT, customer_id VARCHAR)")
     con.execute(f"CREATE TABLE IF NOT EXISTS {CONSUMED} (run_id VARCHAR, generation BIGINT)")
     con.execute(f"CREATE TABLE IF NOT EXISTS {STATE} (target VARCHAR, generation BIGINT, fingerprint VARCHAR, "
-                "mode VARCHAR, refreshed_at TIMESTAMP)")
+                "mode VARCHAR, refreshed_at TIMESTAMP, checks_passed BOOLEAN)")
+    con.execute(f"ALTER TABLE {STATE} ADD COLUMN IF NOT EXISTS checks_passed BOOLEAN")  # older warehouses
+    _ENSURED.add(con)
 
 
 def current_generation(con: duckdb.DuckDBPyConnection) -> int | None:
@@ -167,11 +185,12 @@ def plan_refresh(con: duckdb.DuckDBPyConnection, target: str, print_: str, incre
         return full("full refresh")
     if not table_exists(con, target):
         return full("table does not exist yet")
-    state = con.execute(f"SELECT generation, fingerprint, refreshed_at FROM {STATE} WHERE target = ?",
+    state = con.execute(f"SELECT generation, fingerprint, refreshed_at, checks_passed FROM {STATE} WHERE target = ?",
                         [target]).fetchall()
     if not state:
         return full("never refreshed incrementally before")
-    built_generation, built_print, refreshed_at = state[0]
+    built_generation, built_print, refreshed_at, checks_passed = state[0]
+    trusted = bool(checks_passed)
     if built_print != print_:
         return full("its SQL, configuration, variables or an input table's build changed")
     passed_full = con.execute(
@@ -187,11 +206,12 @@ def plan_refresh(con: duckdb.DuckDBPyConnection, target: str, print_: str, incre
                 + " UNION ".join(sources) + ") WHERE customer_id IS NOT NULL")
     scope = con.execute(f"SELECT count(*) FROM {scope_table}").fetchall()[0][0]
     if scope == 0:
-        return RefreshPlan(target, "unchanged", "no customer changed", generation, print_, scope_table, 0)
+        return RefreshPlan(target, "unchanged", "no customer changed", generation, print_, scope_table, 0, trusted)
     customers = con.execute(f"SELECT customers FROM {GENERATIONS} WHERE generation = ?", [generation]).fetchall()[0][0]
     if scope > MAX_SCOPE_SHARE * max(customers, 1):
         return full(f"{scope} changed customers, over {MAX_SCOPE_SHARE:.0%} of {customers}")
-    return RefreshPlan(target, "scoped", f"{scope} changed customers", generation, print_, scope_table, int(scope))
+    return RefreshPlan(target, "scoped", f"{scope} changed customers", generation, print_, scope_table, int(scope),
+                       trusted)
 
 
 def replace_scope_rows(con: duckdb.DuckDBPyConnection, plan: RefreshPlan, select_sql: str) -> None:
@@ -206,14 +226,26 @@ def replace_scope_rows(con: duckdb.DuckDBPyConnection, plan: RefreshPlan, select
         raise
 
 
-def mark_refreshed(con: duckdb.DuckDBPyConnection, plan: RefreshPlan) -> None:
-    """Remember the generation and fingerprint the table now reflects."""
+def mark_refreshed(con: duckdb.DuckDBPyConnection, plan: RefreshPlan, keep_scope: bool = False) -> None:
+    """Remember the generation and fingerprint the table now reflects (its checks not yet known).
+    `keep_scope` leaves the scope table for the checks; `drop_scope` removes it after them."""
     ensure_tables(con)
     con.execute(f"DELETE FROM {STATE} WHERE target = ?", [plan.target])
-    con.execute(f"INSERT INTO {STATE} VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
-                [plan.target, plan.generation, plan.fingerprint, plan.mode])
+    con.execute(f"INSERT INTO {STATE} (target, generation, fingerprint, mode, refreshed_at) "
+                "VALUES (?, ?, ?, ?, now()::TIMESTAMP)", [plan.target, plan.generation, plan.fingerprint, plan.mode])
+    if not keep_scope:
+        drop_scope(con, plan)
+
+
+def drop_scope(con: duckdb.DuckDBPyConnection, plan: RefreshPlan) -> None:
     if plan.scope_table:
         con.execute(f"DROP TABLE IF EXISTS {plan.scope_table}")
+
+
+def record_checks(con: duckdb.DuckDBPyConnection, target: str, passed: bool) -> None:
+    """Whether the table's blocking checks passed on its current rows: a later scoped refresh
+    checks only its refreshed customers when they did, every row when they did not."""
+    con.execute(f"UPDATE {STATE} SET checks_passed = ? WHERE target = ?", [passed, target])
 
 
 def scoped_sql(select_sql: str, customer_tables: set[str], scope_table: str) -> str:
