@@ -12,17 +12,31 @@ import duckdb
 from cdp_pipelines import settings
 
 
+_SETTINGS_QUERY = ("SELECT current_setting('threads'), current_setting('memory_limit'), "
+                   "current_setting('preserve_insertion_order'), current_setting('disabled_compression_methods')")
+_applied: dict[tuple, tuple] = {}
+"""What the settings read back as once applied (DuckDB shows '8GB' as '7.4 GiB'), per request."""
+
+
 def configure_warehouse_connection(con: duckdb.DuckDBPyConnection, *, threads: int = 2, memory_limit: str = "8GB",
                                    compact_text: bool = False) -> None:
     """The settings every warehouse connection runs with (they apply to the process's whole
     DuckDB instance). Without `compact_text`, text is stored without DuckDB's dictionary+FSST
     compression: writing a table costs about 40% less (four alternated 1M-record runs: 82.6 s
     against 88.8 s on average), and the file is about three times as large (2.5 GiB against
-    0.75 GiB at 1M records; docs/operations.md)."""
+    0.75 GiB at 1M records; docs/operations.md).
+
+    The instance usually has them already (another connection of the run set them): they are
+    read in one query and set only when they differ, since a SET of memory_limit waits for the
+    buffer manager while other steps' queries run (about 5 ms a step)."""
+    request = (int(threads), memory_limit, compact_text)
+    if _applied.get(request) == con.execute(_SETTINGS_QUERY).fetchone():
+        return
     con.execute(f"SET threads = {int(threads)}")
     con.execute(f"SET memory_limit = '{memory_limit}'")
     con.execute("SET preserve_insertion_order = false")
     con.execute(f"SET disabled_compression_methods = '{'' if compact_text else 'dict_fsst'}'")
+    _applied[request] = con.execute(_SETTINGS_QUERY).fetchone()
 
 
 class WarehouseResource(dg.ConfigurableResource):

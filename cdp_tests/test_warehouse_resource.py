@@ -34,3 +34,19 @@ def test_compact_text_comes_from_the_environment(monkeypatch):
     assert default_resources()["warehouse"].compact_text is False
     monkeypatch.setenv(settings.ENV_WAREHOUSE_COMPACT_TEXT, "1")
     assert default_resources()["warehouse"].compact_text is True
+
+
+def test_every_connection_runs_with_the_settings_even_when_another_changed_them(tmp_path):
+    """Settings are read and set only when they differ: a connection to an instance whose
+    settings another connection changed still gets its own."""
+    warehouse = WarehouseResource(path=str(tmp_path / "w.duckdb"), memory_limit="1GB", threads=1)
+    query = ("SELECT current_setting('threads'), current_setting('preserve_insertion_order'), "
+             "current_setting('memory_limit')")
+    with warehouse.connect() as first:
+        configured = first.execute(query).fetchone()
+        assert configured[:2] == (1, False)
+        first.execute("SET threads = 3")
+        first.execute("SET preserve_insertion_order = true")
+        first.execute("SET memory_limit = '2GB'")
+        with warehouse.connect() as second:  # the same DuckDB instance, settings changed
+            assert second.execute(query).fetchone() == configured

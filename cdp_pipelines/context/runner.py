@@ -140,16 +140,15 @@ def refresh_on_duckdb(con, model: SqlModel, variables: Mapping[str, Any],
     ensure_inputs_exist(con.execute, model)
     inputs = [f"{schema}.{table}" for schema, table in model.deps]
     print_ = scoped_refresh.fingerprint(select, *scoped_refresh.upstream_fingerprints(con, inputs))
-    per_customer = (scoped_refresh.table_exists(con, model.table)
-                    and scoped_refresh.has_customer_id(con, model.table))
+    keyed = scoped_refresh.customer_keyed(con, [model.table, *inputs])
+    per_customer = model.table.lower() in keyed
     extra = [f"SELECT customer_id FROM {CHANGES_TABLE} WHERE changed_at > $since"] if MEMBERSHIP_TABLE in inputs else []
     plan = scoped_refresh.plan_refresh(con, model.table, print_, incremental and per_customer, extra)
     if plan.mode == "full":
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{model.layer}"')
         con.execute(f'CREATE OR REPLACE TABLE "{model.layer}"."{model.name}" AS\n{select}')
     elif plan.mode == "scoped":
-        customer_tables = {t for t in inputs
-                           if scoped_refresh.table_exists(con, t) and scoped_refresh.has_customer_id(con, t)}
+        customer_tables = {t for t in inputs if t.lower() in keyed}
         scoped_refresh.replace_scope_rows(con, plan, scoped_refresh.scoped_sql(select, customer_tables, plan.scope_table))
     scoped_refresh.mark_refreshed(con, plan, keep_scope=True)  # the caller's checks may read it, then drop it
     return plan

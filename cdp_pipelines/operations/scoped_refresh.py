@@ -83,6 +83,18 @@ def has_customer_id(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
     ).fetchall()[0][0])
 
 
+def customer_keyed(con: duckdb.DuckDBPyConnection, tables: Iterable[str]) -> set[str]:
+    """Those of `tables` (schema.table) that exist and have a customer_id column, in one query."""
+    wanted = sorted({t.lower() for t in tables})
+    if not wanted:
+        return set()
+    rows = con.execute(
+        "SELECT DISTINCT lower(schema_name || '.' || table_name) FROM duckdb_columns() "
+        "WHERE column_name = 'customer_id' AND lower(schema_name || '.' || table_name) IN "
+        f"({', '.join('?' for _ in wanted)})", wanted).fetchall()
+    return {name for (name,) in rows}
+
+
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create the bookkeeping tables a warehouse lacks (once per connection: a step asks often)."""
     if con in _ENSURED:
@@ -165,7 +177,12 @@ def state_fingerprint(con: duckdb.DuckDBPyConnection, target: str) -> str | None
 def upstream_fingerprints(con: duckdb.DuckDBPyConnection, tables: Iterable[str]) -> list[str]:
     """Fingerprints of the refreshed tables among `tables`: a dependent rebuilds whole when one
     of them was rebuilt from different SQL or configuration."""
-    return [f"{t}={state_fingerprint(con, t)}" for t in sorted(set(tables))]
+    names = sorted(set(tables))
+    ensure_tables(con)
+    known = dict(con.execute(
+        f"SELECT target, fingerprint FROM {STATE} WHERE target IN ({', '.join('?' for _ in names)})", names
+    ).fetchall()) if names else {}
+    return [f"{t}={known.get(t)}" for t in names]
 
 
 def plan_refresh(con: duckdb.DuckDBPyConnection, target: str, print_: str, incremental: bool,

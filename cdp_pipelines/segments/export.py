@@ -91,9 +91,8 @@ def export_segment(con: duckdb.DuckDBPyConnection, segment: SegmentDefinition, c
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
     options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT parquet"
-    con.execute(f"COPY ({query}) TO {literal(partial)} ({options})")
+    rows = int(con.execute(f"COPY ({query}) TO {literal(partial)} ({options})").fetchone()[0])  # rows written
     os.replace(partial, out)
-    rows = int(con.execute(f"SELECT count(*) FROM ({query})").fetchone()[0])
     return ExportResult(segment=segment.name, path=out, rows=rows, columns=tuple(segment.columns))
 
 
