@@ -96,6 +96,27 @@ def test_checks_are_scoped_only_when_the_rows_outside_the_scope_passed_them(con)
     assert passed_before.mode == "scoped" and passed_before.checks_scope == passed_before.scope_table
 
 
+def test_active_xref_updated_in_place_equals_its_whole_rebuild(con):
+    from cdp_pipelines.profiles import suppression
+
+    con.execute("CREATE SCHEMA identity")
+    _xref(con, "identity.customer_xref", [("crm", "1", "A"), ("crm", "2", "B"), ("web", "9", "C"), ("pos", "5", "D")])
+    con.execute("CREATE TABLE profiles.suppressed_customers (customer_id VARCHAR)")
+    suppression.build_active_xref(con)
+    # 2 moves to A, 9 is gone, 7 is new, D is erased.
+    _xref(con, "identity.customer_xref", [("crm", "1", "A"), ("crm", "2", "A"), ("web", "7", "F"), ("pos", "5", "D")])
+    con.execute("INSERT INTO profiles.suppressed_customers VALUES ('D')")
+    assert suppression.update_active_xref(con, "d")
+    assert sorted(con.execute("SELECT * FROM d").fetchall()) == [
+        ("crm", "2", "B", "A"), ("pos", "5", "D", None), ("web", "7", None, "F"), ("web", "9", "C", None)]
+    updated = sorted(con.execute("SELECT * FROM profiles.active_xref").fetchall())
+    suppression.build_active_xref(con)
+    assert updated == sorted(con.execute("SELECT * FROM profiles.active_xref").fetchall())
+    # A table of other columns (an older warehouse) is left for a whole rebuild.
+    con.execute("ALTER TABLE identity.customer_xref ADD COLUMN cluster BIGINT")
+    assert not suppression.update_active_xref(con, "d")
+
+
 def test_scoped_sql_narrows_customer_tables_under_their_alias():
     sql = ("SELECT c.customer_id, count(*) AS n FROM marts.customer_profile AS c "
            "JOIN staging.stg_crm_cases ON stg_crm_cases.customer_id = c.customer_id "
@@ -152,6 +173,7 @@ def test_incremental_profiles_and_context_equal_a_whole_rebuild(tmp_path):
     con = duckdb.connect(str(warehouse), read_only=True)
     modes = dict(con.execute(f"SELECT target, mode FROM {sr.STATE}").fetchall())
     marts_checked = dict(con.execute(f"SELECT target, checks_passed FROM {sr.STATE} WHERE target LIKE 'marts.%'").fetchall())
+    modes["profiles.active_xref"] = "updated in place"
     refreshed = {t: _rows(con, t) for t in modes}
     # The changed account's customer is refreshed although no record moved between customers.
     in_scope = con.execute(

@@ -116,19 +116,20 @@ def current_generation(con: duckdb.DuckDBPyConnection) -> int | None:
 
 
 def record_generation(con: duckdb.DuckDBPyConnection, previous: str | None, new: str, run_id: str,
-                      record_changes: str | None) -> dict:
+                      record_changes: str | None, moved: str | None = None) -> dict:
     """Register `new` (an active xref about to replace `previous`) as the next generation.
 
-    With a previous version, the generation lists the customers (old and new ids) of records
-    whose customer differs between the two, and the customers of records whose content changed
-    in runs not yet seen by any generation (`record_changes`: run_id, source, source_record_id).
-    Without one (`previous` None), the generation is full: every table rebuilds."""
+    With a previous version, or `moved` (a query of the customer_ids, old and new, of records
+    whose customer differs from the previous version's), the generation lists those customers
+    and the customers of records whose content changed in runs not yet seen by any generation
+    (`record_changes`: run_id, source, source_record_id). Without either, the generation is
+    full: every table rebuilds."""
     ensure_tables(con)
     generation = (current_generation(con) or 0) + 1
     unseen = (f"SELECT * FROM {record_changes} WHERE run_id NOT IN (SELECT run_id FROM {CONSUMED})"
               if record_changes else None)
     customers = con.execute(f"SELECT count(DISTINCT customer_id) FROM {new}").fetchall()[0][0]
-    if previous is None:
+    if previous is None and moved is None:
         con.execute(f"INSERT INTO {GENERATIONS} VALUES (?, 'full', ?, now()::TIMESTAMP, NULL, ?)",
                     [generation, run_id, customers])
         _consume(con, unseen, generation)
@@ -139,19 +140,21 @@ def record_generation(con: duckdb.DuckDBPyConnection, previous: str | None, new:
             UNION
             SELECT n.customer_id FROM ({unseen}) AS rc
             JOIN {new} AS n USING (source, source_record_id)"""
-    con.execute(
-        f"""
-        INSERT INTO {CHANGED}
-        SELECT ?, customer_id FROM (
+    moved = moved or f"""
             SELECT o.customer_id FROM {previous} AS o
             LEFT JOIN {new} AS n USING (source, source_record_id)
             WHERE n.customer_id IS DISTINCT FROM o.customer_id
             UNION
             SELECT n.customer_id FROM {new} AS n
             LEFT JOIN {previous} AS o USING (source, source_record_id)
-            WHERE o.customer_id IS DISTINCT FROM n.customer_id
+            WHERE o.customer_id IS DISTINCT FROM n.customer_id"""
+    con.execute(
+        f"""
+        INSERT INTO {CHANGED}
+        SELECT ?, customer_id FROM (
+            {moved}
             {content}
-        )
+        ) WHERE customer_id IS NOT NULL
         """,
         [generation],
     )

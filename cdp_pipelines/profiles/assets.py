@@ -95,15 +95,22 @@ def active_xref(context: dg.AssetExecutionContext, config: IncrementalRefreshCon
 
     Each build is a generation; in an incremental run it lists the customers it changed, and
     the tables downstream refresh only those customers' rows."""
-    following = "profiles.active_xref__next"
     with warehouse.connect() as con:
-        suppression.build_active_xref(con, target=following)
-        previous = (suppression.ACTIVE_XREF
-                    if config.incremental and scoped_refresh.table_exists(con, suppression.ACTIVE_XREF) else None)
         changes = RECORD_CHANGES if scoped_refresh.table_exists(con, RECORD_CHANGES) else None
-        generation = scoped_refresh.record_generation(con, previous, following, context.run.run_id, changes)
-        con.execute(f"DROP TABLE IF EXISTS {suppression.ACTIVE_XREF}")
-        con.execute(f"ALTER TABLE {following} RENAME TO {suppression.ACTIVE_XREF.split('.')[1]}")
+        diff = "_active_xref_diff"
+        if config.incremental and scoped_refresh.table_exists(con, suppression.ACTIVE_XREF) \
+                and suppression.update_active_xref(con, diff):
+            moved = (f"SELECT old_customer AS customer_id FROM {diff} WHERE old_customer IS DISTINCT FROM new_customer "
+                     f"UNION SELECT new_customer FROM {diff} WHERE old_customer IS DISTINCT FROM new_customer")
+            generation = scoped_refresh.record_generation(con, None, suppression.ACTIVE_XREF, context.run.run_id,
+                                                          changes, moved=moved)
+            con.execute(f"DROP TABLE {diff}")
+        else:
+            following = "profiles.active_xref__next"
+            suppression.build_active_xref(con, target=following)
+            generation = scoped_refresh.record_generation(con, None, following, context.run.run_id, changes)
+            con.execute(f"DROP TABLE IF EXISTS {suppression.ACTIVE_XREF}")
+            con.execute(f"ALTER TABLE {following} RENAME TO {suppression.ACTIVE_XREF.split('.')[1]}")
         meta = table_metadata(con, suppression.ACTIVE_XREF)
         removed = con.execute(
             f"SELECT (SELECT count(*) FROM {suppression.XREF}) - (SELECT count(*) FROM {suppression.ACTIVE_XREF})"

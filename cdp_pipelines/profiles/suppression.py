@@ -229,16 +229,50 @@ def apply_erasure_requests(con: duckdb.DuckDBPyConnection, path: Path, applied_a
             "requests_matching_nobody": int(unmatched)}
 
 
-def build_active_xref(con: duckdb.DuckDBPyConnection, target: str = ACTIVE_XREF) -> None:
-    """identity.customer_xref without suppressed customers: the only xref profile models read."""
-    con.execute("CREATE SCHEMA IF NOT EXISTS profiles")
-    con.execute(
-        f"""
-        CREATE OR REPLACE TABLE {target} AS
+def active_xref_sql() -> str:
+    return f"""
         SELECT x.* FROM {XREF} AS x
         ANTI JOIN (SELECT DISTINCT customer_id FROM {SUPPRESSED}) AS s USING (customer_id)
         """
+
+
+def build_active_xref(con: duckdb.DuckDBPyConnection, target: str = ACTIVE_XREF) -> None:
+    """identity.customer_xref without suppressed customers: the only xref profile models read."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS profiles")
+    con.execute(f"CREATE OR REPLACE TABLE {target} AS {active_xref_sql()}")
+
+
+def update_active_xref(con: duckdb.DuckDBPyConnection, diff: str) -> bool:
+    """Bring profiles.active_xref in line with what build_active_xref would write, changing only
+    the rows that differ; their keys and old and new customer go to the temporary table `diff`
+    (source, source_record_id, old_customer, new_customer). An incremental run changes about as
+    many rows as it brings records, so this writes those instead of the whole xref again.
+    Returns False, changing nothing, when the two tables' columns differ (rebuild it whole)."""
+    columns = con.execute(
+        "SELECT schema_name || '.' || table_name, list(column_name || ' ' || data_type ORDER BY column_index) "
+        "FROM duckdb_columns() WHERE schema_name || '.' || table_name IN (?, ?) GROUP BY ALL", [XREF, ACTIVE_XREF]
+    ).fetchall()
+    if len(columns) != 2 or columns[0][1] != columns[1][1]:
+        return False
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {diff} AS
+        SELECT source, source_record_id, o.customer_id AS old_customer, n.customer_id AS new_customer
+        FROM ({active_xref_sql()}) AS n FULL JOIN {ACTIVE_XREF} AS o USING (source, source_record_id)
+        WHERE n IS DISTINCT FROM o
+        """
     )
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"DELETE FROM {ACTIVE_XREF} AS a USING {diff} AS d "
+                    "WHERE a.source = d.source AND a.source_record_id = d.source_record_id")
+        con.execute(f"INSERT INTO {ACTIVE_XREF} BY NAME SELECT n.* FROM ({active_xref_sql()}) AS n "
+                    f"SEMI JOIN {diff} USING (source, source_record_id)")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return True
 
 
 def requests_dropped_from_list(con: duckdb.DuckDBPyConnection) -> list[str]:
