@@ -215,8 +215,10 @@ def update_identifier_tables(
     )
     con.execute(f"DELETE FROM identity.identifier_values WHERE rid IN (SELECT rid FROM {removed_rids})")
     con.execute(f"INSERT INTO identity.identifier_values {identifier_values_sql(config, records)}")
-    touched = ("(SELECT v.* FROM identity.identifier_values v "
-               "SEMI JOIN identity_work.touched_values t USING (id_type, id_value))")
+    # Every row of the touched values, read once: the sharing and edge queries read them often.
+    con.execute("CREATE OR REPLACE TABLE identity_work.touched_rows AS SELECT v.* FROM identity.identifier_values v "
+                "SEMI JOIN identity_work.touched_values t USING (id_type, id_value)")
+    touched = "identity_work.touched_rows"
     con.execute(
         "DELETE FROM identity.shared_identifiers s USING identity_work.touched_values t "
         "WHERE s.id_type = t.id_type AND s.id_value = t.id_value"

@@ -273,8 +273,9 @@ def update_nodes(con: duckdb.DuckDBPyConnection) -> int:
     identity_work.score_ids lists the nodes to score, identity_work.dropped_nodes the nodes gone."""
     from cdp_pipelines.identity.resolve import component_strength_sql, nodes_sql
 
-    region = (f"(SELECT c.* FROM identity.record_components c "
-              f"SEMI JOIN {WORK}.new_components USING (component))")
+    region = f"{WORK}.region_components"  # read twice below: written once
+    con.execute(f"CREATE OR REPLACE TABLE {region} AS SELECT c.* FROM identity.record_components c "
+                f"SEMI JOIN {WORK}.new_components USING (component)")
     con.execute(
         f"DELETE FROM identity.component_strength WHERE component IN (SELECT component FROM {WORK}.old_components) "
         f"OR component IN (SELECT component FROM {WORK}.new_components)"
