@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
@@ -292,6 +293,18 @@ def narrowed(table: str, plan: RefreshPlan) -> str:
     return f"(SELECT * FROM {table} WHERE customer_id IN (SELECT customer_id FROM {plan.scope_table}))"
 
 
+@contextmanager
+def narrowed_table(con: duckdb.DuckDBPyConnection, table: str, plan: RefreshPlan) -> Iterator[str]:
+    """`table` restricted to the plan's customers, written once to a temporary table (queries
+    that read it several times then scan a few thousand rows, not the whole table each time)."""
+    name = f"_narrowed_{table.replace('.', '_')}"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {narrowed(table, plan)}")
+    try:
+        yield name
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+
+
 def refresh_from_xref(con: duckdb.DuckDBPyConnection, target: str, select_for, xref: str, print_: str,
                       incremental: bool) -> RefreshPlan:
     """Refresh `target`, whose rows `select_for(xref)` computes for the customers of `xref`."""
@@ -301,6 +314,7 @@ def refresh_from_xref(con: duckdb.DuckDBPyConnection, target: str, select_for, x
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         con.execute(f"CREATE OR REPLACE TABLE {target} AS {select_for(xref)}")
     elif plan.mode == "scoped":
-        replace_scope_rows(con, plan, select_for(narrowed(xref, plan)))
+        with narrowed_table(con, xref, plan) as scoped_xref:
+            replace_scope_rows(con, plan, select_for(scoped_xref))
     mark_refreshed(con, plan)
     return plan

@@ -217,14 +217,14 @@ def _refresh_consent(con, rules: consent_rules.ConsentConfig, incremental: bool)
     else:
         summary = {"skipped_signals": skipped, "undated_opt_ins_ignored": 0}
         if plan.mode == "scoped":
-            scoped_xref = scoped_refresh.narrowed(xref, plan)
-            summary["undated_opt_ins_ignored"] = consent_rules.undated_opt_ins(con, signals, rules, scoped_xref)
-            signals_plan = scoped_refresh.RefreshPlan(consent_rules.CONSENT_SIGNALS, "scoped", plan.reason,
-                                                      plan.generation, print_, plan.scope_table)
-            scoped_refresh.replace_scope_rows(con, signals_plan,
-                                              consent_rules.signals_select(signals, rules, scoped_xref))
-            scoped_refresh.replace_scope_rows(con, plan, consent_rules.consent_select(
-                rules, scoped_xref, scoped_refresh.narrowed(consent_rules.CONSENT_SIGNALS, plan)))
+            with scoped_refresh.narrowed_table(con, xref, plan) as scoped_xref:
+                summary["undated_opt_ins_ignored"] = consent_rules.undated_opt_ins(con, signals, rules, scoped_xref)
+                signals_plan = scoped_refresh.RefreshPlan(consent_rules.CONSENT_SIGNALS, "scoped", plan.reason,
+                                                          plan.generation, print_, plan.scope_table)
+                scoped_refresh.replace_scope_rows(con, signals_plan,
+                                                  consent_rules.signals_select(signals, rules, scoped_xref))
+                scoped_refresh.replace_scope_rows(con, plan, consent_rules.consent_select(
+                    rules, scoped_xref, scoped_refresh.narrowed(consent_rules.CONSENT_SIGNALS, plan)))
     scoped_refresh.mark_refreshed(con, scoped_refresh.RefreshPlan(
         consent_rules.CONSENT_SIGNALS, plan.mode, plan.reason, plan.generation, print_))
     scoped_refresh.mark_refreshed(con, plan)
