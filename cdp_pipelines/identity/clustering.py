@@ -35,7 +35,7 @@ def components(n_nodes: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
 
 
 def components_with_overrides(n_nodes: int, left: np.ndarray, right: np.ndarray, must: list[tuple[int, int]],
-                          cannot: list[tuple[int, int]]) -> tuple[np.ndarray, int]:
+                              cannot: list[tuple[int, int]]) -> tuple[np.ndarray, int]:
     """Component label (smallest member) of nodes 0..n_nodes-1 joined by the edges and the
     must-link pairs, each component holding a cannot-link pair split; also how many were split."""
     left = np.concatenate([left.astype(np.int64), np.array([m[0] for m in must], dtype=np.int64)])

@@ -240,12 +240,13 @@ def region_components(
         return np.searchsorted(rids, np.asarray(values, dtype=np.int64))
 
     def local_pairs(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        kept = [p for p in pairs if np.isin(p, rids).all()]  # override records are region seeds
-        return [(int(a), int(b)) for a, b in zip(local([p[0] for p in kept]), local([p[1] for p in kept]))]
+        if pairs and not np.isin(np.asarray(pairs), rids).all():  # override records are region seeds
+            raise RuntimeError("an override record lies outside the affected region")
+        return [(int(a), int(b)) for a, b in zip(local([p[0] for p in pairs]), local([p[1] for p in pairs]))]
 
     labels, split = clustering.components_with_overrides(
         len(rids), local(edges["rid_l"]), local(edges["rid_r"]), local_pairs(must), local_pairs(cannot))
-    new = rids[labels] if len(rids) else np.zeros(0, np.int64)
+    new = rids[labels]
     all_old = region["old"].astype(np.int64)
     old_components = np.unique(all_old[all_old >= 0])
     new_components = np.unique(new)
