@@ -20,6 +20,7 @@ from pipeline_support import run_whole_graph, without_some_records
 
 from cdp_pipelines import settings
 from cdp_pipelines.operations import scoped_refresh as sr
+from cdp_pipelines.profiles import suppression
 from cdp_pipelines.resources import default_resources
 from cdp_pipelines.runner import load_definitions
 from cdp_pipelines.synthetic import generate_dataset
@@ -38,43 +39,58 @@ def con():
     connection.close()
 
 
+def _full_generation(con, rows: list[tuple[str, str, str]], run_id: str) -> dict:
+    """The xref holds `rows`; profiles.active_xref is built whole (a full generation)."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS identity")
+    con.execute(f"CREATE TABLE IF NOT EXISTS {suppression.SUPPRESSED} (customer_id VARCHAR)")
+    _xref(con, suppression.XREF, rows)
+    suppression.build_active_xref(con)
+    return sr.record_generation(con, suppression.ACTIVE_XREF, run_id, None)
+
+
+def _next_generation(con, rows: list[tuple[str, str, str]], run_id: str, changes: str | None = None) -> dict:
+    """The xref now holds `rows`; profiles.active_xref is updated in place, as an incremental run does."""
+    _xref(con, suppression.XREF, rows)
+    assert suppression.update_active_xref(con, "d")
+    return sr.record_generation(con, suppression.ACTIVE_XREF, run_id, changes,
+                                moved=suppression.moved_customers_sql("d"))
+
+
 def test_a_generation_lists_moved_new_removed_and_changed_customers(con):
-    _xref(con, "profiles.active_xref", [("crm", "1", "A"), ("crm", "2", "B"), ("web", "9", "C"), ("pos", "5", "D"),
-                                        ("pos", "6", "E")])
-    assert sr.record_generation(con, None, "profiles.active_xref", "run-1", None)["mode"] == "full"
+    first = _full_generation(con, [("crm", "1", "A"), ("crm", "2", "B"), ("web", "9", "C"), ("pos", "5", "D"),
+                                   ("pos", "6", "E")], "run-1")
+    assert first["mode"] == "full"
     # 2 moves from B to A (both change), 9 is gone (C), 7 is new (F), 5 changed content (D).
-    _xref(con, "nxt", [("crm", "1", "A"), ("crm", "2", "A"), ("web", "7", "F"), ("pos", "5", "D"), ("pos", "6", "E")])
+    rows = [("crm", "1", "A"), ("crm", "2", "A"), ("web", "7", "F"), ("pos", "5", "D"), ("pos", "6", "E")]
     con.execute("CREATE TABLE changes AS SELECT 'run-2' AS run_id, 'pos' AS source, '5' AS source_record_id")
-    generation = sr.record_generation(con, "profiles.active_xref", "nxt", "run-2", "changes")
+    generation = _next_generation(con, rows, "run-2", "changes")
     assert generation == {"generation": 2, "mode": "incremental", "customers_changed": 5}
     changed = {c for (c,) in con.execute(f"SELECT customer_id FROM {sr.CHANGED} WHERE generation = 2").fetchall()}
     assert changed == {"A", "B", "C", "F", "D"}
     # The content change of run-2 is consumed: the next generation does not list D again.
-    assert sr.record_generation(con, "nxt", "nxt", "run-3", "changes")["customers_changed"] == 0
+    assert _next_generation(con, rows, "run-3", "changes")["customers_changed"] == 0
 
 
 def test_refresh_decisions(con):
-    _xref(con, "profiles.active_xref", [("crm", str(i), f"C{i}") for i in range(10)])
-    sr.record_generation(con, None, "profiles.active_xref", "r1", None)
+    rows = [("crm", str(i), f"C{i}") for i in range(10)]
+    _full_generation(con, rows, "r1")
     con.execute("CREATE TABLE profiles.t AS SELECT customer_id, 1 AS v FROM profiles.active_xref")
     first = sr.plan_refresh(con, "profiles.t", "print-1", incremental=True)
     assert (first.mode, first.reason) == ("full", "never refreshed incrementally before")
     sr.mark_refreshed(con, first)
-    _xref(con, "nxt", [("crm", str(i), f"C{i}") for i in range(10)] + [("crm", "10", "C10")])
-    sr.record_generation(con, "profiles.active_xref", "nxt", "r2", None)
+    _next_generation(con, rows + [("crm", "10", "C10")], "r2")
     scoped = sr.plan_refresh(con, "profiles.t", "print-1", incremental=True)
     assert (scoped.mode, scoped.scope_customers) == ("scoped", 1)
     assert sr.plan_refresh(con, "profiles.t", "print-2", incremental=True).mode == "full"
     assert sr.plan_refresh(con, "profiles.t", "print-1", incremental=False).mode == "full"
     sr.mark_refreshed(con, scoped)
     assert sr.plan_refresh(con, "profiles.t", "print-1", incremental=True).mode == "unchanged"
-    sr.record_generation(con, None, "nxt", "r3", None)  # a full refresh: everything rebuilds
+    _full_generation(con, rows, "r3")  # a full refresh: everything rebuilds
     assert sr.plan_refresh(con, "profiles.t", "print-1", incremental=True).mode == "full"
 
 
 def test_checks_are_scoped_only_when_the_rows_outside_the_scope_passed_them(con):
-    _xref(con, "profiles.active_xref", [("crm", str(i), f"C{i}") for i in range(10)])
-    sr.record_generation(con, None, "profiles.active_xref", "r1", None)
+    _full_generation(con, [("crm", str(i), f"C{i}") for i in range(10)], "r1")
     con.execute("CREATE TABLE profiles.t AS SELECT customer_id FROM profiles.active_xref")
     first = sr.plan_refresh(con, "profiles.t", "p", incremental=True)
     assert first.checks_scope is None  # a whole rebuild checks every row
@@ -82,9 +98,7 @@ def test_checks_are_scoped_only_when_the_rows_outside_the_scope_passed_them(con)
     sr.record_checks(con, "profiles.t", passed=False)
 
     def next_plan(generation: int) -> sr.RefreshPlan:
-        _xref(con, "nxt", [("crm", str(i), f"C{i}") for i in range(10 + generation)])
-        sr.record_generation(con, "profiles.active_xref", "nxt", f"r{generation}", None)
-        con.execute("CREATE OR REPLACE TABLE profiles.active_xref AS SELECT * FROM nxt")
+        _next_generation(con, [("crm", str(i), f"C{i}") for i in range(10 + generation)], f"r{generation}")
         return sr.plan_refresh(con, "profiles.t", "p", incremental=True)
 
     failed_before = next_plan(2)
@@ -97,9 +111,7 @@ def test_checks_are_scoped_only_when_the_rows_outside_the_scope_passed_them(con)
 
 
 def test_active_xref_updated_in_place_equals_its_whole_rebuild(con):
-    from cdp_pipelines.profiles import suppression
-
-    con.execute("CREATE SCHEMA identity")
+    con.execute("CREATE SCHEMA IF NOT EXISTS identity")
     _xref(con, "identity.customer_xref", [("crm", "1", "A"), ("crm", "2", "B"), ("web", "9", "C"), ("pos", "5", "D")])
     con.execute("CREATE TABLE profiles.suppressed_customers (customer_id VARCHAR)")
     suppression.build_active_xref(con)

@@ -76,14 +76,6 @@ def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
     ).fetchall()[0][0])
 
 
-def has_customer_id(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
-    schema, name = qualified.split(".")
-    return bool(con.execute(
-        "SELECT count(*) FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-        "AND column_name = 'customer_id'", [schema, name]
-    ).fetchall()[0][0])
-
-
 def customer_keyed(con: duckdb.DuckDBPyConnection, tables: Iterable[str]) -> set[str]:
     """Those of `tables` (schema.table) that exist and have a customer_id column, in one query."""
     wanted = sorted({t.lower() for t in tables})
@@ -116,21 +108,20 @@ def current_generation(con: duckdb.DuckDBPyConnection) -> int | None:
     return con.execute(f"SELECT max(generation) FROM {GENERATIONS}").fetchall()[0][0]
 
 
-def record_generation(con: duckdb.DuckDBPyConnection, previous: str | None, new: str, run_id: str,
-                      record_changes: str | None, moved: str | None = None) -> dict:
-    """Register `new` (an active xref about to replace `previous`) as the next generation.
+def record_generation(con: duckdb.DuckDBPyConnection, new: str, run_id: str, record_changes: str | None,
+                      moved: str | None = None) -> dict:
+    """Register `new` (the active xref this run writes) as the next generation.
 
-    With a previous version, or `moved` (a query of the customer_ids, old and new, of records
-    whose customer differs from the previous version's), the generation lists those customers
-    and the customers of records whose content changed in runs not yet seen by any generation
-    (`record_changes`: run_id, source, source_record_id). Without either, the generation is
-    full: every table rebuilds."""
+    With `moved` (a query of the customer_ids, old and new, of records whose customer differs
+    from the previous version's), the generation lists those customers and the customers of
+    records whose content changed in runs not yet seen by any generation (`record_changes`:
+    run_id, source, source_record_id). Without it, the generation is full: every table rebuilds."""
     ensure_tables(con)
     generation = (current_generation(con) or 0) + 1
     unseen = (f"SELECT * FROM {record_changes} WHERE run_id NOT IN (SELECT run_id FROM {CONSUMED})"
               if record_changes else None)
     customers = con.execute(f"SELECT count(DISTINCT customer_id) FROM {new}").fetchall()[0][0]
-    if previous is None and moved is None:
+    if moved is None:
         con.execute(f"INSERT INTO {GENERATIONS} VALUES (?, 'full', ?, now()::TIMESTAMP, NULL, ?)",
                     [generation, run_id, customers])
         _consume(con, unseen, generation)
@@ -141,14 +132,6 @@ def record_generation(con: duckdb.DuckDBPyConnection, previous: str | None, new:
             UNION
             SELECT n.customer_id FROM ({unseen}) AS rc
             JOIN {new} AS n USING (source, source_record_id)"""
-    moved = moved or f"""
-            SELECT o.customer_id FROM {previous} AS o
-            LEFT JOIN {new} AS n USING (source, source_record_id)
-            WHERE n.customer_id IS DISTINCT FROM o.customer_id
-            UNION
-            SELECT n.customer_id FROM {new} AS n
-            LEFT JOIN {previous} AS o USING (source, source_record_id)
-            WHERE o.customer_id IS DISTINCT FROM n.customer_id"""
     con.execute(
         f"""
         INSERT INTO {CHANGED}

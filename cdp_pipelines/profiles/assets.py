@@ -100,15 +100,13 @@ def active_xref(context: dg.AssetExecutionContext, config: IncrementalRefreshCon
         diff = "_active_xref_diff"
         if config.incremental and scoped_refresh.table_exists(con, suppression.ACTIVE_XREF) \
                 and suppression.update_active_xref(con, diff):
-            moved = (f"SELECT old_customer AS customer_id FROM {diff} WHERE old_customer IS DISTINCT FROM new_customer "
-                     f"UNION SELECT new_customer FROM {diff} WHERE old_customer IS DISTINCT FROM new_customer")
-            generation = scoped_refresh.record_generation(con, None, suppression.ACTIVE_XREF, context.run.run_id,
-                                                          changes, moved=moved)
+            generation = scoped_refresh.record_generation(con, suppression.ACTIVE_XREF, context.run.run_id, changes,
+                                                          moved=suppression.moved_customers_sql(diff))
             con.execute(f"DROP TABLE {diff}")
         else:
             following = "profiles.active_xref__next"
             suppression.build_active_xref(con, target=following)
-            generation = scoped_refresh.record_generation(con, None, following, context.run.run_id, changes)
+            generation = scoped_refresh.record_generation(con, following, context.run.run_id, changes)
             con.execute(f"DROP TABLE IF EXISTS {suppression.ACTIVE_XREF}")
             con.execute(f"ALTER TABLE {following} RENAME TO {suppression.ACTIVE_XREF.split('.')[1]}")
         meta = table_metadata(con, suppression.ACTIVE_XREF)

@@ -275,6 +275,13 @@ def update_active_xref(con: duckdb.DuckDBPyConnection, diff: str) -> bool:
     return True
 
 
+def moved_customers_sql(diff: str) -> str:
+    """The customers, old and new, of the rows of `diff` (update_active_xref) whose customer
+    changed: what a generation lists."""
+    return (f"SELECT old_customer AS customer_id FROM {diff} WHERE old_customer IS DISTINCT FROM new_customer "
+            f"UNION SELECT new_customer FROM {diff} WHERE old_customer IS DISTINCT FROM new_customer")
+
+
 def requests_dropped_from_list(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Requests applied on an earlier run that are no longer on the list (erased people would return)."""
     rows = con.execute(
