@@ -114,3 +114,18 @@ def test_export_rechecks_consent_given_after_the_build(warehouse, config, tmp_pa
     warehouse.execute("UPDATE profiles.consent SET status = 'opt_out' WHERE customer_id = 'C4'")
     result = export_segment(warehouse, config.get("everyone_email"), config, tmp_path / "e.csv")
     assert [row["customer_id"] for row in csv.DictReader(result.path.open())] == ["C1"]
+
+
+def test_consent_limited_to_some_customers_is_the_whole_answer_intersected(warehouse):
+    """`among` narrows the aggregation, never the meaning: the same opt-ins, for those customers."""
+    from cdp_pipelines.segments.build import consented_sql
+
+    def answer(sql: str) -> set[str]:
+        return {r[0] for r in warehouse.execute(sql).fetchall()}
+
+    among = "SELECT customer_id FROM (VALUES ('C1'), ('C2'), ('C3'), ('C9')) t(customer_id)"
+    for channels in [("email",), ("sms",), ("email", "sms")]:
+        whole = answer(consented_sql(channels))
+        limited = answer(consented_sql(channels, among=among))
+        assert limited == whole & {"C1", "C2", "C3", "C9"}
+    assert answer(consented_sql(("email",), among=among))  # the probe holds at least one opt-in

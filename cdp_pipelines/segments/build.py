@@ -1,7 +1,7 @@
 """Segment membership: who matches a rule, intersected with consent, written to one table.
 
-Consent is enforced by construction. The user's rule only ever sits inside the `matched` CTE;
-the final SELECT always joins the customers holding an opt-in for every consent the channel
+Consent is enforced by construction. The user's rule only ever selects the `matched` customers;
+membership always joins them with the customers holding an opt-in for every consent the channel
 needs (from `profiles.consent`, the resolved source of truth). No rule can widen that join.
 """
 
@@ -43,15 +43,20 @@ class BuildResult:
         return self.matched - self.members
 
 
-def consented_sql(consent_channels: tuple[str, ...]) -> str:
-    """Customers whose every consent record for each needed channel says opt_in."""
+def consented_sql(consent_channels: tuple[str, ...], among: str | None = None) -> str:
+    """Customers whose every consent record for each needed channel says opt_in.
+
+    `among`, a query of `customer_id`s, limits the answer (and the aggregation behind it) to those
+    customers: a segment's candidates or members are a few thousand of the warehouse's customers,
+    and aggregating every customer's consent for each of them took most of a segment's build."""
     if not consent_channels:
         raise ValueError("a channel needs at least one consent")
     listed = ", ".join(f"'{c}'" for c in consent_channels)
+    limited = f"\n          AND CAST(customer_id AS VARCHAR) IN (SELECT customer_id FROM ({among}))" if among else ""
     return f"""
         SELECT CAST(customer_id AS VARCHAR) AS customer_id
         FROM {CONSENT_TABLE}
-        WHERE channel IN ({listed})
+        WHERE channel IN ({listed}){limited}
         GROUP BY customer_id
         HAVING count(DISTINCT channel) = {len(consent_channels)} AND bool_and(status = 'opt_in')
     """
@@ -63,13 +68,11 @@ def matched_sql(validated: ValidatedRule) -> str:
             f"FROM {BASE_TABLE} AS {BASE_ALIAS} WHERE {validated.sql}")
 
 
-def membership_sql(validated: ValidatedRule, consent_channels: tuple[str, ...]) -> str:
-    """Members: the rule's customers that hold every needed opt-in."""
-    return f"""
-        WITH matched AS ({matched_sql(validated)}),
-             consented AS ({consented_sql(consent_channels)})
-        SELECT matched.customer_id FROM matched JOIN consented USING (customer_id)
-    """
+def membership_sql(matched: str, consent_channels: tuple[str, ...]) -> str:
+    """Members: the customers of `matched` (a table of the rule's customers, `matched_sql`)
+    that hold every needed opt-in."""
+    consented = consented_sql(consent_channels, among=f"SELECT customer_id FROM {matched}")
+    return f"SELECT m.customer_id FROM {matched} m JOIN ({consented}) c USING (customer_id)"
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -99,8 +102,9 @@ def build_segment(con: duckdb.DuckDBPyConnection, segment: SegmentDefinition, co
     name = segment.name
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _segment_new AS {membership_sql(validated, consent_channels)}")
-        matched = con.execute(f"SELECT count(*) FROM ({matched_sql(validated)})").fetchone()[0]
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _segment_matched AS {matched_sql(validated)}")
+        matched = con.execute("SELECT count(*) FROM _segment_matched").fetchone()[0]
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _segment_new AS {membership_sql('_segment_matched', consent_channels)}")
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE _segment_diff AS
                 SELECT coalesce(n.customer_id, o.customer_id) AS customer_id,
@@ -134,6 +138,7 @@ def build_segment(con: duckdb.DuckDBPyConnection, segment: SegmentDefinition, co
         con.execute("ROLLBACK")
         raise
     finally:
+        con.execute("DROP TABLE IF EXISTS _segment_matched")
         con.execute("DROP TABLE IF EXISTS _segment_new")
         con.execute("DROP TABLE IF EXISTS _segment_diff")
     return BuildResult(segment=name, matched=int(matched), members=int(members), added=int(added),
@@ -161,11 +166,12 @@ def prune_undeclared(con: duckdb.DuckDBPyConnection, declared: list[str], run_id
 
 def members_without_consent(con: duckdb.DuckDBPyConnection, segment: str, consent_channels: tuple[str, ...]) -> int:
     """Members of a segment lacking a needed opt-in right now (should always be 0)."""
+    members = f"SELECT customer_id FROM {MEMBERSHIP_TABLE} WHERE segment = $segment"
     return int(con.execute(
-        f"""SELECT count(*) FROM {MEMBERSHIP_TABLE} m
-            WHERE m.segment = ?
-              AND NOT EXISTS (SELECT 1 FROM ({consented_sql(consent_channels)}) c WHERE c.customer_id = m.customer_id)""",
-        [segment],
+        f"""SELECT count(*) FROM ({members}) m
+            WHERE NOT EXISTS (SELECT 1 FROM ({consented_sql(consent_channels, among=members)}) c
+                              WHERE c.customer_id = m.customer_id)""",
+        {"segment": segment},
     ).fetchone()[0])
 
 

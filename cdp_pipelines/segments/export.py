@@ -66,12 +66,13 @@ def export_sql(con: duckdb.DuckDBPyConnection, segment: SegmentDefinition, confi
         raise SegmentConfigError(f"segment {segment.name!r} has not been built yet; run `cdp run` or "
                                  f"materialize the asset segments/{segment.name}")
     columns = _column_expressions(con, segment)
-    consented = consented_sql(config.consent_channels(segment.channel))
+    members = f"SELECT customer_id FROM {MEMBERSHIP_TABLE} WHERE segment = {literal(segment.name)}"
+    consented = consented_sql(config.consent_channels(segment.channel), among=members)
     query = f"""
         SELECT {', '.join(columns)}
         FROM {MEMBERSHIP_TABLE} m
         JOIN {BASE_TABLE} c ON CAST(c.customer_id AS VARCHAR) = m.customer_id
-        WHERE m.segment = '{segment.name}'
+        WHERE m.segment = {literal(segment.name)}
           AND m.customer_id IN (SELECT customer_id FROM ({consented}) WHERE customer_id IS NOT NULL)
         ORDER BY m.customer_id
     """
