@@ -26,12 +26,14 @@ def pos(record_id, customer, observed="2024-06-01 00:00:00"):
                 email=f"{customer.lower()}@example.com", src_receipt_email=f"{customer.lower()}@example.com")
 
 
-def resolve(tmp_path: Path, records: list[dict]) -> dict[tuple[str, str], tuple]:
+def resolve(tmp_path: Path, records: list[dict], summary: dict | None = None) -> dict[tuple[str, str], tuple]:
     path = tmp_path / "warehouse.duckdb"
     load_inputs(path, records)
     con = duckdb.connect(str(path))
     try:
-        build_consent(con, load_consent_config(CONFIG_DIR / "consent.yaml"), "identity.customer_xref")
+        outcome = build_consent(con, load_consent_config(CONFIG_DIR / "consent.yaml"), "identity.customer_xref")
+        if summary is not None:
+            summary.update(outcome)
         assert overridden_opt_outs(con) == 0
         rows = con.execute("SELECT customer_id, channel, status, decided_at, source, source_record_id "
                            "FROM profiles.consent").fetchall()
@@ -91,14 +93,16 @@ def test_opt_out_wins_a_tie(tmp_path):
 
 def test_undated_choices(tmp_path):
     # Unparseable consent time and no record time: an opt-in cannot be shown to be the latest
-    # choice and is ignored; an opt-out counts as the latest.
+    # choice and is ignored (and counted as ignored); an opt-out counts as the latest.
+    summary: dict = {}
     consent = resolve(tmp_path, [
         crm("A1", "C1", email_consent="yes", updated="sometime", observed=None),
         crm("A2", "C2", email_consent="no", updated="", observed=None),
         web("W2", "C2", "yes", "2024-02-01 09:00:00"),
-    ])
+    ], summary)
     assert consent[("C1", "email")][0] == "unknown"
     assert consent[("C2", "email")][0] == "opt_out"
+    assert summary["undated_opt_ins_ignored"] == 1
 
 
 def test_consent_time_falls_back_to_the_record_time_and_reads_configured_formats(tmp_path):

@@ -173,3 +173,24 @@ def test_ties_and_extreme_times_order_as_rank_then_time_then_source_and_record(t
     profiles = golden(con, config)
     assert profiles["T3"]["email"] == "future@x.io"         # rank ties: recency decides
     con.close()
+
+
+def test_fill_rates_and_winning_source_shares(tmp_path):
+    from types import SimpleNamespace
+
+    from cdp_pipelines.profiles.survivorship import fill_rates_and_winning_sources
+
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("CREATE SCHEMA profiles")
+    con.execute("CREATE TABLE profiles.golden_profile (customer_id VARCHAR, email_source VARCHAR, "
+                "phone_source VARCHAR, city_source VARCHAR)")
+    con.execute("INSERT INTO profiles.golden_profile VALUES ('C1', 'crm', 'pos', NULL), ('C2', 'web', NULL, NULL), "
+                "('C3', 'crm', NULL, NULL), ('C4', NULL, 'pos', NULL)")
+    config = SimpleNamespace(attributes={"email": None, "phone": None, "city": None})
+    fill, shares = fill_rates_and_winning_sources(con, config)
+    assert fill == {"email": 0.75, "phone": 0.5, "city": 0.0}
+    assert shares == {"email": {"crm": 0.6667, "web": 0.3333}, "phone": {"pos": 1.0}, "city": {}}
+    assert list(shares["email"]) == ["crm", "web"]  # most winning first
+    con.execute("DELETE FROM profiles.golden_profile")
+    assert fill_rates_and_winning_sources(con, config) == ({"email": 0.0, "phone": 0.0, "city": 0.0},
+                                                           {"email": {}, "phone": {}, "city": {}})

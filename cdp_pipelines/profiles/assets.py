@@ -205,7 +205,8 @@ def _refresh_consent(con, rules: consent_rules.ConsentConfig, incremental: bool)
     """Both consent tables, whole or for the customers changed since they were built."""
     signals, skipped = consent_rules.usable_signals(con, rules)
     xref = suppression.ACTIVE_XREF
-    print_ = scoped_refresh.fingerprint(consent_rules.signals_select(signals, rules, "xref"),
+    print_ = scoped_refresh.fingerprint(consent_rules.all_signals_sql(signals, rules, "xref"),
+                                        consent_rules.signals_select("choices"),
                                         consent_rules.consent_select(rules, "xref", "signals"))
     plan = scoped_refresh.plan_refresh(con, consent_rules.CONSENT, print_, incremental)
     if plan.mode == "scoped" and scoped_refresh.state_fingerprint(con, consent_rules.CONSENT_SIGNALS) != print_:
@@ -216,11 +217,11 @@ def _refresh_consent(con, rules: consent_rules.ConsentConfig, incremental: bool)
         summary = {"skipped_signals": skipped, "undated_opt_ins_ignored": 0}
         if plan.mode == "scoped":
             with scoped_refresh.narrowed_table(con, xref, plan) as scoped_xref:
-                summary["undated_opt_ins_ignored"] = consent_rules.undated_opt_ins(con, signals, rules, scoped_xref)
                 signals_plan = scoped_refresh.RefreshPlan(consent_rules.CONSENT_SIGNALS, "scoped", plan.reason,
                                                           plan.generation, print_, plan.scope_table)
-                scoped_refresh.replace_scope_rows(con, signals_plan,
-                                                  consent_rules.signals_select(signals, rules, scoped_xref))
+                with consent_rules.staged_choices(con, signals, rules, scoped_xref) as choices:
+                    summary["undated_opt_ins_ignored"] = consent_rules.undated_opt_ins(con, choices)
+                    scoped_refresh.replace_scope_rows(con, signals_plan, consent_rules.signals_select(choices))
                 scoped_refresh.replace_scope_rows(con, plan, consent_rules.consent_select(
                     rules, scoped_xref, scoped_refresh.narrowed(consent_rules.CONSENT_SIGNALS, plan)))
     scoped_refresh.mark_refreshed(con, scoped_refresh.RefreshPlan(

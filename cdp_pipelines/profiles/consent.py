@@ -7,6 +7,8 @@ signal (an e-receipt address, a purchase) never opts anyone in.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -150,13 +152,31 @@ def all_signals_sql(signals: list[ConsentSignal], config: ConsentConfig, xref: s
     return " UNION ALL ".join(_signal_select(s, config, xref) for s in signals) or EMPTY_SIGNALS
 
 
-def signals_select(signals: list[ConsentSignal], config: ConsentConfig, xref: str) -> str:
-    """profiles.consent_signals rows of the customers in `xref`: the counted explicit choices."""
-    return f"""
-        SELECT * FROM ({all_signals_sql(signals, config, xref)})
-        WHERE status IS NOT NULL AND NOT (status = 'opt_in' AND decided_at IS NULL)
-        ORDER BY customer_id, channel, decided_at
-        """
+COUNTED = "status IS NOT NULL AND NOT (status = 'opt_in' AND decided_at IS NULL)"
+"""The choices profiles.consent_signals keeps: explicit ones, and no opt-in without a date."""
+
+
+@contextmanager
+def staged_choices(con: duckdb.DuckDBPyConnection, signals: list[ConsentSignal], config: ConsentConfig,
+                   xref: str) -> Iterator[str]:
+    """Every choice of the customers in `xref` (`all_signals_sql`), written once to a temporary
+    table that the counted signals and the count of undated opt-ins both read.
+
+    Computed in place, the choices were evaluated twice, and DuckDB pushed the COUNTED filter
+    below the join with the xref, parsing the decision time of every row of the source tables
+    instead of only the rows of the customers being refreshed."""
+    name = "_consent_choices"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {all_signals_sql(signals, config, xref)}")
+    try:
+        yield name
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def signals_select(choices: str) -> str:
+    """profiles.consent_signals rows: the counted explicit choices among `choices` (a table of
+    `all_signals_sql`'s rows)."""
+    return f"SELECT * FROM {choices} WHERE {COUNTED} ORDER BY customer_id, channel, decided_at"
 
 
 def consent_select(config: ConsentConfig, xref: str, signals_table: str) -> str:
@@ -187,12 +207,10 @@ def consent_select(config: ConsentConfig, xref: str, signals_table: str) -> str:
         """
 
 
-def undated_opt_ins(con: duckdb.DuckDBPyConnection, signals: list[ConsentSignal], config: ConsentConfig,
-                    xref: str) -> int:
-    """Opt-ins without a date among the choices of the customers in `xref` (never counted)."""
+def undated_opt_ins(con: duckdb.DuckDBPyConnection, choices: str) -> int:
+    """Opt-ins without a date among `choices` (never counted)."""
     return int(con.execute(
-        f"SELECT count(*) FILTER (WHERE status = 'opt_in' AND decided_at IS NULL) "
-        f"FROM ({all_signals_sql(signals, config, xref)})"
+        f"SELECT count(*) FILTER (WHERE status = 'opt_in' AND decided_at IS NULL) FROM {choices}"
     ).fetchall()[0][0])
 
 
@@ -200,8 +218,9 @@ def build_consent(con: duckdb.DuckDBPyConnection, config: ConsentConfig, xref: s
     """Write profiles.consent_signals (every counted explicit choice) and profiles.consent."""
     con.execute("CREATE SCHEMA IF NOT EXISTS profiles")
     signals, skipped = usable_signals(con, config)
-    ignored = undated_opt_ins(con, signals, config, xref)
-    con.execute(f"CREATE OR REPLACE TABLE {CONSENT_SIGNALS} AS {signals_select(signals, config, xref)}")
+    with staged_choices(con, signals, config, xref) as choices:
+        ignored = undated_opt_ins(con, choices)
+        con.execute(f"CREATE OR REPLACE TABLE {CONSENT_SIGNALS} AS {signals_select(choices)}")
     con.execute(f"CREATE OR REPLACE TABLE {CONSENT} AS {consent_select(config, xref, CONSENT_SIGNALS)}")
     return {"skipped_signals": skipped, "undated_opt_ins_ignored": ignored}
 

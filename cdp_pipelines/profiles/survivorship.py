@@ -226,21 +226,17 @@ def build_golden_profile(con: duckdb.DuckDBPyConnection, config: SurvivorshipCon
 
 
 def fill_rates_and_winning_sources(con: duckdb.DuckDBPyConnection, config: SurvivorshipConfig) -> tuple[dict, dict]:
-    """Per attribute: share of profiles with a value, and share of values won by each source."""
-    unions = " UNION ALL ".join(
-        f"SELECT {literal(a)} AS attribute, {quoted(a + '_source')} AS source FROM {GOLDEN_PROFILE}"
-        for a in config.attributes
-    )
-    rows = con.execute(
-        f"""
-        WITH long AS ({unions}), totals AS (SELECT attribute, count(*) AS n, count(source) AS filled FROM long GROUP BY ALL)
-        SELECT l.attribute, l.source, count(*) AS won, any_value(t.n), any_value(t.filled)
-        FROM long l JOIN totals t USING (attribute) WHERE l.source IS NOT NULL GROUP BY ALL ORDER BY 1, 3 DESC
-        """
-    ).fetchall()
-    fill = {a: 0.0 for a in config.attributes}
-    shares: dict[str, dict[str, float]] = {a: {} for a in config.attributes}
-    for attribute, source, won, total, filled in rows:
+    """Per attribute: share of profiles with a value, and share of values won by each source
+    (most winning first), counted in one pass over the table's source columns."""
+    attributes = list(config.attributes)
+    counts = ", ".join(f"histogram({quoted(a + '_source')})" for a in attributes)
+    total, *histograms = con.execute(f"SELECT count(*), {counts} FROM {GOLDEN_PROFILE}").fetchone()
+    fill: dict[str, float] = {}
+    shares: dict[str, dict[str, float]] = {}
+    for attribute, histogram in zip(attributes, histograms):
+        won = histogram or {}  # histogram() of no values is NULL
+        filled = sum(won.values())
         fill[attribute] = round(filled / total, 4) if total else 0.0
-        shares[attribute][source] = round(won / filled, 4) if filled else 0.0
+        shares[attribute] = {source: round(n / filled, 4)
+                             for source, n in sorted(won.items(), key=lambda item: (-item[1], item[0]))}
     return fill, shares
