@@ -335,3 +335,20 @@ def test_postgres_gives_the_same_tables(duck, postgres_server_url):
                 pg_names, pg_rows = table_contents(conn, model.table, key)
                 assert pg_names == duck_names, model.table
                 assert pg_rows == duck_rows, model.table
+
+
+def test_text_sentiment_incrementally_scores_only_new_and_changed_texts():
+    con = duckdb.connect()
+    build_inputs(con)
+    before = dict(con.execute("SELECT source_record_id, text_md5 FROM intermediate.int_text_sentiment").fetchall())
+    con.execute("UPDATE standardized.reviews SET src_body = 'Absolutely wonderful, I love it' WHERE source_record_id = 'R1'")
+    con.execute("DELETE FROM standardized.social_posts WHERE source_record_id = 'P1'")
+    scored = build_text_sentiment(con, incremental=True)
+    after = dict(con.execute("SELECT source_record_id, compound FROM intermediate.int_text_sentiment").fetchall())
+    assert scored == 1  # R1 only: R2 kept as scored, P1's row removed
+    assert set(after) == {"R1", "R2"} and after["R1"] > 0.05
+    hashes = dict(con.execute("SELECT source_record_id, text_md5 FROM intermediate.int_text_sentiment").fetchall())
+    assert hashes["R2"] == before["R2"] and hashes["R1"] != before["R1"]
+    build_text_sentiment(con)  # a whole rebuild agrees
+    assert dict(con.execute("SELECT source_record_id, compound FROM intermediate.int_text_sentiment").fetchall()) == after
+    con.close()

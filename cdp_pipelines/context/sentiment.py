@@ -41,25 +41,30 @@ def build_text_sentiment(con, incremental: bool = False) -> int:
     keep_scored = incremental and _has_text_hash(con)
     texts = f"SELECT source, source_record_id, text, md5(text) AS text_md5 FROM ({TEXTS_SQL}) WHERE text IS NOT NULL"
     if keep_scored:
-        texts = (f"SELECT * FROM ({texts}) AS t ANTI JOIN {TABLE} AS s "
+        # Every current text hashed once: the texts to score and the rows to remove both read it.
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _current_texts AS {texts}")
+        texts = (f"SELECT * FROM _current_texts AS t ANTI JOIN {TABLE} AS s "
                  "USING (source, source_record_id, text_md5)")
-    records = con.execute(texts).df()
-    records["compound"] = score_texts(records.pop("text"))
-    scored = records.dropna(subset=["compound"])[["source", "source_record_id", "text_md5", "compound"]]
-    select = """SELECT CAST(source AS VARCHAR) AS source, CAST(source_record_id AS VARCHAR) AS source_record_id,
-                       CAST(compound AS DOUBLE) AS compound, CAST(text_md5 AS VARCHAR) AS text_md5
-                FROM scored_texts"""
-    con.register("scored_texts", scored)
     try:
-        if keep_scored:
-            con.execute(f"""DELETE FROM {TABLE} AS s WHERE NOT EXISTS (
-                                SELECT 1 FROM ({TEXTS_SQL}) AS t WHERE t.source = s.source
-                                AND t.source_record_id = s.source_record_id AND md5(t.text) = s.text_md5)""")
-            con.execute(f"INSERT INTO {TABLE} BY NAME {select}")
-        else:
-            con.execute(f"CREATE OR REPLACE TABLE {TABLE} AS {select}")
+        records = con.execute(texts).df()
+        records["compound"] = score_texts(records.pop("text"))
+        scored = records.dropna(subset=["compound"])[["source", "source_record_id", "text_md5", "compound"]]
+        select = """SELECT CAST(source AS VARCHAR) AS source, CAST(source_record_id AS VARCHAR) AS source_record_id,
+                           CAST(compound AS DOUBLE) AS compound, CAST(text_md5 AS VARCHAR) AS text_md5
+                    FROM scored_texts"""
+        con.register("scored_texts", scored)
+        try:
+            if keep_scored:
+                con.execute(f"""DELETE FROM {TABLE} AS s WHERE NOT EXISTS (
+                                    SELECT 1 FROM _current_texts AS t WHERE t.source = s.source
+                                    AND t.source_record_id = s.source_record_id AND t.text_md5 = s.text_md5)""")
+                con.execute(f"INSERT INTO {TABLE} BY NAME {select}")
+            else:
+                con.execute(f"CREATE OR REPLACE TABLE {TABLE} AS {select}")
+        finally:
+            con.unregister("scored_texts")
     finally:
-        con.unregister("scored_texts")
+        con.execute("DROP TABLE IF EXISTS _current_texts")
     return len(scored)
 
 
