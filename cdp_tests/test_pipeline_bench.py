@@ -5,6 +5,7 @@ and report the figures issue 9 asks for, consistently with each other."""
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -222,3 +223,22 @@ def test_an_earlier_benchmark_workdir_is_emptied_on_request_and_stays_marked(tmp
     assert usable_workdir(workdir) == workdir and (workdir / "previous-run.txt").exists()  # reused as it is
     assert usable_workdir(workdir, empty=True) == workdir
     assert [p.name for p in workdir.iterdir()] == [".cdp-bench-workdir"]
+
+
+@pytest.mark.slow
+def test_incremental_benchmark_repeats_the_incremental_run_from_the_same_state(tmp_path):
+    out = tmp_path / "incremental"
+    done = subprocess.run([sys.executable, str(PROJECT_ROOT / "benchmarks" / "incremental_bench.py"),
+                           "--persons", "200", "--repeats", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert len(report["incremental_seconds_each"]) == 2
+    assert abs(report["incremental_seconds"] - statistics.median(report["incremental_seconds_each"])) <= 0.1
+    # The last repeat started from the restored state, so the batch files were new to it again.
+    assert report["record_changes"] and sum(c.get("new", 0) for c in report["record_changes"].values()) == \
+        report["records_added"] > 0
+    assert report["agreement_over_linked_pairs"] >= 0.999
+    refused = subprocess.run([sys.executable, str(PROJECT_ROOT / "benchmarks" / "incremental_bench.py"),
+                              "--repeats", "0", "--out", str(tmp_path / "other")], capture_output=True, text=True)
+    assert refused.returncode == 2 and "must be at least 1" in refused.stderr and "Traceback" not in refused.stderr
