@@ -164,17 +164,3 @@ def test_the_committed_dagster_home_configures_the_instance_a_new_home_gets():
 
     committed = PROJECT_ROOT / "data" / "dagster_home" / "dagster.yaml"
     assert yaml.safe_load(committed.read_text()) == yaml.safe_load(LOCAL_INSTANCE_YAML)
-
-
-def test_event_files_commit_without_waiting_for_the_disk(tmp_path):
-    """WAL with synchronous=NORMAL on every pooled connection: no fsync per stored event."""
-    storage = PooledSqliteEventLogStorage(str(tmp_path / "runs"))
-    storage.store_event(_log("run-a", "hello"))
-    for shard in ("run-a", "index"):
-        with storage._connect(shard) as conn:
-            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL (FULL is 2)
-    storage.dispose()
-    reopened = PooledSqliteEventLogStorage(str(tmp_path / "runs"))
-    assert [e.user_message for e in reopened.get_logs_for_run("run-a")] == ["hello"]
-    reopened.dispose()

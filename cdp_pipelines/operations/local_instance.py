@@ -48,17 +48,6 @@ OPEN_RUN_SHARDS = 16
 many runs must not hold a file handle for each of them."""
 
 
-def _commit_without_fsync(dbapi_connection, _record) -> None:
-    """Write-ahead logging (Dagster's own choice for these files) with synchronous=NORMAL, as
-    SQLite advises for WAL: a commit no longer waits for the disk. A run stores hundreds of
-    events, one transaction each, under the storage's lock, and each waited ~3 ms for fsync. The
-    file stays consistent whatever happens; a power cut can lose the last events, not a crash."""
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
-
-
 class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     """SqliteEventLogStorage with one open connection per database file instead of one per call.
 
@@ -88,7 +77,6 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             poolclass=StaticPool,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
         )
-        db.event.listen(engine, "connect", _commit_without_fsync)
         self._engines[shard] = engine
         runs_open = [s for s in self._engines if s != INDEX_SHARD_NAME]
         for stale in runs_open[: max(0, len(runs_open) - OPEN_RUN_SHARDS)]:
