@@ -88,3 +88,20 @@ def test_assets_are_grouped_and_owned():
         if isinstance(definition, dg.AssetsDefinition):
             for spec in definition.specs:
                 assert spec.group_name == "profiles" and spec.owners and "duckdb" in spec.kinds
+
+
+def test_golden_profile_coverage_gaps_count_both_directions():
+    import duckdb
+
+    from cdp_pipelines.profiles.checks import coverage_gaps
+
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA profiles")
+    con.execute("CREATE TABLE profiles.active_xref AS SELECT * FROM (VALUES ('C1', 'crm', '1'), ('C1', 'web', '2'), "
+                "('C2', 'crm', '3'), ('C3', 'crm', '4')) t(customer_id, source, source_record_id)")
+    con.execute("CREATE TABLE profiles.golden_profile AS SELECT * FROM (VALUES ('C1'), ('C2'), ('C3')) t(customer_id)")
+    assert coverage_gaps(con) == (0, 0)
+    con.execute("DELETE FROM profiles.golden_profile WHERE customer_id = 'C2'")
+    con.execute("INSERT INTO profiles.golden_profile VALUES ('C9'), (NULL)")
+    assert coverage_gaps(con) == (1, 2)  # C2 lacks a profile; C9 and the NULL row are nobody's
+    con.close()
