@@ -176,3 +176,19 @@ def test_scoped_mart_checks_read_only_what_the_refreshed_customers_can_break():
     con.execute("DELETE FROM marts.customer_360 WHERE customer_id IN ('A', 'B') AND v <> 1 OR customer_id IS NULL")
     con.execute("INSERT INTO marts.customer_360 VALUES ('D', 7)")
     assert offending("w.scope") == {"unique_key": 0, "customers_exist": 0, "every_customer_present": 0}
+
+
+def test_models_are_parsed_once_per_sql_text(tmp_path, monkeypatch):
+    """Loading the definitions discovers the models twice; the second reading parses nothing."""
+    import cdp_pipelines.context.sql_models as sql_models
+
+    (tmp_path / "staging").mkdir()
+    (tmp_path / "staging" / "stg_probe_once.sql").write_text(
+        "-- probe\nSELECT customer_id FROM profiles.active_xref AS x /* parsed once */\n")
+    parsed = []
+    real_parse = sql_models.sqlglot.parse_one
+    monkeypatch.setattr(sql_models.sqlglot, "parse_one", lambda *a, **k: parsed.append(a[0]) or real_parse(*a, **k))
+    first = discover_models(tmp_path)
+    second = discover_models(tmp_path)
+    assert sum("parsed once" in str(sql) for sql in parsed) == 1
+    assert first[0].deps == second[0].deps == (("profiles", "active_xref"),)
