@@ -178,7 +178,8 @@ def region_components(
     both seeds, and an edge of an untouched value existed before, inside one previous component.
     So its components, computed from its own edges, are those the whole graph would give. (Were
     an edge to leave the region, the other record's previous component is added and the region
-    grows until none does.) Writes identity_work.affected_rids, old_components, new_components
+    grows until none does.) Reads identity_work.touched_rows (the touched values' identifier
+    rows, written by deterministic.update_identifier_tables). Writes identity_work.affected_rids, old_components, new_components
     and split_components, replaces the region's rows of identity.record_components, and returns
     the region's counts and how many components a cannot-link pair split."""
     overrides = sorted({rid for pair in must + cannot for rid in pair})
@@ -189,7 +190,7 @@ def region_components(
         WITH seeds AS (
             SELECT rid FROM {WORK}.removed_rids
             UNION SELECT rid FROM {WORK}.changed_records
-            UNION SELECT v.rid FROM identity.identifier_values v SEMI JOIN {WORK}.touched_values USING (id_type, id_value)
+            UNION SELECT rid FROM {WORK}.touched_rows
             UNION SELECT rid FROM {WORK}.override_rids)
         SELECT rid FROM seeds
         UNION
