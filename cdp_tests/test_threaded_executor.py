@@ -1,6 +1,7 @@
 """The threaded executor runs independent steps at once, keeps dependencies, limits and failures
 as Dagster's own executors do, and records every event in the instance."""
 
+import sys
 import threading
 import time
 import uuid
@@ -16,12 +17,12 @@ from cdp_pipelines.operations.threaded_executor import threaded_executor
 from cdp_pipelines.runner import execute_job_in_this_process
 
 
-def _run(assets, max_concurrent=2, checks=()):
+def _run(assets, max_concurrent=2, checks=(), **execution):
     defs = dg.Definitions(assets=assets, asset_checks=list(checks), executor=threaded_executor,
                           jobs=[dg.define_asset_job("all", selection=dg.AssetSelection.all())])
     job = defs.resolve_job_def("all")
     instance = dg.DagsterInstance.ephemeral()
-    config = {"execution": {"config": {"max_concurrent": max_concurrent}}}
+    config = {"execution": {"config": {"max_concurrent": max_concurrent, **execution}}}
     return execute_job_in_this_process(job, instance, config, str(uuid.uuid4())), instance
 
 
@@ -250,3 +251,28 @@ def test_a_run_rebuilt_from_its_code_location_runs_steps_at_once():
             assert result.success
             assert {e.step_key for e in result.all_events if e.event_type_value == "STEP_SUCCESS"} == {
                 "meets_0", "meets_1"}
+
+
+def _interval_asset():
+    @dg.asset
+    def interval() -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"switch_interval": sys.getswitchinterval()})
+    return interval
+
+
+@pytest.mark.parametrize("execution, expected", [({}, 0.001), ({"switch_interval_ms": 0.5}, 0.0005)])
+def test_steps_run_with_the_configured_switch_interval_which_is_restored_after(execution, expected):
+    before = sys.getswitchinterval()
+    assert before != pytest.approx(expected)
+    result, instance = _run([_interval_asset()], **execution)
+    assert result.success
+    seen = instance.get_latest_materialization_event(dg.AssetKey("interval")).asset_materialization.metadata
+    assert seen["switch_interval"].value == pytest.approx(expected)
+    assert sys.getswitchinterval() == before
+
+
+def test_a_switch_interval_out_of_range_is_refused():
+    result, _ = _run([_interval_asset()], switch_interval_ms=0.0)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+    assert "switch_interval_ms must be above 0" in failure.job_failure_data.error.to_string()
