@@ -48,8 +48,8 @@ DEFAULT_SWITCH_INTERVAL_MS = 1.0
 """How long a thread may hold the GIL while another waits for it, during a run (Python's default
 is 5 ms). A step returning from a DuckDB statement, which ran without the GIL, waits for it while
 the other step runs Python (pandas, Great Expectations, Dagster's events); a step issuing hundreds
-of small statements paid up to 5 ms after each one. 1 ms made the 1M incremental run about 8%
-shorter (docs/operations.md)."""
+of small statements paid up to 5 ms after each one. In alternated 1M incremental runs, 1 ms was
+shorter in every pair (about 8% on average); the measurement is in docs/operations.md."""
 
 _POLL_SECONDS = 0.05
 
