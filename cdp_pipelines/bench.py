@@ -432,7 +432,27 @@ def run_pipeline(console, sampler: "LoadSampler | None" = None, max_concurrent: 
             stage["machine_cores"] = sampler.machine_cores(min(r["epoch_start"] for r in rows),
                                                            max(r["epoch_end"] for r in rows))
         machine = sampler.machine_cores(epoch0, epoch0 + wall)
-    return {"outcome": outcome, "wall": wall, "cpu": cpu, "steps": steps, "stages": stages, "machine_cores": machine}
+    return {"outcome": outcome, "wall": wall, "cpu": cpu, "steps": steps, "stages": stages, "machine_cores": machine,
+            "publish": publish_figures(instance, outcome.run_id)}
+
+
+def publish_figures(instance, run_id: str) -> dict | None:
+    """What the run's publish to PostgreSQL recorded: its seconds, rows per table and the seconds
+    of each phase (docs/serving.md), slowest first; None when the run published nothing."""
+    import dagster as dg
+
+    from cdp_pipelines.serving.assets import PUBLISHED
+
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=PUBLISHED), limit=1).records
+    event = records[0].event_log_entry if records else None
+    if event is None or event.run_id != run_id:
+        return None
+    metadata = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    if not metadata.get("published"):
+        return None
+    phases = metadata.get("phase_seconds") or {}
+    return {"seconds": metadata.get("seconds"), "row_counts": metadata.get("row_counts"),
+            "phase_seconds": dict(sorted(phases.items(), key=lambda item: -item[1]))}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -660,6 +680,7 @@ def benchmark(persons: int, workdir: Path, seed: int = 42, serving_admin_url: st
             "links_accepted": identity.get("links_accepted"),
         },
         "pipeline_splink_seconds": round(pipeline_splink, 2),
+        "publish": run["publish"],
     })
     if bare_result is not None:
         result["bare_splink"] = bare_result
@@ -714,6 +735,9 @@ def format_report(r: dict) -> str:
               f"{format_cores(r.get('machine_cores')) or 'not sampled'})",
               *(f"  ran alone: {row['step']} {row['seconds']:.1f} s, machine {format_cores(row.get('machine_cores'))}"
                 for row in steps_alone(r["steps"]) if row["seconds"] >= 5),
+              *([f"publish {pub['seconds']} s: " + ", ".join(f"{k} {v:.1f}" for k, v in
+                                                         list(pub["phase_seconds"].items())[:6])]
+                if (pub := r.get("publish")) else []),
               f"peak RSS {r['peak_rss']['max']} GiB (self {r['peak_rss']['self']}, children {r['peak_rss']['children']})"
               f"  warehouse file {gib(r['warehouse_file_bytes'])} GiB",
               f"identity seconds {ident['seconds']}  (identity step {ident['identity_step_seconds']} s)",

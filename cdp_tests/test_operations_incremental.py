@@ -4,8 +4,6 @@ blocking reconciliation checks pass in both modes."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dagster as dg
 import duckdb
 import pytest

@@ -76,8 +76,14 @@ def test_benchmark_reports_stages_memory_rates_and_bare_splink(tmp_path, postgre
     assert r["share_outside_bare_splink"] == pytest.approx(1 - bare["train_predict_seconds"] / r["wall_seconds"], abs=2e-3)
     assert 0 < identity["share_outside_pipeline_splink"] < 1
     assert r["accuracy"]["records_evaluated"] == r["records_read"]
+    # The publish's own record: rows per served table and where its seconds went.
+    publish = r["publish"]
+    assert publish["row_counts"]["customer_360"] == r["customers"]
+    assert 0 < publish["seconds"] <= r["stages"]["serving"]["seconds"]
+    phases = list(publish["phase_seconds"].values())
+    assert "copy customer_context" in publish["phase_seconds"] and phases == sorted(phases, reverse=True)
 
-    for line in ("stage", "machine cores", "the whole machine", "records/s", "peak RSS", "warehouse file",
+    for line in ("stage", "machine cores", "the whole machine", "records/s", "publish ", "peak RSS", "warehouse file",
                  "bare Splink train+predict",
                  "share of the identity step outside pipeline Splink", "accuracy"):
         assert line in done.stdout
