@@ -4,6 +4,7 @@ instead of leaving the other side waiting on the pipe."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 import threading
 
@@ -41,6 +42,15 @@ def test_every_row_arrives_with_its_text_intact(pg, tmp_path, monkeypatch):
     assert pg.execute("SELECT note FROM target WHERE id = 5").fetchone() == ("tab\tand\nnewline\\\\",)
     assert pg.execute("SELECT note FROM target WHERE id = 1").fetchone() == ("row 1",)
     assert not list(tmp_path.iterdir())  # the pipe and its folder are removed
+
+
+def test_without_named_pipes_a_temporary_file_carries_the_rows(pg, tmp_path, monkeypatch):
+    monkeypatch.delattr(os, "mkfifo")  # as on a platform without named pipes
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    copied = copy_query(duckdb.connect(), "SELECT i, 'row ' || i FROM range(1000) t(i)", pg,
+                        sql.Identifier("target"), COLUMNS)
+    assert copied == 1000 == pg.execute("SELECT count(*) FROM target").fetchone()[0]
+    assert not list(tmp_path.iterdir())
 
 
 def _failure_within(seconds: float, call) -> BaseException | None:
