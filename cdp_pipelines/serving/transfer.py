@@ -4,9 +4,9 @@ DuckDB writes the rows in PostgreSQL's text format into a named pipe, from which
 streams them to `COPY ... FROM STDIN` in large chunks while DuckDB is still writing: PostgreSQL
 parses the first rows while DuckDB renders the last, and no temporary file as large as the
 table is written to disk and read back (where named pipes do not exist, a temporary file is).
-Text format rather than CSV: PostgreSQL parses it in
-about half the time (no quote state; the lookup documents are JSON, full of quotes that CSV
-doubles). Its rules: fields separated by tabs, NULL written as \\N, and a backslash, tab,
+
+Text format rather than CSV: PostgreSQL parses it in about half the time (no quote state; the
+lookup documents are JSON, full of quotes that CSV doubles). Its rules: fields separated by tabs, NULL written as \\N, and a backslash, tab,
 newline or carriage return inside a value written as \\\\, \\t, \\n, \\r. DuckDB applies the
 escapes in SQL (`text_field`), so an empty string and NULL stay distinct.
 """
