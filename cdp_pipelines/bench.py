@@ -439,12 +439,9 @@ def run_pipeline(console, sampler: "LoadSampler | None" = None, max_concurrent: 
 def publish_figures(instance, run_id: str) -> dict | None:
     """What the run's publish to PostgreSQL recorded: its seconds, rows per table and the seconds
     of each phase (docs/serving.md), slowest first; None when the run published nothing."""
-    import dagster as dg
-
     from cdp_pipelines.serving.assets import PUBLISHED
 
-    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=PUBLISHED), limit=1).records
-    event = records[0].event_log_entry if records else None
+    event = instance.get_latest_materialization_event(PUBLISHED)
     if event is None or event.run_id != run_id:
         return None
     metadata = {k: v.value for k, v in event.asset_materialization.metadata.items()}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import time
 
 import duckdb
 import psycopg
@@ -102,7 +103,7 @@ def test_a_connection_lost_mid_copy_is_the_error_raised(pg, postgres_server_url)
                     copying.set()
                     admin.execute("SELECT pg_terminate_backend(%s)", [pid])
                     return
-                threading.Event().wait(0.05)
+                time.sleep(0.05)
 
     killer = threading.Thread(target=terminate_once_copying, daemon=True)
     killer.start()

@@ -6,9 +6,10 @@ parses the first rows while DuckDB renders the last, and no temporary file as la
 table is written to disk and read back (where named pipes do not exist, a temporary file is).
 
 Text format rather than CSV: PostgreSQL parses it in about half the time (no quote state; the
-lookup documents are JSON, full of quotes that CSV doubles). Its rules: fields separated by tabs, NULL written as \\N, and a backslash, tab,
-newline or carriage return inside a value written as \\\\, \\t, \\n, \\r. DuckDB applies the
-escapes in SQL (`text_field`), so an empty string and NULL stay distinct.
+lookup documents are JSON, full of quotes that CSV doubles). Its rules: fields separated by tabs,
+NULL written as \\N, and a backslash, tab, newline or carriage return inside a value written as
+\\\\, \\t, \\n, \\r. DuckDB applies the escapes in SQL (`text_field`), so an empty string and
+NULL stay distinct.
 """
 
 from __future__ import annotations
