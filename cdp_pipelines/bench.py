@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import gc
 import logging
 import os
 import platform
@@ -163,6 +164,38 @@ class LoadSampler:
         loads = [s[1] for s in self.samples] or [os.getloadavg()[0]]
         return {"load1_mean": round(sum(loads) / len(loads), 2), "load1_max": round(max(loads), 2),
                 "samples": len(self.samples)}
+
+
+class CollectorTimer:
+    """Python's garbage collections in this process while open: count and seconds per generation,
+    and the longest. A collection holds the GIL, so every step's Python waits while it runs."""
+
+    def __init__(self) -> None:
+        self.collections = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self.longest = 0.0
+        self._started: float | None = None
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self._started is not None:  # a collection started before the timer was added has no start
+            took = time.perf_counter() - self._started
+            self._started = None
+            self.collections[info["generation"]] += 1
+            self.seconds[info["generation"]] += took
+            self.longest = max(self.longest, took)
+
+    def __enter__(self) -> "CollectorTimer":
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def summary(self) -> dict:
+        return {"seconds": round(sum(self.seconds), 2), "collections_by_generation": self.collections,
+                "seconds_by_generation": [round(x, 2) for x in self.seconds], "longest_seconds": round(self.longest, 3)}
 
 
 def source_tree() -> dict:
@@ -413,7 +446,8 @@ def run_pipeline(console, sampler: "LoadSampler | None" = None, max_concurrent: 
     from cdp_pipelines.runner import dagster_instance, run_full_refresh
 
     cpu0, wall0, epoch0 = cpu_seconds(), time.perf_counter(), time.time()
-    outcome = run_full_refresh(retrain=True, console=console, max_concurrent=max_concurrent)
+    with CollectorTimer() as collector:
+        outcome = run_full_refresh(retrain=True, console=console, max_concurrent=max_concurrent)
     wall = time.perf_counter() - wall0
     cpu = cpu_seconds() - cpu0
     instance = dagster_instance()
@@ -433,7 +467,7 @@ def run_pipeline(console, sampler: "LoadSampler | None" = None, max_concurrent: 
                                                            max(r["epoch_end"] for r in rows))
         machine = sampler.machine_cores(epoch0, epoch0 + wall)
     return {"outcome": outcome, "wall": wall, "cpu": cpu, "steps": steps, "stages": stages, "machine_cores": machine,
-            "publish": publish_figures(instance, outcome.run_id)}
+            "publish": publish_figures(instance, outcome.run_id), "garbage_collection": collector.summary()}
 
 
 def publish_figures(instance, run_id: str) -> dict | None:
@@ -678,6 +712,7 @@ def benchmark(persons: int, workdir: Path, seed: int = 42, serving_admin_url: st
         },
         "pipeline_splink_seconds": round(pipeline_splink, 2),
         "publish": run["publish"],
+        "garbage_collection": run["garbage_collection"],
     })
     if bare_result is not None:
         result["bare_splink"] = bare_result
@@ -735,6 +770,9 @@ def format_report(r: dict) -> str:
               *([f"publish {pub['seconds']} s: " + ", ".join(f"{k} {v:.1f}" for k, v in
                                                          list(pub["phase_seconds"].items())[:6])]
                 if (pub := r.get("publish")) else []),
+              *([f"garbage collection {gcs['seconds']} s in this process ({sum(gcs['collections_by_generation']):,} "
+                 f"collections, {gcs['collections_by_generation'][2]} full; longest {gcs['longest_seconds']} s)"]
+                if (gcs := r.get("garbage_collection")) else []),
               f"peak RSS {r['peak_rss']['max']} GiB (self {r['peak_rss']['self']}, children {r['peak_rss']['children']})"
               f"  warehouse file {gib(r['warehouse_file_bytes'])} GiB",
               f"identity seconds {ident['seconds']}  (identity step {ident['identity_step_seconds']} s)",

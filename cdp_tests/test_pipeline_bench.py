@@ -2,6 +2,7 @@
 it must generate, run every stage with a PostgreSQL publish, time bare Splink on the same nodes
 and report the figures issue 9 asks for, consistently with each other."""
 
+import gc
 import json
 import os
 import re
@@ -13,7 +14,7 @@ import time
 import pytest
 
 from cdp_pipelines.bench import (
-    BenchmarkError, LoadSampler, ServingDatabase, format_cores, machine_cpu_seconds, main, steps_alone,
+    BenchmarkError, CollectorTimer, LoadSampler, ServingDatabase, format_cores, machine_cpu_seconds, main, steps_alone,
     usable_workdir,
 )
 from cdp_pipelines.settings import PROJECT_ROOT
@@ -82,8 +83,12 @@ def test_benchmark_reports_stages_memory_rates_and_bare_splink(tmp_path, postgre
     assert 0 < publish["seconds"] <= r["stages"]["serving"]["seconds"]
     phases = list(publish["phase_seconds"].values())
     assert "copy customer_context" in publish["phase_seconds"] and phases == sorted(phases, reverse=True)
+    # The run's garbage collections (with the executor's raised threshold, a few hundred).
+    collected = r["garbage_collection"]
+    assert sum(collected["collections_by_generation"]) > 0
+    assert collected["seconds"] == pytest.approx(sum(collected["seconds_by_generation"]), abs=0.02)
 
-    for line in ("stage", "machine cores", "the whole machine", "records/s", "publish ", "peak RSS", "warehouse file",
+    for line in ("stage", "machine cores", "the whole machine", "records/s", "publish ", "garbage collection", "peak RSS", "warehouse file",
                  "bare Splink train+predict",
                  "share of the identity step outside pipeline Splink", "accuracy"):
         assert line in done.stdout
@@ -93,6 +98,17 @@ def test_benchmark_reports_stages_memory_rates_and_bare_splink(tmp_path, postgre
     assert [row.split(" ", 1)[0] for row in stage_rows] == list(r["stages"])
     for row in stage_rows:  # CPU seconds and the machine's cores stay two readable columns
         assert re.search(r"\d\.\d\s{2,}\d+\.\d\d \(\d+\.\d\d stolen\)$", row), row
+
+
+def test_the_collector_timer_counts_the_collections_made_while_open():
+    with CollectorTimer() as timer:
+        gc.collect()
+        gc.collect(0)
+    gc.collect()  # after it is closed: not counted
+    assert timer.collections == [1, 0, 1]
+    assert timer.seconds[2] > 0 and timer.longest >= timer.seconds[0]
+    assert timer._callback not in gc.callbacks
+    assert timer.summary()["collections_by_generation"] == [1, 0, 1]
 
 
 def test_machine_cores_are_read_between_samples():

@@ -1,6 +1,7 @@
 """The threaded executor runs independent steps at once, keeps dependencies, limits and failures
 as Dagster's own executors do, and records every event in the instance."""
 
+import gc
 import sys
 import threading
 import time
@@ -276,3 +277,48 @@ def test_a_switch_interval_out_of_range_is_refused():
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
     assert "switch_interval_ms must be above 0" in failure.job_failure_data.error.to_string()
+
+
+def _collector_asset():
+    @dg.asset(name="collector")
+    def collector() -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"threshold": gc.get_threshold()[0], "frozen": gc.get_freeze_count()})
+    return collector
+
+
+@pytest.mark.parametrize("execution, threshold", [({}, 100_000), ({"gc_threshold": 5_000}, 5_000)])
+def test_steps_run_with_the_earlier_objects_frozen_and_the_raised_collector_threshold_restored_after(
+        execution, threshold):
+    before = gc.get_threshold()
+    assert before[0] != threshold and gc.get_freeze_count() == 0
+    result, instance = _run([_collector_asset()], **execution)
+    assert result.success
+    seen = instance.get_latest_materialization_event(dg.AssetKey("collector")).asset_materialization.metadata
+    assert seen["threshold"].value == threshold
+    assert seen["frozen"].value > 0
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_collector_threshold_of_zero_leaves_the_collector_alone_and_a_caller_s_freeze_stays():
+    before = gc.get_threshold()
+    result, instance = _run([_collector_asset()], gc_threshold=0)
+    seen = instance.get_latest_materialization_event(dg.AssetKey("collector")).asset_materialization.metadata
+    assert result.success and seen["threshold"].value == before[0] and seen["frozen"].value == 0
+
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        result, _ = _run([_collector_asset()])
+        assert result.success
+        assert gc.get_freeze_count() > frozen // 2  # the caller's freeze is not undone (unfreeze: 0)
+        assert gc.get_threshold() == before
+    finally:
+        gc.unfreeze()
+
+
+def test_a_negative_collector_threshold_is_refused():
+    result, _ = _run([_collector_asset()], gc_threshold=-1)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+    assert "gc_threshold must be 0 (Python's own) or above" in failure.job_failure_data.error.to_string()
