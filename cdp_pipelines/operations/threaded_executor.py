@@ -55,10 +55,10 @@ shorter in every pair (about 8% on average); the measurement is in docs/operatio
 DEFAULT_GC_THRESHOLD = 100_000
 """Python's first garbage-collection threshold during a run (its default is 700). A run
 allocates millions of short-lived containers (unpickled standardize results, pandas and
-Dagster's events), and at 700 the collector ran about 3,500 times at 1M records, 16 of them
-full collections of 0.3-0.6 s each that hold the GIL, so every other step waits: 5.5-6.9 s of
+Dagster's events), and at 700 the collector ran about 3,300 times at 1M records, 12 or 13 of
+them full collections of up to 0.6 s that hold the GIL, so every other step waits: 5.4-6.0 s of
 collection per run. With the objects that exist before the run frozen (`gc.freeze`: Dagster,
-the definitions) and this threshold, about 1.7 s, peak memory unchanged (docs/operations.md)."""
+the definitions) and this threshold, 1.1-1.3 s, peak memory unchanged (docs/operations.md)."""
 
 _POLL_SECONDS = 0.05
 
