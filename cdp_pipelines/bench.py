@@ -25,8 +25,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import gc
+import json
 import logging
 import os
 import platform
