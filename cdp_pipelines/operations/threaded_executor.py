@@ -23,6 +23,7 @@ import queue
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 from dagster._core.events import DagsterEvent, EngineEventData
@@ -142,11 +143,9 @@ class ThreadedExecutor(Executor):
         with InstanceConcurrencyContext(job_context.instance, job_context.dagster_run) as concurrency, \
                 execution_plan.start(retry_mode=job_context.retry_mode, instance_concurrency_context=concurrency,
                                      step_dependency_config=job_context.step_dependency_config) as active, \
-                log_manager.capture_logs(log_key) as log_context:
+                log_manager.capture_logs(log_key) as log_context, \
+                self._interpreter_tuned():
             yield DagsterEvent.capture_logs(job_context, step_keys, log_key, log_context)
-            previous_interval = sys.getswitchinterval()
-            sys.setswitchinterval(self.switch_interval_ms / 1000)
-            previous_gc, froze = self._tune_collector()
             try:
                 while not active.is_complete or running:
                     yield from self._start_ready_steps(job_context, active, running, events)
@@ -167,24 +166,27 @@ class ThreadedExecutor(Executor):
                 for thread, _ in running.values():
                     thread.join()
                 raise
-            finally:
-                sys.setswitchinterval(previous_interval)
-                gc.set_threshold(*previous_gc)
-                if froze:
-                    gc.unfreeze()
 
-    def _tune_collector(self) -> tuple[tuple[int, ...], bool]:
-        """Raise the first threshold (DEFAULT_GC_THRESHOLD) and freeze what exists before the run,
-        unless gc_threshold is 0. Returns the thresholds to restore and whether this froze (a
-        process that froze objects itself keeps them frozen, and nothing is thawed for it)."""
-        previous = gc.get_threshold()
-        if not self.gc_threshold:
-            return previous, False
-        froze = gc.get_freeze_count() == 0
+    @contextmanager
+    def _interpreter_tuned(self) -> Iterator[None]:
+        """While the steps run: the thread switch interval (DEFAULT_SWITCH_INTERVAL_MS) and, unless
+        gc_threshold is 0, the raised first collection threshold with what exists before the run
+        frozen (DEFAULT_GC_THRESHOLD); all restored after. A process that froze objects itself keeps
+        them frozen, and nothing is thawed for it."""
+        interval, thresholds = sys.getswitchinterval(), gc.get_threshold()
+        froze = bool(self.gc_threshold) and gc.get_freeze_count() == 0
+        sys.setswitchinterval(self.switch_interval_ms / 1000)
         if froze:
             gc.freeze()
-        gc.set_threshold(self.gc_threshold, *previous[1:])
-        return previous, froze
+        if self.gc_threshold:
+            gc.set_threshold(self.gc_threshold, *thresholds[1:])
+        try:
+            yield
+        finally:
+            sys.setswitchinterval(interval)
+            gc.set_threshold(*thresholds)
+            if froze:
+                gc.unfreeze()
 
     def _start_ready_steps(self, job_context: PlanExecutionContext, active: ActiveExecution,
                            running: dict, events: queue.Queue) -> Iterator[DagsterEvent]:
