@@ -39,7 +39,7 @@ class PublishResult:
     dropped_schemas: list[str] = field(default_factory=list)
     phase_seconds: dict[str, float] = field(default_factory=dict)
     """Wall-clock seconds per phase (see phases.PhaseClock): "load" covers the parallel table
-    loads, whose per-table "copy/index/vacuum <table>" phases overlap."""
+    loads, whose per-table "copy/index/analyze <table>" phases overlap."""
 
 
 @dataclass(frozen=True)
@@ -216,8 +216,13 @@ def _load_table(url: str, duck: duckdb.DuckDBPyConnection, schema: str, version:
             )
             rows = 0
             if not plan.missing:
+                # Frozen rows on all-visible pages from the start: index-only scans for the first
+                # lookups, no hint bits for readers to write, and nothing for an insert-triggered
+                # autovacuum to scan under live lookups. A VACUUM afterwards cannot do this: with
+                # synchronous_commit off, it runs before the load's commit is flushed and leaves
+                # every page unmarked.
                 with clock.phase(f"copy {spec.name}"):
-                    rows = copy_query(duck, plan.select_sql(), pg, target, plan.columns)
+                    rows = copy_query(duck, plan.select_sql(), pg, target, plan.columns, freeze=True)
             with clock.phase(f"index {spec.name}"):
                 if spec.primary_key:
                     pg.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(
@@ -227,10 +232,8 @@ def _load_table(url: str, duck: duckdb.DuckDBPyConnection, schema: str, version:
                         target, sql.SQL(", ").join(map(sql.Identifier, cols))))
                 pg.commit()
             pg.autocommit = True
-            # Vacuum before channels see the table: the visibility map allows index-only scans,
-            # and the insert-triggered autovacuum does not scan millions of rows under live lookups.
-            with clock.phase(f"vacuum {spec.name}"):
-                pg.execute(sql.SQL("VACUUM (ANALYZE) {}").format(target))
+            with clock.phase(f"analyze {spec.name}"):  # planner statistics before channels query it
+                pg.execute(sql.SQL("ANALYZE {}").format(target))
             return rows
     except errors.UniqueViolation as exc:
         raise PublishError(

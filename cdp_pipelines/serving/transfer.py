@@ -57,10 +57,16 @@ def copy_query(
     pg: psycopg.Connection,
     target: sql.Composable,
     columns: Sequence[Column],
+    *,
+    freeze: bool = False,
 ) -> int:
-    """COPY the rows of a DuckDB query (which yields `columns`, in order) into target; returns rows copied."""
-    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT text)").format(
-        target, sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
+    """COPY the rows of a DuckDB query (which yields `columns`, in order) into target; returns rows copied.
+
+    With `freeze`, the rows are written frozen and their pages marked all-visible, as a VACUUM
+    would leave them; PostgreSQL allows it only into a table created (or truncated) earlier in
+    the same transaction."""
+    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT text{})").format(
+        target, sql.SQL(", ").join(sql.Identifier(c.name) for c in columns), sql.SQL(", FREEZE" if freeze else "")
     )
     with tempfile.TemporaryDirectory(prefix="cdp_serving_") as folder:
         path = Path(folder) / "rows.tsv"
