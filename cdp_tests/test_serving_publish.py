@@ -267,6 +267,22 @@ def test_published_tables_are_all_visible_and_analysed(serving_db, duck):
         assert tuples > 0 and analysed, name
 
 
+def test_key_columns_compare_bytes_and_other_text_keeps_the_database_collation(serving_db, duck):
+    publish(serving_db.url, duck, config_path=serving_db.config_path)
+    with psycopg.connect(serving_db.url) as conn:
+        collations = {(t, c): coll for t, c, coll in conn.execute("""
+            SELECT table_name, column_name, collation_name FROM information_schema.columns
+            WHERE table_schema = 'cdp_v1' AND data_type = 'text'""").fetchall()}
+    keyed = {("identity_lookup", "identifier_type"), ("identity_lookup", "identifier_value"),
+             ("identity_lookup", "customer_id"), ("customer_360", "customer_id"), ("journeys", "journey_id"),
+             ("customer_context", "customer_id"), ("segment_membership", "segment"), ("escalations", "customer_id")}
+    assert keyed <= collations.keys()
+    assert {k: collations[k] for k in keyed} == {k: "C" for k in keyed}
+    assert collations[("customer_context", "doc")] is None  # not a key: the database's collation
+    assert all(coll is None for (table, column), coll in collations.items() if (table, column) not in keyed
+               and column != "customer_id"), collations
+
+
 def test_publish_reports_phase_seconds(serving_db, duck):
     result = publish(serving_db.url, duck, config_path=serving_db.config_path)
     phases = result.phase_seconds

@@ -207,7 +207,7 @@ def _load_table(url: str, duck: duckdb.DuckDBPyConnection, schema: str, version:
             pg.execute("SET synchronous_commit = off")
             pg.execute("SET maintenance_work_mem = '512MB'")
             columns = sql.SQL(", ").join(
-                sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.pg_type)) for c in plan.columns
+                sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(column_type(c, spec))) for c in plan.columns
             )
             pg.execute(
                 sql.SQL("CREATE TABLE {} ({}, {} integer NOT NULL DEFAULT {})").format(
@@ -243,6 +243,17 @@ def _load_table(url: str, duck: duckdb.DuckDBPyConnection, schema: str, version:
         raise PublishError(f"loading {spec.source} into {schema}.{spec.name} failed: {_one_line(exc)}") from None
     finally:
         duck.close()
+
+
+def column_type(column: Column, spec: TableSpec) -> str:
+    """The column's PostgreSQL type; text in a key or index is compared byte by byte (COLLATE "C").
+
+    Keys and identifiers are only ever matched for equality, so the database's linguistic
+    collation buys nothing there and costs index builds and look-ups its slower comparisons; and
+    an index in byte order cannot be corrupted by an operating-system upgrade that changes the
+    collation's rules (as glibc 2.28 did)."""
+    keyed = set(spec.primary_key) | {c for cols in spec.indexes for c in cols}
+    return f'{column.pg_type} COLLATE "C"' if column.pg_type == "text" and column.name in keyed else column.pg_type
 
 
 def _log(cfg: ServingConfig, version: int, status: str, counts: dict, seconds: float) -> sql.Composed:
