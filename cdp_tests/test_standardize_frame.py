@@ -139,7 +139,8 @@ def test_vectorised_identifiers_match_the_per_value_classifier():
     from cdp_pipelines.standardize.frame import _classify_identifier, _map_identifier
 
     values = ["lc 0012 34", " LC001234 ", "N/A", "unknown", "----", "0000000000", "xxxx", "  ", "", None,
-              "a", "ab-12", "Ω123", "__", "tok_9f", "1234567", "Null", "none", "AAAAAAA", "W 12 3"]
+              "a", "ab-12", "Ω123", "__", "tok_9f", "1234567", "Null", "none", "AAAAAAA", "W 12 3",
+              "lc\u00a0001\u2003x", "ab\x1c12\x0b", "tok\u3000 9f", "n\u00a0/\u00a0a"]
     config = default_config()
     for attribute in ("loyalty_card", "payment_token", "web_user_id", "cookie_id", "account_id", "order_number"):
         mapped = _map_identifier(pd.Series(values, dtype="object"), attribute, config)

@@ -133,3 +133,36 @@ def test_a_value_without_any_letter_or_digit_is_filler_whatever_its_first_charac
     """Letters and digits are what str.isalnum accepts (the regex's [^\\W_]): an underscore,
     punctuation or a lone combining mark is none, a superscript or Arabic-Indic digit is one."""
     assert is_placeholder(raw) is expected
+
+
+def test_whitespace_constant_is_pythons_backslash_s():
+    import re
+    import sys
+
+    from cdp_pipelines.standardize.junk import WHITESPACE
+
+    assert set(WHITESPACE) == {c for c in map(chr, range(sys.maxunicode + 1)) if re.match(r"\s", c)}
+
+
+TRICKY_VALUES = [
+    "N/A", "n.a.", "N\u00a0/\u00a0A", "n\u2003a", "NULL", "nUlL", "Unknown", "UNKNOWN", "unk", "x\u3000x\u3000x",
+    "xxxx", "XXXX", "xx", "aaa", "ǅǅǅ", "ǆǅǅ", "ßß", "SSSS", "ΣΣΣ", "σςσ", "İİİ", "iii", "ﬀﬀ", "ΩΩΩΩ", "ΩΩΩω",
+    "----", "__", "...", "\x1c\x1d", " - ", "0000", "1234", "123", "abc", "ABC", "a-b-c", "a_b_c", "a\x0bb\x0bc",
+    "Ω123", "lc 0012 34", "tok_9f", "W 12 3", "tEsT", "TÉST", "test\u2028", "\u00a0na\u00a0", "Straße", "STRASSE",
+    "ﬁle", "FILE", "", "  ", "\u3000",
+]
+
+
+@pytest.mark.parametrize("attribute", [None, "first_name", "email", "cookie_id"])
+def test_column_wise_placeholder_mask_matches_the_per_value_rule(attribute):
+    import pandas as pd
+
+    from cdp_pipelines.standardize.config import default_config
+    from cdp_pipelines.standardize.junk import _is_placeholder, placeholder_mask
+
+    config = default_config()
+    values = [v for v in TRICKY_VALUES if v.strip()]  # blanks never reach either rule
+    expected = [_is_placeholder(v, attribute, config) for v in values]
+    assert any(expected) and not all(expected)
+    got = placeholder_mask(pd.Series(values, dtype="str"), attribute, config).tolist()
+    assert dict(zip(values, got)) == dict(zip(values, expected))

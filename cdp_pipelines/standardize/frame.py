@@ -26,7 +26,7 @@ import pyarrow as pa
 from cdp_pipelines.vocabulary import CODE_IDENTIFIERS, MAPPABLE_ATTRIBUTES, STANDARDIZED_COLUMNS
 from cdp_pipelines.standardize import addresses, dates, emails, names, phones, postcodes
 from cdp_pipelines.standardize.config import StandardizeConfig, default_config
-from cdp_pipelines.standardize.junk import Status, is_blank, is_placeholder, placeholder_mask
+from cdp_pipelines.standardize.junk import WHITESPACE, Status, is_blank, is_placeholder, placeholder_mask
 
 CANONICAL_COLUMNS: tuple[str, ...] = STANDARDIZED_COLUMNS
 """Identity attributes of docs/architecture.md, in the order standardized tables hold them."""
@@ -330,7 +330,7 @@ def _map_identifier(values: pd.Series, attribute: str, config: StandardizeConfig
     text = pd.Series(np.asarray(uniques, dtype=object)).astype("str")
     blank = (text.str.strip() == "").to_numpy(dtype=bool)
     junk = ~blank & placeholder_mask(text, attribute, config)
-    cleaned = text.str.replace(r"\s+", "", regex=True).str.upper().to_numpy(dtype=object)
+    cleaned = text.str.replace(f"[{WHITESPACE}]+", "", regex=True).str.upper().to_numpy(dtype=object)
     cleaned[blank | junk] = None
     rows_per_unique = np.bincount(codes[codes >= 0], minlength=len(uniques))
     return _Mapped(codes=codes, per_unique=np.append(cleaned, None), junk=int(rows_per_unique[junk].sum()), invalid=0)

@@ -27,6 +27,14 @@ class Status(str, Enum):
 _IGNORED_IN_KEY = re.compile(r"[\s./\\_\-]+")
 _LETTER_OR_DIGIT = re.compile(r"[^\W_]")
 
+WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+              "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+"""The characters of Python's \\s (those str.isspace() accepts), as the characters themselves.
+pandas hands a column pattern holding \\s to Python's re, one value at a time (RE2's \\s is
+narrower), but runs a class of these characters in Arrow, on the whole column at once."""
+
+_IGNORED_IN_KEY_COLUMN = f"[{WHITESPACE}./\\\\_\\-]+"  # _IGNORED_IN_KEY for whole columns
+
 
 def placeholder_key(value: str) -> str:
     """Comparison form of a value: case-folded, without spaces, dots, slashes, underscores, hyphens."""
@@ -70,14 +78,26 @@ def placeholder_mask(values: "pd.Series", attribute: str | None, config: Standar
     """is_placeholder for a whole column of text at once (same rules, vectorised)."""
     config = config or default_config()
     text = values.astype("str").str.strip()
-    key = text.str.replace(_IGNORED_IN_KEY.pattern, "", regex=True).str.casefold()
+    key = _casefold(text.str.replace(_IGNORED_IN_KEY_COLUMN, "", regex=True))
     no_letters_or_digits = ~text.str.contains(r"[^\W_]", regex=True)
     exempt = key.isin(config.placeholder_exemptions.get(attribute, ())) if attribute else False
     listed = key.isin(config.placeholders)
     if attribute:
         listed |= key.isin(config.placeholders_by_attribute.get(attribute, ()))
-    repeated = (key.str.len() >= config.repeated_char_min_length) & key.str.fullmatch(r"(.)\1*")
+    # One character repeated: the key equals itself shifted by one character (a backreference
+    # such as (.)\1* would send every value through Python's re).
+    repeated = (key.str.len() >= config.repeated_char_min_length) & (key.str[1:] == key.str[:-1])
     return (no_letters_or_digits | (~exempt & (listed | repeated))).to_numpy(dtype=bool)
+
+
+def _casefold(text: "pd.Series") -> "pd.Series":
+    """str.casefold of a text column: for ASCII it is lower-casing, which Arrow does for the
+    whole column; only the other values are folded by Python, one at a time."""
+    folded = text.str.lower()
+    other = ~text.str.isascii().fillna(True).astype(bool)
+    if other.any():
+        folded[other] = text[other].map(str.casefold)
+    return folded
 
 
 def is_sequential_digits(digits: str) -> bool:
