@@ -24,7 +24,6 @@ class Status(str, Enum):
     INVALID = "invalid"
 
 
-_IGNORED_IN_KEY = re.compile(r"[\s./\\_\-]+")
 _LETTER_OR_DIGIT = re.compile(r"[^\W_]")
 
 WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
@@ -33,7 +32,8 @@ WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u
 pandas hands a column pattern holding \\s to Python's re, one value at a time (RE2's \\s is
 narrower), but runs a class of these characters in Arrow, on the whole column at once."""
 
-_IGNORED_IN_KEY_COLUMN = f"[{WHITESPACE}./\\\\_\\-]+"  # _IGNORED_IN_KEY for whole columns
+_IGNORED_IN_KEY_PATTERN = f"[{WHITESPACE}./\\\\_\\-]+"  # whitespace, dots, slashes, underscores, hyphens
+_IGNORED_IN_KEY = re.compile(_IGNORED_IN_KEY_PATTERN)
 
 
 def placeholder_key(value: str) -> str:
@@ -78,7 +78,7 @@ def placeholder_mask(values: "pd.Series", attribute: str | None, config: Standar
     """is_placeholder for a whole column of text at once (same rules, vectorised)."""
     config = config or default_config()
     text = values.astype("str").str.strip()
-    key = _casefold(text.str.replace(_IGNORED_IN_KEY_COLUMN, "", regex=True))
+    key = _casefold(text.str.replace(_IGNORED_IN_KEY_PATTERN, "", regex=True))
     no_letters_or_digits = ~text.str.contains(r"[^\W_]", regex=True)
     exempt = key.isin(config.placeholder_exemptions.get(attribute, ())) if attribute else False
     listed = key.isin(config.placeholders)
