@@ -283,6 +283,29 @@ def test_key_columns_compare_bytes_and_other_text_keeps_the_database_collation(s
                and column != "customer_id"), collations
 
 
+def test_views_follow_a_change_of_key_collation(serving_db, duck, monkeypatch):
+    """A version published before keys were byte-ordered (columns in the database's collation) is
+    replaced by one whose views carry "C": the swap re-creates views it cannot replace in place."""
+    import importlib
+
+    publish_module = importlib.import_module("cdp_pipelines.serving.publish")  # the module, not the function
+    monkeypatch.setattr(publish_module, "column_type", lambda column, spec: column.pg_type)
+    publish(serving_db.url, duck, config_path=serving_db.config_path)
+    monkeypatch.undo()
+    result = publish(serving_db.url, duck, config_path=serving_db.config_path)
+    assert result.version == 2
+    with psycopg.connect(serving_db.url) as conn:
+        view_collations = dict(conn.execute("""
+            SELECT column_name, coalesce(collation_name, 'default') FROM information_schema.columns
+            WHERE table_schema = 'cdp' AND table_name = 'identity_lookup' AND data_type = 'text'""").fetchall())
+        assert view_collations == {"identifier_type": "C", "identifier_value": "C", "customer_id": "C"}
+        identifier_type, identifier_value = conn.execute(
+            "SELECT identifier_type, identifier_value FROM cdp.identity_lookup LIMIT 1").fetchone()
+        (found,) = conn.execute("SELECT count(*) FROM cdp.lookup_customers(%s, %s)",
+                                [[identifier_type], [identifier_value]]).fetchone()
+    assert found >= 1
+
+
 def test_publish_reports_phase_seconds(serving_db, duck):
     result = publish(serving_db.url, duck, config_path=serving_db.config_path)
     phases = result.phase_seconds
