@@ -7,10 +7,13 @@ import datetime as dt
 import dagster as dg
 import duckdb
 import pytest
+import sqlglot
 
 from cdp_pipelines import settings
 from cdp_pipelines.context.assets import build_context_definitions
-from cdp_pipelines.context.runner import VariableError, load_variables, render, render_literal, run_models, to_postgres
+from cdp_pipelines.context.runner import (
+    VariableError, load_variables, render, render_literal, run_models, sorted_list_as_ordered_aggregate, to_postgres,
+)
 from cdp_pipelines.context.sql_models import ModelError, discover_models, leading_comment, referenced_tables
 from cdp_pipelines.resources import ProjectPathsResource, WarehouseResource, default_resources
 
@@ -54,6 +57,30 @@ def test_variables_render_as_checked_literals():
 def test_transpiles_window_frames_for_postgres():
     pg = to_postgres("SELECT count(*) OVER (ORDER BY t RANGE BETWEEN 7 * INTERVAL '1 day' PRECEDING AND CURRENT ROW) FROM a.b")
     assert "RANGE BETWEEN 7 * INTERVAL '1 DAY' PRECEDING" in pg
+
+
+@pytest.mark.parametrize(("duckdb_sql", "postgres_sql"), [
+    ("SELECT list_sort(list(v) FILTER (WHERE t = 'a')) FROM x GROUP BY k",
+     "SELECT ARRAY_AGG(v ORDER BY v ASC) FILTER(WHERE t = 'a') FROM x GROUP BY k"),
+    ("SELECT list_sort(list(DISTINCT v)) FROM x", "SELECT ARRAY_AGG(DISTINCT v ORDER BY v ASC) FROM x"),
+    ("SELECT list_sort(list(v), 'DESC') FROM x", "SELECT ARRAY_AGG(v ORDER BY v DESC NULLS LAST) FROM x"),
+    ("SELECT list_sort(list(v), 'DESC', 'NULLS FIRST') FROM x", "SELECT ARRAY_AGG(v ORDER BY v DESC) FROM x"),
+    ("SELECT list_sort(list(v), 'ASC', 'NULLS FIRST') FROM x", "SELECT ARRAY_AGG(v ORDER BY v ASC NULLS FIRST) FROM x"),
+    ("SELECT list_sort(a) FROM x", "SELECT ARRAY_SORT(a) FROM x"),  # not an aggregate: kept
+])
+def test_sorted_lists_become_ordered_aggregates_on_postgres(duckdb_sql, postgres_sql):
+    assert to_postgres(duckdb_sql) == postgres_sql
+
+
+def test_sorted_list_equals_the_ordered_aggregate_on_duckdb():
+    con = duckdb.connect()
+    con.execute("CREATE TABLE x AS SELECT * FROM (VALUES (1, 'b'), (1, NULL), (1, 'a'), (1, 'b'), (2, NULL)) t(k, v)")
+    for form in ("", ", 'DESC'", ", 'ASC', 'NULLS FIRST'", ", 'DESC', 'NULLS FIRST'"):
+        duck_sql = f"SELECT k, list_sort(list(v){form}) FROM x GROUP BY k ORDER BY k"
+        tree = sqlglot.parse_one(duck_sql, read="duckdb").transform(sorted_list_as_ordered_aggregate)
+        aggregate = tree.sql(dialect="duckdb")
+        assert "ORDER BY v" in aggregate and "list_sort" not in aggregate.lower()
+        assert con.execute(duck_sql).fetchall() == con.execute(aggregate).fetchall(), form
 
 
 def test_project_models_and_their_dependencies():

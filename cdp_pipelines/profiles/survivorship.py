@@ -169,9 +169,16 @@ def golden_profile_select(config: SurvivorshipConfig, records: str, available_di
         display_values[attribute] = f"CASE r.source {cases} END" if cases else "CAST(NULL AS VARCHAR)"
 
     display_select = "".join(f",\n    {expr} AS _display_{a}" for a, expr in display_values.items())
-    frequencies = "".join(
-        f",\n    count(*) OVER (PARTITION BY customer_id, {quoted(a)}) AS _freq_{a}"
-        for a, rule in config.attributes.items() if rule.rule == "most_frequent"
+    # How many of the customer's records carry each value of a most_frequent attribute: counted
+    # by grouping and joined back, which is several times cheaper than a window partitioned by
+    # (customer, value), since a window sorts every column of the wide candidate rows.
+    frequent = [a for a, rule in config.attributes.items() if rule.rule == "most_frequent"]
+    frequencies = "".join(f", f_{i}._freq_{a}" for i, a in enumerate(frequent))
+    frequency_joins = "".join(
+        f"\n    LEFT JOIN (SELECT customer_id, {quoted(a)} AS _value, count(*) AS _freq_{a} FROM candidates "
+        f"WHERE {quoted(a)} IS NOT NULL GROUP BY ALL) AS f_{i} "
+        f"ON f_{i}.customer_id = c.customer_id AND f_{i}._value = c.{quoted(a)}"
+        for i, a in enumerate(frequent)
     )
     winners = []
     for attribute, rule in config.attributes.items():
@@ -195,13 +202,15 @@ def golden_profile_select(config: SurvivorshipConfig, records: str, available_di
     newline = ",\n    "
     return f"""
 WITH candidates AS (
-    SELECT r.*, row_number() OVER (ORDER BY r.source, r.source_record_id) AS _tie{display_select}
+    SELECT r.*, k._tie{display_select}
     FROM {records} AS r
+    JOIN (SELECT source, source_record_id, row_number() OVER (ORDER BY source, source_record_id) AS _tie
+          FROM {records}) AS k USING (source, source_record_id)
     {' '.join(joins)}
 ),
 ranked AS (
-    SELECT *{frequencies}
-    FROM candidates
+    SELECT c.*{frequencies}
+    FROM candidates AS c{frequency_joins}
 ),
 winners AS (
     SELECT customer_id,

@@ -11,17 +11,18 @@ WITH customers AS (
     SELECT DISTINCT customer_id FROM profiles.active_xref
 ),
 identifiers AS (
-    -- customer_identifiers holds each (customer, type, value) once: no DISTINCT needed, and an
-    -- ordered aggregate without DISTINCT is about three times cheaper
+    -- customer_identifiers holds each (customer, type, value) once: no DISTINCT needed. Each list
+    -- is gathered unordered and then sorted (list_sort), which costs about half an ordered
+    -- aggregate (array_agg(... ORDER BY ...)) and gives the same list
     SELECT
         customer_id,
-        array_agg(identifier_value ORDER BY identifier_value) FILTER (WHERE identifier_type = 'email') AS emails,
-        array_agg(identifier_value ORDER BY identifier_value) FILTER (WHERE identifier_type = 'phone') AS phones,
-        array_agg(identifier_value ORDER BY identifier_value) FILTER (WHERE identifier_type = 'loyalty_card') AS loyalty_cards,
-        array_agg(identifier_value ORDER BY identifier_value) FILTER (WHERE identifier_type = 'account_id') AS account_ids,
-        array_agg(identifier_value ORDER BY identifier_value) FILTER (WHERE identifier_type = 'web_user_id') AS web_user_ids,
-        array_agg(identifier_value ORDER BY identifier_value) FILTER (WHERE identifier_type = 'cookie_id') AS cookie_ids,
-        array_agg(identifier_value ORDER BY identifier_value) FILTER (WHERE identifier_type = 'social_handle') AS social_handles
+        list_sort(list(identifier_value) FILTER (WHERE identifier_type = 'email')) AS emails,
+        list_sort(list(identifier_value) FILTER (WHERE identifier_type = 'phone')) AS phones,
+        list_sort(list(identifier_value) FILTER (WHERE identifier_type = 'loyalty_card')) AS loyalty_cards,
+        list_sort(list(identifier_value) FILTER (WHERE identifier_type = 'account_id')) AS account_ids,
+        list_sort(list(identifier_value) FILTER (WHERE identifier_type = 'web_user_id')) AS web_user_ids,
+        list_sort(list(identifier_value) FILTER (WHERE identifier_type = 'cookie_id')) AS cookie_ids,
+        list_sort(list(identifier_value) FILTER (WHERE identifier_type = 'social_handle')) AS social_handles
     FROM profiles.customer_identifiers
     GROUP BY customer_id
 ),
@@ -34,7 +35,7 @@ orders AS (
         sum(amount) AS lifetime_value,
         CASE WHEN count(DISTINCT currency) = 1 THEN min(currency)
              WHEN count(DISTINCT currency) > 1 THEN 'mixed' END AS lifetime_value_currency,
-        array_agg(DISTINCT order_number ORDER BY order_number) FILTER (WHERE order_number IS NOT NULL) AS order_numbers
+        list_sort(list(DISTINCT order_number) FILTER (WHERE order_number IS NOT NULL)) AS order_numbers
     FROM (
         SELECT customer_id, channel, 'web:' || coalesce(order_number, source_record_id) AS order_key,
                order_number, amount, currency

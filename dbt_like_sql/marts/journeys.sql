@@ -4,6 +4,8 @@
 -- plus web session time; a journey is resolved when none of its cases is still open.
 -- The distinct channels, orders and cases are each gathered in a CTE of their own: DISTINCT
 -- aggregates in the main GROUP BY cost twice as much (each becomes a separate aggregation).
+-- Orders and cases are gathered unordered and then sorted (list_sort), about half the cost of
+-- an ordered aggregate.
 -- key: journey_id
 -- freshness: ended_at
 WITH totals AS (
@@ -31,12 +33,12 @@ channel_lists AS (
     GROUP BY journey_id
 ),
 journey_orders AS (
-    SELECT journey_id, array_agg(order_number ORDER BY order_number) AS order_numbers
+    SELECT journey_id, list_sort(list(order_number)) AS order_numbers
     FROM (SELECT DISTINCT journey_id, order_number FROM intermediate.int_journeys WHERE order_number IS NOT NULL) AS o
     GROUP BY journey_id
 ),
 journey_cases AS (
-    SELECT journey_id, array_agg(case_id ORDER BY case_id) AS case_ids
+    SELECT journey_id, list_sort(list(case_id)) AS case_ids
     FROM (SELECT DISTINCT journey_id, case_id FROM intermediate.int_journeys WHERE case_id IS NOT NULL) AS k
     GROUP BY journey_id
 )
