@@ -150,6 +150,23 @@ def test_document_config_is_validated(tmp_path, name, part, message):
         load_config(path)
 
 
+@pytest.mark.parametrize(("table", "setting", "message"), [
+    ("escalations", True, "needs a primary_key"),
+    ("identity_lookup", "yes", "must be true or false"),
+])
+def test_load_in_key_order_is_validated(tmp_path, table, setting, message):
+    import yaml
+
+    from cdp_pipelines import settings
+
+    raw = yaml.safe_load((settings.PROJECT_ROOT / "config" / "serving.yaml").read_text())
+    raw["tables"][table]["load_in_key_order"] = setting
+    path = tmp_path / "serving.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ServingConfigError, match=message):
+        load_config(path)
+
+
 @pytest.mark.postgres
 def test_store_whose_function_returned_jsonb_is_upgraded(serving_db):
     """CREATE OR REPLACE cannot change a return type: init_serving drops the jsonb-returning

@@ -267,6 +267,21 @@ def test_published_tables_are_all_visible_and_analysed(serving_db, duck):
         assert tuples > 0 and analysed, name
 
 
+def test_tables_declared_load_in_key_order_are_stored_in_key_order(serving_db, duck):
+    """identity_lookup (load_in_key_order in serving.yaml) is copied sorted by its key, so its
+    rows lie in the heap in key order; the other tables keep the warehouse's order."""
+    from cdp_pipelines.serving.config import load_config
+
+    specs = {t.name: t for t in load_config(serving_db.config_path).tables}
+    assert specs["identity_lookup"].load_in_key_order and not specs["customer_360"].load_in_key_order
+    publish(serving_db.url, duck, config_path=serving_db.config_path)
+    with psycopg.connect(serving_db.url) as conn:
+        stored = conn.execute("SELECT identifier_type, identifier_value, customer_id "
+                              "FROM cdp_v1.identity_lookup ORDER BY ctid").fetchall()
+    keys = [tuple(v.encode() for v in row) for row in stored]
+    assert len(keys) > 100 and keys == sorted(keys)
+
+
 def test_key_columns_compare_bytes_and_other_text_keeps_the_database_collation(serving_db, duck):
     publish(serving_db.url, duck, config_path=serving_db.config_path)
     with psycopg.connect(serving_db.url) as conn:

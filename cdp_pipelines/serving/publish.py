@@ -53,7 +53,10 @@ class TablePlan:
     def select_sql(self) -> str:
         if self.query is not None:
             return self.query
-        return "SELECT {} FROM {}".format(", ".join(c.export_sql for c in self.columns), duck_ref(self.spec.source))
+        select = "SELECT {} FROM {}".format(", ".join(c.export_sql for c in self.columns), duck_ref(self.spec.source))
+        if self.spec.load_in_key_order:  # DuckDB's text order is byte order, as the keys' COLLATE "C"
+            select += " ORDER BY " + ", ".join(quote_ident(k) for k in self.spec.primary_key)
+        return select
 
 
 def publish(
