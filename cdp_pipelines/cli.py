@@ -160,7 +160,6 @@ def _mount_stage_commands() -> None:
     for module_name, attribute, name in (
         ("cdp_pipelines.segments.cli", "app", "segments"),
         ("cdp_pipelines.serving.cli", "app", "serving"),
-        ("cdp_pipelines.profiles.cli", "app", "erase"),
     ):
         try:
             module = import_module(module_name)
@@ -170,8 +169,10 @@ def _mount_stage_commands() -> None:
             continue
         app.add_typer(getattr(module, attribute), name=name)
     from cdp_pipelines.bench import bench_command
+    from cdp_pipelines.profiles.cli import erase
     from cdp_pipelines.serving.cli import lookup
 
+    app.command(name="erase")(erase)
     app.command(name="lookup")(lookup)
     app.command(name="bench")(bench_command)
 

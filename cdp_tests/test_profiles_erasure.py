@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shlex
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 from cdp_pipelines.profiles.cli import app
 from cdp_pipelines.profiles.config_files import ProfilesConfigError
 from cdp_pipelines.profiles.suppression import ENV_SUPPRESSION_FILE, add_erasure_request, normalise_identifier
+from cdp_pipelines.settings import PROJECT_ROOT
 from cdp_pipelines.standardize.emails import canonical_email
 from test_profiles_support import load_inputs, materialize_profiles, query
 
@@ -132,3 +134,50 @@ def test_missing_or_raw_lists_fail_the_run_readably(tmp_path, erasure_list):
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "not found" in str(failure.event_specific_data.error)
+
+
+def _refused_by_erase(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(app, args)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    assert len(lines) == 1 and message in lines[0], result.output
+
+
+def test_erase_refuses_a_list_the_pipeline_would_refuse(tmp_path):
+    garbage = tmp_path / "s.csv"
+    garbage.write_bytes(b"garbage\x00,,\n")
+    _refused_by_erase(["--email", "jane@fastmail.org", "--request-id", "R9", "--suppression-file", str(garbage)],
+                      "header must be request_id,identifier_type,identifier_hash,requested_at")
+    assert garbage.read_bytes() == b"garbage\x00,,\n"
+    raw = tmp_path / "raw.csv"
+    raw.write_text(HEADER + "REQ-1,email,jane@fastmail.org,\n")
+    _refused_by_erase(["--email", "john@fastmail.org", "--request-id", "R9", "--suppression-file", str(raw)],
+                      "never the identifier itself")
+
+
+def test_erase_refuses_list_paths_it_cannot_write(tmp_path):
+    _refused_by_erase(["--email", "jane@fastmail.org", "--request-id", "R", "--suppression-file", str(tmp_path)],
+                      "is a folder; give a CSV file")
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    _refused_by_erase(["--email", "jane@fastmail.org", "--request-id", "R",
+                       "--suppression-file", str(a_file / "list.csv")], "cannot write erasure list")
+
+
+def test_erase_tells_a_placeholder_from_an_invalid_identifier(erasure_list):
+    _refused_by_erase(["--email", "ann@example.com", "--request-id", "R"],
+                      "the email given is a placeholder or junk email address")
+    _refused_by_erase(["--email", "ann@", "--request-id", "R"], "the email given is not a valid email address")
+    _refused_by_erase(["--phone", "07919 021122", "--region", "XX", "--request-id", "R"], "unknown region 'XX'")
+    assert erasure_list.read_text() == HEADER
+
+
+def test_every_documented_erase_example_records_a_request(tmp_path):
+    documented = [line for doc in (PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").glob("*.md")))
+                  for line in doc.read_text().splitlines() if line.strip().startswith("cdp erase ")]
+    assert documented
+    for line in documented:
+        args = shlex.split(line.split("#", 1)[0])[2:]
+        result = CliRunner().invoke(app, [*args, "--suppression-file", str(tmp_path / "list.csv")])
+        assert result.exit_code == 0, (line, result.output)

@@ -21,7 +21,7 @@ from cdp_pipelines import settings
 from cdp_pipelines.profiles.config_files import ProfilesConfigError
 from cdp_pipelines.profiles.identifiers import IDENTIFIER_TYPES, identifier_rows_sql
 from cdp_pipelines.sql_text import literal
-from cdp_pipelines.standardize.identifiers import normalize_identifier
+from cdp_pipelines.standardize.identifiers import UnusableIdentifierError, standardized_identifier
 
 ENV_SUPPRESSION_FILE = settings.ENV_SUPPRESSION_FILE
 COLUMNS = ("request_id", "identifier_type", "identifier_hash", "requested_at")
@@ -41,10 +41,10 @@ def normalise_identifier(identifier_type: str, value: str, default_region: str =
     """The standardized form of an identifier, the one stored in the warehouse and hashed."""
     if identifier_type not in IDENTIFIER_TYPES:
         raise ProfilesConfigError(f"unknown identifier type {identifier_type!r}; allowed: {list(IDENTIFIER_TYPES)}")
-    normalised = normalize_identifier(identifier_type, value or "", default_region)
-    if not normalised:
-        raise ProfilesConfigError(f"the {identifier_type} given is not a valid {identifier_type}; nothing recorded")
-    return normalised
+    try:
+        return standardized_identifier(identifier_type, value or "", default_region)
+    except UnusableIdentifierError as error:
+        raise ProfilesConfigError(f"{error}; nothing recorded") from None
 
 
 def identifier_hash(normalised_value: str) -> str:
@@ -60,46 +60,46 @@ class ErasureRequest:
     requested_at: str
 
 
-def _existing(path: Path) -> list[dict[str, str]]:
-    if not path.exists() or path.stat().st_size == 0:
-        return []
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
-
 def add_erasure_request(
     identifier_type: str, value: str, request_id: str, path: Path | None = None,
     default_region: str = "GB", requested_at: datetime | None = None,
 ) -> ErasureRequest:
     """Append the hash of one identifier to the erasure list (created with its header if missing).
 
-    Recording the same request, type and identifier twice changes nothing.
+    Recording the same request, type and identifier twice changes nothing. An existing list is
+    checked as the pipeline checks it first: a line appended to a list the next run refuses
+    would stop every run.
     """
     request_id = (request_id or "").strip()
     if not request_id or any(ch in request_id for ch in ",\n\r\""):
         raise ProfilesConfigError("request id must be non-empty, without commas, quotes or line breaks")
     path = Path(path) if path is not None else suppression_file()
+    if path.is_dir():
+        raise ProfilesConfigError(f"erasure list {path} is a folder; give a CSV file")
     digest = identifier_hash(normalise_identifier(identifier_type, value, default_region))
     when = (requested_at or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
     request = ErasureRequest(request_id, identifier_type, digest, when.strftime("%Y-%m-%dT%H:%M:%SZ"))
-    existing = _existing(path)
-    for row in existing:
-        if (row.get("request_id"), row.get("identifier_type"), row.get("identifier_hash")) == (
-            request_id, identifier_type, digest
-        ):
-            return ErasureRequest(request_id, identifier_type, digest, row.get("requested_at", ""))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_header = not existing and (not path.exists() or path.stat().st_size == 0)
-    with path.open("a", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        if write_header:
-            writer.writerow(COLUMNS)
-        writer.writerow([request.request_id, request.identifier_type, request.identifier_hash, request.requested_at])
+    existing = read_erasure_list(path) if path.is_file() and path.stat().st_size else []
+    for row_id, row_type, row_hash, row_at in existing:
+        if (row_id, row_type, row_hash) == (request_id, identifier_type, digest):
+            return ErasureRequest(request_id, identifier_type, digest, row_at or "")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_header = not path.exists() or path.stat().st_size == 0
+        with path.open("a", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            if write_header:
+                writer.writerow(COLUMNS)
+            writer.writerow([request.request_id, request.identifier_type, request.identifier_hash,
+                             request.requested_at])
+    except OSError as error:
+        raise ProfilesConfigError(f"cannot write erasure list {path}: {error.strerror or error}") from None
     return request
 
 
-def load_erasure_requests(con: duckdb.DuckDBPyConnection, path: Path) -> int:
-    """Validate the list and load it as temp table erasure_requests; returns its row count.
+def read_erasure_list(path: Path) -> list[tuple[str, str, str, str | None]]:
+    """The list's rows (request_id, identifier_type, identifier_hash, requested_at), checked:
+    the header, the number of fields, known identifier types and hashes rather than identifiers.
 
     A missing file is an error rather than an empty list: a mistyped path must not silently
     bring erased people back.
@@ -110,29 +110,42 @@ def load_erasure_requests(con: duckdb.DuckDBPyConnection, path: Path) -> int:
             f"erasure list {path} not found; create it with the header {','.join(COLUMNS)} "
             f"or point {ENV_SUPPRESSION_FILE} at the right file"
         )
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header] != list(COLUMNS):
-            raise ProfilesConfigError(f"{path}: header must be {','.join(COLUMNS)}, found {header}")
-        rows, problems = [], []
-        for line, row in enumerate(reader, start=2):
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(COLUMNS):
-                problems.append(f"line {line}: expected {len(COLUMNS)} fields, found {len(row)}")
-                continue
-            request_id, identifier_type, digest, requested_at = (cell.strip() for cell in row)
-            if not request_id:
-                problems.append(f"line {line}: empty request_id")
-            if identifier_type not in IDENTIFIER_TYPES:
-                problems.append(f"line {line}: unknown identifier_type {identifier_type!r}")
-            if not _HASH.match(digest):
-                problems.append(f"line {line}: identifier_hash must be 64 lower-case hex characters "
-                                "(a SHA-256 hash, never the identifier itself)")
-            rows.append((request_id, identifier_type, digest, requested_at or None))
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            return _checked_rows(path, csv.reader(handle))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ProfilesConfigError(f"{path}: not a readable CSV erasure list ({error})") from None
+
+
+def _checked_rows(path: Path, reader) -> list[tuple[str, str, str, str | None]]:
+    header = next(reader, None)
+    if header is None or [h.strip() for h in header] != list(COLUMNS):
+        raise ProfilesConfigError(f"{path}: header must be {','.join(COLUMNS)}, found {header}")
+    rows, problems = [], []
+    for line, row in enumerate(reader, start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(COLUMNS):
+            problems.append(f"line {line}: expected {len(COLUMNS)} fields, found {len(row)}")
+            continue
+        request_id, identifier_type, digest, requested_at = (cell.strip() for cell in row)
+        if not request_id:
+            problems.append(f"line {line}: empty request_id")
+        if identifier_type not in IDENTIFIER_TYPES:
+            problems.append(f"line {line}: unknown identifier_type {identifier_type!r}")
+        if not _HASH.match(digest):
+            problems.append(f"line {line}: identifier_hash must be 64 lower-case hex characters "
+                            "(a SHA-256 hash, never the identifier itself)")
+        rows.append((request_id, identifier_type, digest, requested_at or None))
     if problems:
         raise ProfilesConfigError(f"{path}: " + "; ".join(problems[:10]) + (" ..." if len(problems) > 10 else ""))
+    return rows
+
+
+def load_erasure_requests(con: duckdb.DuckDBPyConnection, path: Path) -> int:
+    """Validate the list (read_erasure_list) and load it as temp table erasure_requests; returns
+    its row count."""
+    rows = read_erasure_list(path)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE erasure_requests (request_id VARCHAR, identifier_type VARCHAR, "
         "identifier_hash VARCHAR, requested_at TIMESTAMP)"
