@@ -855,8 +855,8 @@ def bench_command(
     persons: Annotated[int, typer.Option(min=1, help="People to generate (about four source records each).")],
     workdir: Annotated[Optional[Path], typer.Option(help="Data, warehouse and results (default /tmp/cdp-bench/p<persons>).")] = None,
     serving_url: Annotated[str, typer.Option(help="PostgreSQL database used to create and drop the run's own.")] = DEFAULT_SERVING_ADMIN_URL,
-    no_serving: Annotated[bool, typer.Option(help="Do not publish to PostgreSQL.")] = False,
-    no_bare: Annotated[bool, typer.Option(help="Skip the bare Splink comparison.")] = False,
+    no_serving: Annotated[bool, typer.Option("--no-serving", help="Do not publish to PostgreSQL.")] = False,
+    no_bare: Annotated[bool, typer.Option("--no-bare", help="Skip the bare Splink comparison.")] = False,
     bare_repeats: Annotated[int, typer.Option(min=1, help="Bare Splink runs; the fastest is reported.")] = 2,
     config_dir: Annotated[Optional[Path], typer.Option(help="Configuration folder instead of config/.")] = None,
     json_out: Annotated[Optional[Path], typer.Option(help="Results JSON (default WORKDIR/bench.json).")] = None,
@@ -864,8 +864,9 @@ def bench_command(
 ) -> None:
     """Run the whole graph at scale and compare its Splink time with bare Splink's (docs/performance.md).
 
-    Mount with ``app.command("bench")(bench_command)``; exits 1 when the run or a check failed.
+    Exits with 1 when the run or a check failed.
     """
+    # Mounted by the main CLI as `cdp bench` (app.command("bench")(bench_command)).
     argv = ["--persons", str(persons), "--serving-url", serving_url, "--bare-repeats", str(bare_repeats)]
     if workdir is not None:
         argv += ["--workdir", str(workdir)]

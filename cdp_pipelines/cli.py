@@ -33,7 +33,7 @@ class UserError(Exception):
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -51,22 +51,50 @@ def _apply_paths(data_dir: Path | None, warehouse: Path | None, sources: Path | 
         os.environ[settings.ENV_SOURCES_FILE] = str(sources.resolve())
 
 
+def _open_warehouse(warehouse: Path | None):
+    """Read-only warehouse connection, or one error line when the file cannot be opened."""
+    from cdp_pipelines.warehouse_access import WarehouseAccessError, open_warehouse_read_only
+
+    try:
+        return open_warehouse_read_only(warehouse)
+    except WarehouseAccessError as error:
+        fail(str(error))
+
+
+def _no_identity_results(warehouse: Path | None) -> str:
+    return f"warehouse {warehouse or settings.warehouse_path()} holds no identity results; run `cdp run` first"
+
+
 @app.command()
 def generate(
-    persons: Annotated[int, typer.Option(min=1, help="How many people to simulate.")] = 2000,
+    persons: Annotated[int, typer.Option(help="How many people to simulate (at least 100).")] = 2000,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 42,
     out: Annotated[Path, typer.Option(help="Folder for the source files.")] = Path("data/generated"),
     truth_out: Annotated[Optional[Path], typer.Option(help="Ground-truth CSV (default OUT/ground_truth.csv).")] = None,
 ) -> None:
     """Write realistic five-source omnichannel data with ground truth."""
     from cdp_pipelines.synthetic import generate_dataset
+    from cdp_pipelines.synthetic.generator import SMALLEST_USABLE_POPULATION
 
+    if persons < SMALLEST_USABLE_POPULATION:
+        fail(f"--persons must be at least {SMALLEST_USABLE_POPULATION}: with fewer, some sources get no records, "
+             "and the pipeline refuses a source file without records")
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file; give a folder for the source files")
+    if truth_out is not None and truth_out.is_dir():
+        fail(f"--truth-out {truth_out} is a folder; give the path of the ground-truth CSV file")
     started = time.perf_counter()
-    with console.status(f"Generating {persons:,} persons ..."):
-        summary = generate_dataset(persons=persons, seed=seed, out_dir=out, truth_out=truth_out)
+    try:
+        with console.status(f"Generating {persons:,} persons ..."):
+            summary = generate_dataset(persons=persons, seed=seed, out_dir=out, truth_out=truth_out)
+    except OSError as error:
+        fail(f"cannot write {error.filename or out}: {error.strerror or error}")
     console.print(f"Wrote {out} in {time.perf_counter() - started:.1f}s")
     for name, count in summary.counts.items():
         console.print(f"  {name:<20} {count:>10,}")
+    if summary.empty_sources:
+        fail(f"no records for {', '.join(summary.empty_sources)}; the pipeline refuses a source file without "
+             "records: generate more persons or use another seed")
 
 
 @app.command()
@@ -112,18 +140,17 @@ def evaluate(
     """Print pairwise and B-cubed precision/recall/F1 of the resolved identities as JSON."""
     import duckdb
 
-    from cdp_pipelines.identity.evaluation import evaluate as evaluate_identities
+    from cdp_pipelines.identity.evaluation import TruthFileError, evaluate as evaluate_identities
 
-    path = warehouse or settings.warehouse_path()
-    if not path.exists():
-        fail(f"warehouse {path} does not exist; run `cdp run` first")
     if not truth.exists():
         fail(f"truth file {truth} does not exist")
-    con = duckdb.connect(str(path), read_only=True)
+    con = _open_warehouse(warehouse)
     try:
         report = evaluate_identities(con, truth)
     except duckdb.CatalogException:
-        fail(f"warehouse {path} has no identity.customer_xref; run `cdp run` first")
+        fail(_no_identity_results(warehouse))
+    except TruthFileError as error:
+        fail(str(error))
     finally:
         con.close()
     print(json.dumps(report, indent=2))
@@ -140,16 +167,15 @@ def explain(
 
     from cdp_pipelines.identity.explain import explain_customer, render_explanation
 
-    path = warehouse or settings.warehouse_path()
-    if not path.exists():
-        fail(f"warehouse {path} does not exist; run `cdp run` first")
-    con = duckdb.connect(str(path), read_only=True)
+    con = _open_warehouse(warehouse)
     try:
         explanation = explain_customer(con, customer_id)
+    except duckdb.CatalogException:
+        fail(_no_identity_results(warehouse))
     finally:
         con.close()
     if explanation is None:
-        fail(f"no customer {customer_id!r} in {path}")
+        fail(f"no customer {customer_id!r} in {warehouse or settings.warehouse_path()}")
     render_explanation(explanation, Console(), show_pii=show_pii or settings.show_pii())
 
 

@@ -20,6 +20,8 @@ class TruthFileError(ValueError):
 
 
 def _check_truth_file(con: duckdb.DuckDBPyConnection, truth_csv: Path) -> None:
+    if Path(truth_csv).is_dir():
+        raise TruthFileError(f"{truth_csv} is a folder; give the ground-truth CSV file ({','.join(TRUTH_COLUMNS)})")
     try:
         columns = [row[0] for row in con.execute(
             "DESCRIBE SELECT * FROM read_csv(?, header = true, all_varchar = true)", [str(truth_csv)]
@@ -30,6 +32,15 @@ def _check_truth_file(con: duckdb.DuckDBPyConnection, truth_csv: Path) -> None:
     if missing:
         raise TruthFileError(f"{truth_csv}: missing column(s) {', '.join(missing)}; expected "
                              f"{', '.join(TRUTH_COLUMNS)}, found {', '.join(columns)}")
+
+
+def _check_overlap(truth_csv: Path, in_truth: int, evaluated: int) -> None:
+    """Scores over no records would read as perfect (1.0): refuse them instead."""
+    if in_truth == 0:
+        raise TruthFileError(f"{truth_csv}: holds no truth records")
+    if evaluated == 0:
+        raise TruthFileError(f"none of the {in_truth:,} truth records in {truth_csv} are in the warehouse; "
+                             "is it the ground truth of the data this warehouse was built from?")
 
 
 def _f1(p: float, r: float) -> float:
@@ -57,6 +68,7 @@ def evaluate(con: duckdb.DuckDBPyConnection, truth_csv: Path, by_source_pair: bo
         SELECT (SELECT count(*) FROM identity.customer_xref), (SELECT count(*) FROM _truth), (SELECT count(*) FROM _joined)
         """
     ).fetchall()[0]
+    _check_overlap(truth_csv, in_truth=coverage[1], evaluated=coverage[2])
     pairs = con.execute(
         """
         WITH cell AS (SELECT customer_id, person_id, count(*) AS n FROM _joined GROUP BY ALL),

@@ -5,16 +5,18 @@ import json
 from pathlib import Path
 from typing import Annotated, Optional
 
-import duckdb
 import typer
 from rich.console import Console
 
 from cdp_pipelines import settings
 from cdp_pipelines.serving.lookup import lookup as lookup_customers
+from cdp_pipelines.serving.normalize import IDENTIFIER_TYPES
 from cdp_pipelines.serving.postgres import ServingError
 from cdp_pipelines.serving.publish import publish as publish_tables
 from cdp_pipelines.serving.schema import init_serving
 from cdp_pipelines.serving.versions import current_version, rollback as rollback_version
+from cdp_pipelines.standardize.identifiers import UnusableIdentifierError, standardized_identifier
+from cdp_pipelines.warehouse_access import WarehouseAccessError, open_warehouse_read_only
 
 app = typer.Typer(help="Publish to and manage the PostgreSQL serving store.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -25,13 +27,14 @@ UrlOption = Annotated[Optional[str], typer.Option("--url", help="PostgreSQL URL 
 def _url(url: str | None) -> str:
     resolved = url or settings.serving_url()
     if not resolved:
-        console.print(f"[bold red]error:[/] no serving URL: pass --url or set {settings.ENV_SERVING_URL}")
+        console.print(f"[bold red]error:[/] no serving URL: pass --url or set {settings.ENV_SERVING_URL}",
+                      soft_wrap=True)
         raise typer.Exit(2)
     return resolved
 
 
 def _fail(error: Exception) -> None:
-    console.print(f"[bold red]error:[/] {error}")
+    console.print(f"[bold red]error:[/] {error}", soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -51,10 +54,10 @@ def publish(
     warehouse: Annotated[Optional[Path], typer.Option(help="DuckDB warehouse file.")] = None,
 ) -> None:
     """Publish the warehouse's current profiles and context as a new version."""
-    path = warehouse or settings.warehouse_path()
-    if not path.exists():
-        _fail(FileNotFoundError(f"warehouse {path} does not exist; run `cdp run` first"))
-    con = duckdb.connect(str(path), read_only=True)
+    try:
+        con = open_warehouse_read_only(warehouse)
+    except WarehouseAccessError as error:
+        _fail(error)
     try:
         with console.status("publishing ..."):
             result = publish_tables(_url(url), con)
@@ -96,11 +99,17 @@ def lookup(
     url: UrlOption = None,
     region: Annotated[str, typer.Option(help="Region for phone numbers without a country code.")] = "GB",
 ) -> None:
-    """Find a customer by any identifier and print their context as JSON."""
+    """Find a customer by any identifier and print their context as JSON (exit 1 when none matches)."""
     given = {"phone": phone, "email": email, "card": card, "cookie": cookie, "order": order, "account": account}
     if not any(given.values()):
         console.print("[bold red]error:[/] give at least one of --phone, --email, --card, --cookie, --order, --account")
         raise typer.Exit(2)
+    for keyword, value in given.items():
+        if value is not None:
+            try:
+                standardized_identifier(IDENTIFIER_TYPES[keyword], value, region)
+            except UnusableIdentifierError as error:
+                _fail(error)
     try:
         customers = lookup_customers(_url(url), default_region=region, **given)
     except ServingError as error:

@@ -26,7 +26,15 @@ def describe_target(url: str) -> str:
 
 
 def connect(url: str, *, autocommit: bool = False, **kwargs) -> psycopg.Connection:
-    """Open a connection, turning connection failures into a one-line ServingConnectionError."""
+    """Open a connection, turning malformed URLs and connection failures into a one-line
+    ServingConnectionError."""
+    try:
+        conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        # psycopg's message quotes the text it could not parse, which may hold a password.
+        raise ServingConnectionError(
+            "the serving URL is not a valid PostgreSQL URL; expected postgresql://user@host:port/database"
+        ) from None
     try:
         return psycopg.connect(url, autocommit=autocommit, connect_timeout=10, **kwargs)
     except psycopg.OperationalError as exc:

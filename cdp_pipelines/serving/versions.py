@@ -37,7 +37,7 @@ def read_current(conn: psycopg.Connection, cfg: ServingConfig) -> int | None:
             sql.SQL("SELECT version FROM {}.current").format(sql.Identifier(cfg.admin_schema))
         ).fetchone()
     except errors.UndefinedTable:
-        raise ServingError("serving store is not initialised: run init_serving first") from None
+        raise ServingError("serving store is not initialised: run `cdp serving init` first") from None
     return row[0] if row else None
 
 
