@@ -1,18 +1,40 @@
 """Reading the project's YAML configuration with errors a person can act on.
 
 Every stage declares its settings as pydantic models; this is the one place that turns a missing
-file, broken YAML or a validation error into a single line naming the file and the keys.
+file, unreadable bytes, broken YAML or a validation error into a single line naming the file and
+the keys. Settings models derive from `StrictModel`, so a misspelled key is refused rather than
+silently replaced by its default.
 """
 
 from __future__ import annotations
 
+import types
+import typing
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 Model = TypeVar("Model", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Settings that refuse keys they do not declare: a typo must not fall back to a default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def yaml_problem(problem: yaml.YAMLError) -> str:
+    """The parser's complaint on one line, with the line and column it points at."""
+    if isinstance(problem, yaml.MarkedYAMLError) and problem.problem_mark is not None:
+        mark = problem.problem_mark
+        text = f"{problem.problem} (line {mark.line + 1}, column {mark.column + 1})"
+        if problem.context and problem.context_mark is not None:
+            text += (f", {problem.context} at line {problem.context_mark.line + 1}, "
+                     f"column {problem.context_mark.column + 1}")
+        return text
+    return " ".join(str(problem).split())
 
 
 def read_yaml_mapping(path: Path, error: type[Exception]) -> dict:
@@ -21,8 +43,17 @@ def read_yaml_mapping(path: Path, error: type[Exception]) -> dict:
         content = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise error(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a directory, expected a YAML file") from None
+    except PermissionError:
+        raise error(f"{path}: cannot be read (permission denied)") from None
+    except OSError as problem:
+        raise error(f"{path}: cannot be read ({problem.strerror or problem})") from None
+    except UnicodeDecodeError as problem:
+        raise error(f"{path}: not UTF-8 text (byte 0x{problem.object[problem.start]:02x} at offset "
+                    f"{problem.start}); save the file as UTF-8") from None
     except yaml.YAMLError as problem:
-        raise error(f"{path}: not valid YAML: {problem}") from None
+        raise error(f"{path}: not valid YAML: {yaml_problem(problem)}") from None
     if content is None:
         return {}
     if not isinstance(content, dict):
@@ -30,19 +61,61 @@ def read_yaml_mapping(path: Path, error: type[Exception]) -> dict:
     return content
 
 
-def describe_validation_error(path: Path, problem: ValidationError) -> str:
-    """One line: the file, then each offending key path and what is wrong with it."""
+def _unwrap_optional(annotation: Any) -> Any:
+    """`X | None` -> X; any other annotation unchanged."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [m for m in typing.get_args(annotation) if m is not type(None)]
+        return members[0] if len(members) == 1 else annotation
+    return annotation
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The settings model found by following `loc` (field names, list positions, mapping keys)
+    from `model`, or None when the path leads elsewhere."""
+    current: Any = model
+    for step in loc:
+        current = _unwrap_optional(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(step) if isinstance(step, str) else None
+            if field is None:
+                return None
+            current = field.annotation
+        elif typing.get_origin(current) is list and isinstance(step, int):
+            current = typing.get_args(current)[0]
+        elif typing.get_origin(current) is dict:
+            current = typing.get_args(current)[1]
+        else:
+            return None
+    current = _unwrap_optional(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _message(item: dict, model: type[BaseModel] | None) -> str:
+    if item["type"] == "extra_forbidden":
+        parent = _model_at(model, tuple(item["loc"][:-1])) if model else None
+        allowed = f"; allowed: {', '.join(parent.model_fields)}" if parent else ""
+        return f"unknown key (misspelled?){allowed}"
+    return item["msg"].removeprefix("Value error, ")
+
+
+def describe_validation_error(path: Path, problem: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """One line: the file, then each offending key path and what is wrong with it (for an
+    unknown key, the keys allowed there when `model` is given)."""
     parts = [
-        f"{'.'.join(str(p) for p in item['loc']) or '(top level)'}: {item['msg'].removeprefix('Value error, ')}"
+        f"{'.'.join(str(p) for p in item['loc']) or '(top level)'}: {_message(item, model)}"
         for item in problem.errors()
     ]
     return f"{path}: " + "; ".join(parts)
 
 
-def load_yaml_model(path: Path, model: type[Model], error: type[Exception]) -> Model:
-    """Parse and validate one YAML file into `model`, raising `error` with a readable message."""
-    content = read_yaml_mapping(path, error)
+def validate_mapping(path: Path, content: Any, model: type[Model], error: type[Exception]) -> Model:
+    """`content` (read from `path`) validated into `model`, raising `error` with a readable message."""
     try:
         return model.model_validate(content)
     except ValidationError as problem:
-        raise error(describe_validation_error(path, problem)) from None
+        raise error(describe_validation_error(path, problem, model)) from None
+
+
+def load_yaml_model(path: Path, model: type[Model], error: type[Exception]) -> Model:
+    """Parse and validate one YAML file into `model`, raising `error` with a readable message."""
+    return validate_mapping(path, read_yaml_mapping(path, error), model, error)

@@ -31,7 +31,8 @@ def resolve(tmp_path: Path, records: list[dict], summary: dict | None = None) ->
     load_inputs(path, records)
     con = duckdb.connect(str(path))
     try:
-        outcome = build_consent(con, load_consent_config(CONFIG_DIR / "consent.yaml"), "identity.customer_xref")
+        outcome = build_consent(con, load_consent_config(CONFIG_DIR / "consent.yaml"), "identity.customer_xref",
+                                fixed_columns={"crm_accounts"})
         if summary is not None:
             summary.update(outcome)
         assert overridden_opt_outs(con) == 0
@@ -132,3 +133,29 @@ def test_signal_columns_absent_from_a_source_resolve_to_unknown(tmp_path):
     consent = resolve(tmp_path, [crm("A1", "C1"), dict(source="web_events", source_record_id="W1",
                                                        customer_id="C1", observed_at="2024-01-01 00:00:00")])
     assert consent[("C1", "email")][0] == "unknown"
+
+
+def test_a_signal_column_missing_from_a_csv_source_is_refused_naming_it(tmp_path):
+    # A typo in consent.yaml must not turn every customer's sms consent into `unknown`.
+    from cdp_pipelines.profiles.config_files import ProfilesConfigError
+
+    path = tmp_path / "consent.yaml"
+    path.write_text((CONFIG_DIR / "consent.yaml").read_text().replace("column: src_sms_consent", "column: src_sms_consnt"))
+    load_inputs(tmp_path / "warehouse.duckdb", [crm("A1", "C1", sms_consent="yes", updated="2023-01-01")])
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    try:
+        with pytest.raises(ProfilesConfigError, match=(
+                r"consent.yaml: signals.1 \(crm_accounts, sms\): column\(s\) 'src_sms_consnt' \(did you mean "
+                r"'src_sms_consent'\?\) not in standardized.crm_accounts; its original columns: ")):
+            build_consent(con, load_consent_config(path), "identity.customer_xref", fixed_columns={"crm_accounts"})
+    finally:
+        con.close()
+
+
+def test_only_declared_sources_other_than_json_lines_have_fixed_columns():
+    from cdp_pipelines.profiles.assets import sources_with_fixed_columns
+    from cdp_pipelines.settings import PROJECT_ROOT
+
+    fixed = sources_with_fixed_columns(PROJECT_ROOT / "data" / "sources.yaml")
+    assert {"crm_accounts", "pos_transactions", "reviews"} <= fixed
+    assert not fixed & {"web_events", "social_posts"}

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import sqlglot
-import yaml
 from psycopg import sql as pgsql
 
+from cdp_pipelines.config_files import StrictModel, read_yaml_mapping, validate_mapping
 from cdp_pipelines.context.sql_models import VAR_PATTERN, SqlModel
 from cdp_pipelines.operations import scoped_refresh
 from cdp_pipelines.segments.build import CHANGES_TABLE, MEMBERSHIP_TABLE
@@ -35,13 +35,19 @@ class VariableError(ValueError):
     """A model uses a variable that is missing or of a type that cannot be rendered safely."""
 
 
+class ContextKeys(StrictModel):
+    """The top level of config/context.yaml; the names under `vars` are the models' own."""
+
+    version: int = 1
+    vars: dict[str, Any] | None = None
+
+
 def load_variables(config_path: Path) -> dict[str, Any]:
     """The `vars` mapping of config/context.yaml."""
-    raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-    variables = raw.get("vars") or {}
-    if not isinstance(variables, dict):
+    raw = read_yaml_mapping(config_path, VariableError)
+    if not isinstance(raw.get("vars"), (dict, type(None))):
         raise VariableError(f"{config_path}: 'vars' must be a mapping")
-    return variables
+    return validate_mapping(config_path, raw, ContextKeys, VariableError).vars or {}
 
 
 def render_literal(name: str, value: Any) -> str:

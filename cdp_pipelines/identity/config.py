@@ -5,38 +5,37 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+import sqlglot
+from pydantic import Field, field_validator, model_validator
 
-from cdp_pipelines.config_files import load_yaml_model
-from cdp_pipelines.vocabulary import IDENTIFIER_TYPES
+from cdp_pipelines.config_files import StrictModel, load_yaml_model
+from cdp_pipelines.vocabulary import IDENTIFIER_TYPES, STANDARDIZED_COLUMNS
 
 STRONG_IDENTIFIERS = IDENTIFIER_TYPES
-COMPARABLE_COLUMNS = (
-    "given_name",
-    "first_name",
-    "last_name",
-    "full_name",
-    "date_of_birth",
-    "email",
-    "phone",
-    "postcode",
-    "city",
-    "address_line",
-    "social_handle",
-)
+NODE_COLUMNS = ("given_name", "first_name", "last_name", "date_of_birth", "email", "phone", "postcode", "city",
+                "address_line")
+"""The attributes of an identity node: all that Splink's comparisons and blocking rules can read."""
+COMPARABLE_COLUMNS = NODE_COLUMNS
 
 
 class IdentityConfigError(ValueError):
     """A readable problem with the identity configuration (no traceback for users)."""
 
 
-class IdentifierRule(BaseModel):
+class IdentifierRule(StrictModel):
     max_people: int = Field(1, ge=1)
     people_by: str = "given_name"
     phone_kinds: list[Literal["mobile", "landline", "other"]] | None = None
 
+    @field_validator("people_by")
+    @classmethod
+    def _record_column(cls, value: str) -> str:
+        if value not in STANDARDIZED_COLUMNS:
+            raise ValueError(f"unknown column {value!r}; allowed: {list(STANDARDIZED_COLUMNS)}")
+        return value
 
-class DeterministicConfig(BaseModel):
+
+class DeterministicConfig(StrictModel):
     identifiers: dict[str, IdentifierRule]
     same_person_name_similarity: float = Field(0.85, gt=0, le=1)
     same_person_name_variants: bool = True
@@ -60,15 +59,40 @@ class DeterministicConfig(BaseModel):
         return value
 
 
-class CustomLevel(BaseModel):
+class CustomLevel(StrictModel):
     """One level of a custom comparison: a SQL condition over `<column>_l` / `<column>_r`."""
 
     label: str
     sql: str
     null: bool = False
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_key(cls, value: object) -> object:
+        """YAML reads an unquoted `null:` key as no key at all (None); it means this setting."""
+        if isinstance(value, dict) and None in value:
+            value = {("null" if k is None else k): v for k, v in value.items()}
+        return value
 
-class ComparisonSpec(BaseModel):
+    @field_validator("sql")
+    @classmethod
+    def _reads_node_columns(cls, value: str) -> str:
+        """The condition reads `<node column>_l` / `_r` only: Splink would fail on anything else mid-run."""
+        if value.strip().upper() == "ELSE":
+            return value
+        try:
+            condition = sqlglot.condition(value, dialect="duckdb")
+        except sqlglot.errors.ParseError as problem:
+            raise ValueError(f"not a SQL condition: {str(problem).splitlines()[0]}") from None
+        allowed = [f"{c}_{side}" for c in NODE_COLUMNS for side in ("l", "r")]
+        unknown = sorted({c.sql() for c in condition.find_all(sqlglot.exp.Column)
+                          if c.name not in allowed and not (c.table in ("l", "r") and c.name in NODE_COLUMNS)})
+        if unknown:
+            raise ValueError(f"unknown column(s) {unknown}; allowed: {allowed}")
+        return value
+
+
+class ComparisonSpec(StrictModel):
     """A Splink comparison_library class by name, or `custom` with SQL levels (settings as data)."""
 
     type: str
@@ -85,15 +109,28 @@ class ComparisonSpec(BaseModel):
         return value
 
 
-class TrainingConfig(BaseModel):
+def _node_columns_only(rules: list[list[str]]) -> list[list[str]]:
+    """Blocking rules name node columns: a typo would otherwise surface as Splink's SQL error mid-run."""
+    for rule in rules:
+        if not rule:
+            raise ValueError("a rule needs at least one column")
+        unknown = [c for c in rule if c not in NODE_COLUMNS]
+        if unknown:
+            raise ValueError(f"unknown column(s) {unknown} in rule {rule}; allowed: {list(NODE_COLUMNS)}")
+    return rules
+
+
+class TrainingConfig(StrictModel):
     prior_rules: list[list[str]]
     prior_recall: float = Field(0.7, gt=0, le=1)
     u_max_pairs: float = 2e6
     seed: int = 42
     em_blocking_rules: list[list[str]]
 
+    _rules = field_validator("prior_rules", "em_blocking_rules")(_node_columns_only)
 
-class ProbabilisticConfig(BaseModel):
+
+class ProbabilisticConfig(StrictModel):
     comparisons: list[ComparisonSpec]
     blocking_rules: list[list[str]]
     training: TrainingConfig
@@ -101,8 +138,10 @@ class ProbabilisticConfig(BaseModel):
     match_probability: float = Field(0.95, gt=0, le=1)
     weak_record_probability: float = Field(0.995, gt=0, le=1)
 
+    _rules = field_validator("blocking_rules")(_node_columns_only)
 
-class ClusteringConfig(BaseModel):
+
+class ClusteringConfig(StrictModel):
     conflict_attributes: list[Literal["date_of_birth", "account_id", "given_name"]] = [
         "date_of_birth", "account_id", "given_name"]
     overwhelming_match_weight: float = 20.0
@@ -110,14 +149,14 @@ class ClusteringConfig(BaseModel):
     max_cluster_records: int = Field(1000, ge=2)
 
 
-class IdentityConfig(BaseModel):
+class IdentityConfig(StrictModel):
     deterministic: DeterministicConfig
     probabilistic: ProbabilisticConfig
     clustering: ClusteringConfig = ClusteringConfig()
     overrides_file: str = "identity_overrides.yaml"
 
 
-class OverridePair(BaseModel):
+class OverridePair(StrictModel):
     a: str
     b: str
     reason: str = ""
@@ -136,7 +175,7 @@ class OverridePair(BaseModel):
         return (a_source, a_id), (b_source, b_id)
 
 
-class Overrides(BaseModel):
+class Overrides(StrictModel):
     must_link: list[OverridePair] = Field(default_factory=list)
     cannot_link: list[OverridePair] = Field(default_factory=list)
 

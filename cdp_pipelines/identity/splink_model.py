@@ -22,9 +22,9 @@ import splink.comparison_library as cl
 from splink import Linker, SettingsCreator
 from splink.backends.duckdb import DuckDBAPI
 
-from cdp_pipelines.identity.config import ProbabilisticConfig
+from cdp_pipelines.identity.config import NODE_COLUMNS, ProbabilisticConfig
 
-NODE_COLUMNS = ("given_name", "first_name", "last_name", "date_of_birth", "email", "phone", "postcode", "city", "address_line")
+
 SPLINK_SCHEMA = "identity_work"
 logger = logging.getLogger(__name__)
 

@@ -358,7 +358,7 @@ def _build_expectation(plan: _Planned, position: int):
         return impl(**kwargs, meta={"position": position})
     except Exception as error:  # pydantic validation of the YAML arguments
         raise QualityConfigError(
-            f"expectation {rule.spec.expectation!r} on {rule.column!r}: invalid arguments: {error}"
+            f"expectation {rule.spec.expectation!r} on {rule.column!r}: invalid arguments: {' '.join(str(error).split())}"
         ) from error
 
 

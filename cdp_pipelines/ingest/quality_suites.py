@@ -19,9 +19,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cdp_pipelines import settings
+from cdp_pipelines.config_files import StrictModel, read_yaml_mapping, validate_mapping
 
 SEVERITIES = ("blocking", "warning")
 PARSE_MODES = ("date", "datetime")
@@ -84,7 +83,11 @@ class QualityConfigError(ValueError):
 def load_suites(config_path: Path | None = None) -> dict[str, SuiteSpec]:
     """All suites of the YAML file, with `extends` already merged."""
     path = Path(config_path) if config_path else default_config_path()
-    return _load_suites_cached(str(path.resolve()), path.stat().st_mtime_ns)
+    try:
+        modified = path.stat().st_mtime_ns
+    except OSError:
+        modified = 0  # reading it names the problem in one line
+    return _load_suites_cached(str(path.resolve()), modified)
 
 
 def get_suite(suite_name: str, config_path: Path | None = None) -> SuiteSpec:
@@ -100,8 +103,7 @@ def get_suite(suite_name: str, config_path: Path | None = None) -> SuiteSpec:
 def max_rows_validated(config_path: Path | None = None) -> int:
     """How many rows a check hands to Great Expectations at most (a sample beyond that)."""
     path = Path(config_path) if config_path else default_config_path()
-    with open(path, encoding="utf-8") as handle:
-        value = (yaml.safe_load(handle) or {}).get("max_rows_validated", 50_000)
+    value = _read_quality_file(path).get("max_rows_validated", 50_000)
     if not isinstance(value, int) or value < 1:
         raise QualityConfigError(f"{path}: max_rows_validated must be a positive whole number, not {value!r}")
     return value
@@ -112,10 +114,31 @@ def rows_to_validate_sql(select: str, limit: int) -> str:
     return f"SELECT * FROM ({select}) USING SAMPLE reservoir({int(limit)} ROWS) REPEATABLE (42)"
 
 
+class _Suite(StrictModel):
+    description: Any = None
+    extends: Any = None
+    required_columns: Any = None
+    expectations: Any = None
+
+
+class QualityKeys(StrictModel):
+    """The keys quality.yaml and each of its suites may hold; an expectation's own keys are its
+    Great Expectations arguments, which Great Expectations checks."""
+
+    max_rows_validated: Any = None
+    suites: dict[str, _Suite | None] | None = None
+
+
+def _read_quality_file(path: Path) -> dict:
+    """The file's settings, refusing keys it cannot hold."""
+    document = read_yaml_mapping(path, QualityConfigError)
+    validate_mapping(path, document, QualityKeys, QualityConfigError)
+    return document
+
+
 @lru_cache(maxsize=8)
 def _load_suites_cached(path: str, _mtime_ns: int) -> dict[str, SuiteSpec]:
-    with open(path, encoding="utf-8") as handle:
-        document = yaml.safe_load(handle) or {}
+    document = _read_quality_file(Path(path))
     raw_suites = document.get("suites")
     if not isinstance(raw_suites, dict) or not raw_suites:
         raise QualityConfigError(f"{path}: expected a non-empty 'suites' mapping")

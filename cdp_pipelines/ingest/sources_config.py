@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cdp_pipelines.config_files import yaml_problem
 from cdp_pipelines.ingest.errors import SourceContractError, SourcesConfigError
 from cdp_pipelines.vocabulary import MAPPABLE_ATTRIBUTES
 
@@ -225,7 +226,7 @@ def load_sources(path: Path) -> SourcesConfig:
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise SourcesConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise SourcesConfigError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(document, dict) or "sources" not in document:
         raise SourcesConfigError(
             f"{path}: expected a mapping with a top-level 'sources:' list of source entries"

@@ -8,13 +8,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
-import yaml
 
 from cdp_pipelines import settings
+from cdp_pipelines.config_files import read_yaml_mapping
+from cdp_pipelines.ingest.sources_config import load_sources
 from cdp_pipelines.metadata import OWNERS, table_metadata
 from cdp_pipelines.privacy import mask_value
 from cdp_pipelines.profiles import consent as consent_rules
 from cdp_pipelines.profiles import suppression
+from cdp_pipelines.profiles.config_files import ProfilesConfigError
 from cdp_pipelines.operations import scoped_refresh
 from cdp_pipelines.operations.refresh_config import IncrementalRefreshConfig
 from cdp_pipelines.operations.tracking import RECORD_CHANGES
@@ -44,16 +46,23 @@ GROUP = "profiles"
 def _sources_named_in(file_name: str, keys: tuple[str, ...]) -> list[dg.AssetKey]:
     """standardized.<source> tables a config file reads, for lineage; the run validates the file."""
     try:
-        content = yaml.safe_load((settings.config_dir() / file_name).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
+        content = read_yaml_mapping(settings.config_dir() / file_name, ProfilesConfigError)
+    except ProfilesConfigError:
         return []
     names: set[str] = set()
-    if "attributes" in keys:
-        for rule in (content.get("attributes") or {}).values():
-            names.update((rule or {}).get("display") or {})
-    if "signals" in keys:
-        names.update(s.get("source") for s in content.get("signals") or [] if isinstance(s, dict))
+    if "attributes" in keys and isinstance(content.get("attributes"), dict):
+        for rule in content["attributes"].values():
+            display = rule.get("display") if isinstance(rule, dict) else None
+            names.update(display if isinstance(display, dict) else {})
+    if "signals" in keys and isinstance(content.get("signals"), list):
+        names.update(s.get("source") for s in content["signals"] if isinstance(s, dict))
     return [dg.AssetKey(["standardized", n]) for n in sorted(n for n in names if isinstance(n, str))]
+
+
+def sources_with_fixed_columns(sources_file: Path) -> set[str]:
+    """Declared sources whose tables hold every column of their files (all but JSON lines, whose
+    tables only have the keys some record carried): a consent column they lack is a mistake."""
+    return {s.name for s in load_sources(sources_file).sources if s.format != "jsonl"}
 
 
 def suppression_path(paths: ProjectPathsResource) -> Path:
@@ -187,8 +196,9 @@ def consent(context: dg.AssetExecutionContext, config: IncrementalRefreshConfig,
             paths: ProjectPathsResource):
     """Resolve consent conservatively from the explicit signals declared in config/consent.yaml."""
     rules = consent_rules.load_consent_config(paths.config_path(CONSENT_FILE))
+    fixed_columns = sources_with_fixed_columns(Path(paths.sources_file))
     with warehouse.connect() as con:
-        summary = _refresh_consent(con, rules, config.incremental)
+        summary = _refresh_consent(con, rules, config.incremental, fixed_columns)
         consent_meta = table_metadata(con, consent_rules.CONSENT)
         signals_meta = table_metadata(con, consent_rules.CONSENT_SIGNALS)
         counts = consent_rules.status_counts(con)
@@ -201,9 +211,10 @@ def consent(context: dg.AssetExecutionContext, config: IncrementalRefreshConfig,
     yield dg.MaterializeResult(asset_key=CONSENT_SIGNALS, metadata=signals_meta)
 
 
-def _refresh_consent(con, rules: consent_rules.ConsentConfig, incremental: bool) -> dict:
-    """Both consent tables, whole or for the customers changed since they were built."""
-    signals, skipped = consent_rules.usable_signals(con, rules)
+def _refresh_consent(con, rules: consent_rules.ConsentConfig, incremental: bool, fixed_columns: set[str]) -> dict:
+    """Both consent tables, whole or for the customers changed since they were built; a signal's
+    column missing from a source in `fixed_columns` (declared, not JSON lines) is refused."""
+    signals, skipped = consent_rules.usable_signals(con, rules, fixed_columns)
     xref = suppression.ACTIVE_XREF
     print_ = scoped_refresh.fingerprint(consent_rules.all_signals_sql(signals, rules, "xref"),
                                         consent_rules.signals_select("choices"),
@@ -212,7 +223,7 @@ def _refresh_consent(con, rules: consent_rules.ConsentConfig, incremental: bool)
     if plan.mode == "scoped" and scoped_refresh.state_fingerprint(con, consent_rules.CONSENT_SIGNALS) != print_:
         plan = scoped_refresh.RefreshPlan(plan.target, "full", "signals table out of step", plan.generation, print_)
     if plan.mode == "full":
-        summary = consent_rules.build_consent(con, rules, xref)
+        summary = consent_rules.build_consent(con, rules, xref, fixed_columns)
     else:
         summary = {"skipped_signals": skipped, "undated_opt_ins_ignored": 0}
         if plan.mode == "scoped":

@@ -7,14 +7,18 @@ signal (an e-receipt address, a purchase) never opts anyone in.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import difflib
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from cdp_pipelines.profiles.config_files import COLUMN_NAME, SOURCE_NAME, load_yaml_model, table_columns
+from cdp_pipelines.config_files import StrictModel
+from cdp_pipelines.profiles.config_files import (
+    COLUMN_NAME, SOURCE_NAME, ProfilesConfigError, load_yaml_model, table_columns,
+)
 from cdp_pipelines.sql_text import literal, quote_identifier as quoted
 
 CONSENT = "profiles.consent"
@@ -22,7 +26,7 @@ CONSENT_SIGNALS = "profiles.consent_signals"
 OLDEST = "TIMESTAMP '0001-01-01 00:00:00'"
 
 
-class ConsentValues(BaseModel):
+class ConsentValues(StrictModel):
     opt_in: list[str]
     opt_out: list[str]
 
@@ -44,7 +48,7 @@ class ConsentValues(BaseModel):
         return self
 
 
-class ConsentSignal(BaseModel):
+class ConsentSignal(StrictModel):
     """One original column that records an explicit choice on one channel."""
 
     source: str
@@ -71,7 +75,7 @@ class ConsentSignal(BaseModel):
         return [self.column, *([self.decided_at_column] if self.decided_at_column else []), *self.when]
 
 
-class ConsentConfig(BaseModel):
+class ConsentConfig(StrictModel):
     version: int = 1
     channels: list[str]
     values: ConsentValues
@@ -99,25 +103,42 @@ def _timestamp(expression: str, formats: list[str]) -> str:
     return f"coalesce({', '.join(parsed)})"
 
 
-def usable_signals(con: duckdb.DuckDBPyConnection, config: ConsentConfig) -> tuple[list[ConsentSignal], list[str]]:
+def usable_signals(con: duckdb.DuckDBPyConnection, config: ConsentConfig,
+                   fixed_columns: Collection[str] = ()) -> tuple[list[ConsentSignal], list[str]]:
     """Signals whose table and columns exist, and why the others were skipped.
 
-    A JSON source only has the columns some record carried, so an absent column means "no
-    explicit choice recorded", which resolves to unknown: the safe outcome. Skips are reported.
+    A source without a standardized table (not declared or not ingested here) is skipped. A
+    source in `fixed_columns` (CSV, Parquet) has every column of its files, so a column its table
+    lacks is a mistake in consent.yaml: refused, rather than turned into `unknown` for every
+    customer. Other sources may lack one: a JSON lines table only has the keys some record
+    carried, and no record carrying a choice resolves to unknown, the safe outcome. Skips are
+    reported.
     """
     usable, skipped = [], []
-    for signal in config.signals:
+    for position, signal in enumerate(config.signals):
         name = f"{signal.source}.{signal.column} ({signal.channel})"
         columns = table_columns(con, "standardized", signal.source)
         if columns is None:
             skipped.append(f"{name}: no table standardized.{signal.source}")
             continue
         missing = [c for c in signal.columns() if c not in columns]
+        if missing and signal.source in fixed_columns:
+            raise ProfilesConfigError(_missing_columns_message(position, signal, missing, columns))
         if missing:
             skipped.append(f"{name}: column(s) {missing} absent from standardized.{signal.source}")
             continue
         usable.append(signal)
     return usable, skipped
+
+
+def _missing_columns_message(position: int, signal: ConsentSignal, missing: list[str], columns: set[str]) -> str:
+    originals = sorted(c for c in columns if c.startswith("src_"))
+    hints = []
+    for column in missing:
+        close = difflib.get_close_matches(column, originals, n=1)
+        hints.append(f"{column!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return (f"consent.yaml: signals.{position} ({signal.source}, {signal.channel}): column(s) {', '.join(hints)} "
+            f"not in standardized.{signal.source}; its original columns: {', '.join(originals) or 'none'}")
 
 
 def _signal_select(signal: ConsentSignal, config: ConsentConfig, xref: str) -> str:
@@ -214,10 +235,12 @@ def undated_opt_ins(con: duckdb.DuckDBPyConnection, choices: str) -> int:
     ).fetchall()[0][0])
 
 
-def build_consent(con: duckdb.DuckDBPyConnection, config: ConsentConfig, xref: str) -> dict:
-    """Write profiles.consent_signals (every counted explicit choice) and profiles.consent."""
+def build_consent(con: duckdb.DuckDBPyConnection, config: ConsentConfig, xref: str,
+                  fixed_columns: Collection[str] = ()) -> dict:
+    """Write profiles.consent_signals (every counted explicit choice) and profiles.consent;
+    `fixed_columns` as for `usable_signals`."""
     con.execute("CREATE SCHEMA IF NOT EXISTS profiles")
-    signals, skipped = usable_signals(con, config)
+    signals, skipped = usable_signals(con, config, fixed_columns)
     with staged_choices(con, signals, config, xref) as choices:
         ignored = undated_opt_ins(con, choices)
         con.execute(f"CREATE OR REPLACE TABLE {CONSENT_SIGNALS} AS {signals_select(choices)}")

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Literal
 
 import duckdb
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from cdp_pipelines.config_files import StrictModel
 from cdp_pipelines.profiles.config_files import (
     CANONICAL_ATTRIBUTES, COLUMN_NAME, SOURCE_NAME, ProfilesConfigError, load_yaml_model, table_columns,
 )
@@ -25,7 +26,7 @@ _EPOCH_US_OFFSET = 1 << 56
 Rule = Literal["source_priority", "most_recent", "most_frequent", "most_complete"]
 
 
-class AttributeRule(BaseModel):
+class AttributeRule(StrictModel):
     """How one attribute's winning record is chosen."""
 
     rule: Rule
@@ -61,7 +62,7 @@ class AttributeRule(BaseModel):
         return self
 
 
-class SurvivorshipConfig(BaseModel):
+class SurvivorshipConfig(StrictModel):
     version: int = 1
     attributes: dict[str, AttributeRule]
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cdp_pipelines import settings
+from cdp_pipelines.config_files import read_yaml_mapping
 
 
 def default_config_path() -> Path:
@@ -15,7 +14,10 @@ def default_config_path() -> Path:
     return settings.config_dir() / "generator.yaml"
 
 
+class GeneratorConfigError(ValueError):
+    """generator.yaml cannot be read (no traceback for users)."""
+
+
 def load_config(path: Path | None = None) -> dict[str, Any]:
     """Read the YAML file as plain nested dicts; validation happens where values are used."""
-    with open(path or default_config_path(), encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+    return read_yaml_mapping(path or default_config_path(), GeneratorConfigError)
