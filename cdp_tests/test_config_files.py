@@ -164,7 +164,7 @@ def test_a_config_file_that_is_a_directory_exits_2_with_one_line(tmp_path):
     config = tmp_path / "config"
     (config / "generator.yaml").mkdir(parents=True)
     result = subprocess.run(
-        [sys.executable, "-m", "cdp_pipelines.cli", "generate", "--persons", "5", "--out", str(tmp_path / "out")],
+        [sys.executable, "-m", "cdp_pipelines.cli", "generate", "--persons", "100", "--out", str(tmp_path / "out")],
         env={**os.environ, "CDP_CONFIG_DIR": str(config), "COLUMNS": "400"}, capture_output=True, text=True,
         timeout=300)
     assert result.returncode == 2, result.stderr
