@@ -142,6 +142,14 @@ def test_duplicate_names_and_empty_consent_are_refused(tmp_path: Path):
         load_segments(write_segments(tmp_path, "consent: {ads: []}\nsegments: []\n"))
 
 
+def test_a_name_declared_twice_reads_as_one_clause_after_the_file(tmp_path: Path):
+    entry = "{name: twice, description: d, owner: team:x, channel: email, rule: 'TRUE'}"
+    path = write_segments(tmp_path, f"segments:\n  - {entry}\n  - {entry}\n")
+    with pytest.raises(SegmentConfigError) as caught:
+        load_segments(path)
+    assert str(caught.value) == f"{path}: segment 'twice' is declared twice"
+
+
 def test_starter_segments_pick_the_intended_customers(tmp_path: Path):
     from cdp_pipelines.segments.build import build_segment
 
