@@ -109,3 +109,15 @@ def test_validate_checks_rules_against_the_warehouse(setup, tmp_path):
     result = runner.invoke(app, ["segments", "validate", "--config", str(bad), "--warehouse", str(warehouse)])
     assert result.exit_code == 2
     assert "segment 'typo': rule uses unknown column 'lifetme_value'" in " ".join(result.output.split())
+
+
+def test_export_to_a_folder_exits_2_and_leaves_no_partial_file(setup, tmp_path):
+    warehouse, config_path = setup
+    folder = tmp_path / "w"
+    folder.mkdir()
+    result = runner.invoke(app, ["segments", "export", "everyone_email", "--out", str(folder),
+                                 "--warehouse", str(warehouse), "--config", str(config_path)])
+    assert result.exit_code == 2, result.output
+    assert "is a folder; give the file to write" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "w.partial").exists() and list(folder.iterdir()) == []

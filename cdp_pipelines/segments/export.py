@@ -84,16 +84,29 @@ def export_sql(con: duckdb.DuckDBPyConnection, segment: SegmentDefinition, confi
 
 def export_segment(con: duckdb.DuckDBPyConnection, segment: SegmentDefinition, config: SegmentsConfig,
                    out: Path, fmt: str = "csv") -> ExportResult:
-    """Write one segment to `out`; the file appears complete or not at all."""
+    """Write one segment to `out`; the file appears complete or not at all.
+
+    The rows go to `<out>.partial` first and are renamed into place, so a reader never sees half
+    a file; whatever fails, the partial file is removed."""
     if fmt not in EXPORT_FORMATS:
         raise SegmentConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
-    query = export_sql(con, segment, config)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.is_dir():
+        raise SegmentConfigError(f"segment {segment.name!r}: {out} is a folder; give the file to write, "
+                                 f"e.g. {out / f'{segment.name}.{fmt}'}")
+    query = export_sql(con, segment, config)
     partial = out.with_name(out.name + ".partial")
     options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT parquet"
-    rows = int(con.execute(f"COPY ({query}) TO {literal(partial)} ({options})").fetchone()[0])  # rows written
-    os.replace(partial, out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        rows = int(con.execute(f"COPY ({query}) TO {literal(partial)} ({options})").fetchone()[0])  # rows written
+        os.replace(partial, out)
+    except OSError as error:
+        raise SegmentConfigError(f"segment {segment.name!r}: cannot write {out}: "
+                                 f"{error.strerror or error}") from None
+    finally:
+        if not partial.is_dir():
+            partial.unlink(missing_ok=True)
     return ExportResult(segment=segment.name, path=out, rows=rows, columns=tuple(segment.columns))
 
 
