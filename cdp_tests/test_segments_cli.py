@@ -121,3 +121,16 @@ def test_export_to_a_folder_exits_2_and_leaves_no_partial_file(setup, tmp_path):
     assert "is a folder; give the file to write" in " ".join(result.output.split())
     assert "Traceback" not in result.output
     assert not (tmp_path / "w.partial").exists() and list(folder.iterdir()) == []
+
+
+def test_validate_evaluates_rules_so_a_bad_value_fails_before_the_run(setup, tmp_path):
+    warehouse, _ = setup
+    (tmp_path / "bad").mkdir()
+    config_path = write_segments(tmp_path / "bad", """
+        segments:
+          - {name: bad_value, description: d, owner: team:x, channel: email, rule: "lifetime_value >= 'abc'"}
+    """)
+    result = runner.invoke(app, ["segments", "validate", "--config", str(config_path), "--warehouse", str(warehouse)])
+    assert result.exit_code == 2, result.output
+    assert "segment 'bad_value': rule does not run on the warehouse: Conversion Error" in " ".join(result.output.split())
+    assert "Traceback" not in result.output

@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from cdp_pipelines.segments.config import SegmentConfigError, load_segments
-from cdp_pipelines.segments.build import validate_segment
+from cdp_pipelines.segments.build import build_segment, validate_segment
 from cdp_pipelines.segments.validation import validate_rule, warehouse_schema
 from cdp_pipelines.settings import PROJECT_ROOT
 
@@ -77,6 +77,25 @@ def test_rules_that_do_not_bind_name_the_segment(tmp_path: Path):
     """))
     with pytest.raises(SegmentConfigError, match="segment 'typo': rule does not run on the warehouse"):
         validate_segment(con, config.get("typo"))
+    con.close()
+
+
+def test_rules_that_fail_only_when_evaluated_are_refused_at_validation(tmp_path: Path):
+    # DuckDB binds and plans `lifetime_value >= 'abc'` (LIMIT 0 passes); the conversion fails on
+    # the first row, so a check that only binds would pass a rule the build then fails on.
+    con = duckdb.connect(str(build_warehouse(tmp_path / "w.duckdb")))
+    config = load_segments(write_segments(tmp_path, """
+        segments:
+          - {name: bad_value, description: d, owner: team:x, channel: email, rule: "lifetime_value >= 'abc'"}
+    """))
+    expected = ("segment 'bad_value': rule does not run on the warehouse: Conversion Error: "
+                "Could not convert string \"abc\"")
+    with pytest.raises(SegmentConfigError) as caught:
+        validate_segment(con, config.get("bad_value"))
+    assert str(caught.value).startswith(expected) and "\n" not in str(caught.value)
+    with pytest.raises(SegmentConfigError) as caught:
+        build_segment(con, config.get("bad_value"), config)
+    assert str(caught.value).startswith(expected)
     con.close()
 
 

@@ -17,7 +17,9 @@ from cdp_pipelines.segments.validation import (
     BASE_TABLE,
     CONSENT_TABLE,
     ValidatedRule,
+    check_rule_binds,
     check_rule_runs,
+    rule_failed,
     validate_rule,
     warehouse_schema,
 )
@@ -86,9 +88,17 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def validate_segment(con: duckdb.DuckDBPyConnection, segment: SegmentDefinition) -> ValidatedRule:
-    """Check the rule against the warehouse's actual columns and bind it without reading data."""
+    """Check the rule against the warehouse's actual columns and evaluate it over its rows, so a
+    rule that passes here also runs in `cdp run`."""
     validated = validate_rule(segment.name, segment.rule, warehouse_schema(con))
     check_rule_runs(con, validated)
+    return validated
+
+
+def _bound_rule(con: duckdb.DuckDBPyConnection, segment: SegmentDefinition) -> ValidatedRule:
+    """The checks of validate_segment short of evaluating the rule, which the build does anyway."""
+    validated = validate_rule(segment.name, segment.rule, warehouse_schema(con))
+    check_rule_binds(con, validated)
     return validated
 
 
@@ -96,13 +106,16 @@ def build_segment(con: duckdb.DuckDBPyConnection, segment: SegmentDefinition, co
                   run_id: str = "") -> BuildResult:
     """Replace the segment's rows in segments.membership, keeping `added_at` for customers who
     stay, and log who joined and who left."""
-    validated = validate_segment(con, segment)
+    validated = _bound_rule(con, segment)
     consent_channels = config.consent_channels(segment.channel)
     ensure_tables(con)
     name = segment.name
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _segment_matched AS {matched_sql(validated)}")
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _segment_matched AS {matched_sql(validated)}")
+        except duckdb.Error as error:
+            raise rule_failed(validated, error) from None
         matched = con.execute("SELECT count(*) FROM _segment_matched").fetchone()[0]
         con.execute(f"CREATE OR REPLACE TEMP TABLE _segment_new AS {membership_sql('_segment_matched', consent_channels)}")
         con.execute(
