@@ -119,3 +119,12 @@ def test_a_failed_write_leaves_no_partial_file(built, tmp_path, monkeypatch):
     with pytest.raises(SegmentConfigError, match=r"segment 'everyone_email': cannot write .*e.csv: Permission denied"):
         export_segment(con, config.get("everyone_email"), config, out, "csv")
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_changed_channel_makes_the_built_members_stale(built, tmp_path):
+    con, config = built
+    moved = config.get("everyone_email").model_copy(update={"channel": "sms"})
+    with pytest.raises(SegmentConfigError, match=r"segment 'everyone_email': the segment's channel changed since "
+                                                 r"it was built at .*; run `cdp run` to rebuild"):
+        export_segment(con, moved, config, tmp_path / "e.csv")
+    assert not (tmp_path / "e.csv").exists()

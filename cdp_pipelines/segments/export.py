@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 
 from cdp_pipelines import settings
-from cdp_pipelines.segments.build import MEMBERSHIP_TABLE, built_segments, consented_sql
+from cdp_pipelines.segments.build import MEMBERSHIP_TABLE, consented_sql, latest_builds, stale_build_problem
 from cdp_pipelines.segments.config import (
     SEGMENTS_FILE,
     SegmentConfigError,
@@ -62,9 +62,13 @@ def _column_expressions(con: duckdb.DuckDBPyConnection, segment: SegmentDefiniti
 
 def export_sql(con: duckdb.DuckDBPyConnection, segment: SegmentDefinition, config: SegmentsConfig) -> str:
     """The rows to export: members still consented today, with the segment's columns."""
-    if segment.name not in built_segments(con):
+    built = latest_builds(con).get(segment.name)
+    if built is None:
         raise SegmentConfigError(f"segment {segment.name!r} has not been built yet; run `cdp run` or "
                                  f"materialize the asset segments/{segment.name}")
+    stale = stale_build_problem(segment, built)
+    if stale:
+        raise SegmentConfigError(f"segment {segment.name!r}: {stale}")
     columns = _column_expressions(con, segment)
     members = f"SELECT customer_id FROM {MEMBERSHIP_TABLE} WHERE segment = {literal(segment.name)}"
     consented = consented_sql(config.consent_channels(segment.channel), among=members)
