@@ -89,7 +89,7 @@ def list_segments(config: ConfigOption = None, warehouse: WarehouseOption = None
 
 @app.command()
 def validate(config: ConfigOption = None, warehouse: WarehouseOption = None) -> None:
-    """Check every rule; with a warehouse, also against its real tables and columns."""
+    """Check every rule; with a warehouse, also evaluate it over its real tables, as `cdp run` will."""
     loaded = _load(config)
     con = _connect(warehouse, required=False)
     try:
