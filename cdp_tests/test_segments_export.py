@@ -96,3 +96,35 @@ def test_unbuilt_segment_and_missing_export_column_are_readable_errors(tmp_path)
     with pytest.raises(SegmentConfigError, match=r"segment 'mail': export needs column\(s\) \['address_line'\]"):
         export_segment(con, config.get("mail"), config, tmp_path / "m.csv")
     con.close()
+
+
+def test_a_folder_as_target_is_refused_before_anything_is_written(built, tmp_path):
+    con, config = built
+    folder = tmp_path / "w"
+    folder.mkdir()
+    with pytest.raises(SegmentConfigError, match=r"segment 'everyone_email': .*w is a folder; give the file"):
+        export_segment(con, config.get("everyone_email"), config, folder, "csv")
+    assert not (tmp_path / "w.partial").exists()
+    assert list(folder.iterdir()) == []
+
+
+def test_a_failed_write_leaves_no_partial_file(built, tmp_path, monkeypatch):
+    con, config = built
+
+    def refuse(source, target):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("cdp_pipelines.segments.export.os.replace", refuse)
+    out = tmp_path / "out" / "e.csv"
+    with pytest.raises(SegmentConfigError, match=r"segment 'everyone_email': cannot write .*e.csv: Permission denied"):
+        export_segment(con, config.get("everyone_email"), config, out, "csv")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_changed_channel_makes_the_built_members_stale(built, tmp_path):
+    con, config = built
+    moved = config.get("everyone_email").model_copy(update={"channel": "sms"})
+    with pytest.raises(SegmentConfigError, match=r"segment 'everyone_email': the segment's channel changed since "
+                                                 r"it was built at .*; run `cdp run` to rebuild"):
+        export_segment(con, moved, config, tmp_path / "e.csv")
+    assert not (tmp_path / "e.csv").exists()

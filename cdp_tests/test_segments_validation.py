@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from cdp_pipelines.segments.config import SegmentConfigError, load_segments
-from cdp_pipelines.segments.build import validate_segment
+from cdp_pipelines.segments.build import build_segment, validate_segment
 from cdp_pipelines.segments.validation import validate_rule, warehouse_schema
 from cdp_pipelines.settings import PROJECT_ROOT
 
@@ -80,6 +80,25 @@ def test_rules_that_do_not_bind_name_the_segment(tmp_path: Path):
     con.close()
 
 
+def test_rules_that_fail_only_when_evaluated_are_refused_at_validation(tmp_path: Path):
+    # DuckDB binds and plans `lifetime_value >= 'abc'` (LIMIT 0 passes); the conversion fails on
+    # the first row, so a check that only binds would pass a rule the build then fails on.
+    con = duckdb.connect(str(build_warehouse(tmp_path / "w.duckdb")))
+    config = load_segments(write_segments(tmp_path, """
+        segments:
+          - {name: bad_value, description: d, owner: team:x, channel: email, rule: "lifetime_value >= 'abc'"}
+    """))
+    expected = ("segment 'bad_value': rule does not run on the warehouse: Conversion Error: "
+                "Could not convert string \"abc\"")
+    with pytest.raises(SegmentConfigError) as caught:
+        validate_segment(con, config.get("bad_value"))
+    assert str(caught.value).startswith(expected) and "\n" not in str(caught.value)
+    with pytest.raises(SegmentConfigError) as caught:
+        build_segment(con, config.get("bad_value"), config)
+    assert str(caught.value).startswith(expected)
+    con.close()
+
+
 def test_starter_segments_are_valid_and_bind_to_the_documented_columns(tmp_path: Path):
     config = load_segments(PROJECT_ROOT / "config" / "segments.yaml")
     assert config.names == ["frustrated_across_channels", "lapsed_high_value_store",
@@ -140,6 +159,14 @@ def test_duplicate_names_and_empty_consent_are_refused(tmp_path: Path):
         load_segments(write_segments(tmp_path, f"segments:\n  - {entry}\n  - {entry}\n"))
     with pytest.raises(SegmentConfigError, match="at least one opt-in"):
         load_segments(write_segments(tmp_path, "consent: {ads: []}\nsegments: []\n"))
+
+
+def test_a_name_declared_twice_reads_as_one_clause_after_the_file(tmp_path: Path):
+    entry = "{name: twice, description: d, owner: team:x, channel: email, rule: 'TRUE'}"
+    path = write_segments(tmp_path, f"segments:\n  - {entry}\n  - {entry}\n")
+    with pytest.raises(SegmentConfigError) as caught:
+        load_segments(path)
+    assert str(caught.value) == f"{path}: segment 'twice' is declared twice"
 
 
 def test_starter_segments_pick_the_intended_customers(tmp_path: Path):

@@ -14,7 +14,12 @@ import duckdb
 
 from cdp_pipelines import settings
 from cdp_pipelines.ingest.errors import SourceContractError, SourcesConfigError
-from cdp_pipelines.ingest.quality import columns_read, start_importing_great_expectations, validate_frame
+from cdp_pipelines.ingest.quality import (
+    QuarantineCounts,
+    columns_read,
+    start_importing_great_expectations,
+    validate_frame,
+)
 from cdp_pipelines.ingest.quality_suites import max_rows_validated, rows_to_validate_sql
 from cdp_pipelines.ingest.readers import QUARANTINE_SCHEMA, read_source
 from cdp_pipelines.ingest.sources_config import SourceConfig, load_sources
@@ -121,7 +126,9 @@ def _insert_quarantine(con, result, run_id: str) -> None:
 
 
 CONTRACT_DESCRIPTION = ("The source honours its contract: files present and readable, required columns, "
-                        "unique ids, parseable timestamps, rows present (Great Expectations suite).")
+                        "unique ids, parseable timestamps, rows present (Great Expectations suite), and "
+                        "no more of the rows read quarantined than max_quarantined_row_ratio in "
+                        "config/quality.yaml (a warning above `warning`, a failure above `blocking`).")
 RECONCILE_DESCRIPTION = ("Nothing is lost: rows read this run = rows staged + rows quarantined this run, and "
                          "the raw table holds each record id once (after a full refresh: every row of every "
                          "file is in the raw table or the quarantine).")
@@ -218,6 +225,27 @@ def _latest_run(con, source: str):
     ).fetchall()
 
 
+# A quarantine reason without the row's details (quoted values, row and byte numbers, a parser's
+# message), so that reasons of one kind count together, e.g. "unparseable or out-of-range
+# timestamp '…' in column ts".
+REASON_KIND_SQL = (
+    r"""regexp_replace(regexp_replace(regexp_replace(reason, '''[^'']*''|"[^"]*"', '''…''', 'g'), """
+    r"""': .*$', ''), '\b(row|byte) [0-9]+', '\1 N', 'g')"""
+)
+
+
+def quarantine_counts(con: duckdb.DuckDBPyConnection, source: str, run_id: str, rows_read: int) -> QuarantineCounts:
+    """The rows a run of the source quarantined as unreadable, by kind of reason. Rows superseded
+    by a later file's row ("superseded by <file> row N") are updates, not problems."""
+    reasons = con.execute(
+        f"SELECT {REASON_KIND_SQL} AS kind, count(*) FROM {QUARANTINE_TABLE} WHERE stage = 'ingest' "
+        f"AND source = ? AND run_id = ? AND NOT starts_with(reason, 'superseded by ') GROUP BY kind ORDER BY 2 DESC, 1",
+        [source, run_id],
+    ).fetchall()
+    return QuarantineCounts(rows_read=int(rows_read or 0), rows_quarantined=sum(int(n) for _, n in reasons),
+                            reasons={kind: int(n) for kind, n in reasons})
+
+
 def latest_ingest_filter(con: duckdb.DuckDBPyConnection, source: str) -> tuple[str, int]:
     """SQL condition on a raw table's `_file` selecting the rows the source's latest run read,
     and how many files that run read. After a full refresh that is every row; after an
@@ -269,14 +297,16 @@ def contract_check_fn(declared: SourceConfig):
             frame, rows = rows_for_validation(
                 con, f"SELECT {', '.join(quote_identifier(c) for c in read) or '1 AS _row'} "
                      f"FROM raw.{source.name} WHERE {condition}")
+            quarantined = quarantine_counts(con, source.name, run_id=latest[0][4], rows_read=latest[0][0])
         report = validate_frame(
             frame[read], suite_name=source.kind, source_name=source.name, record_id_column="_record_id",
             timestamp_column=source.timestamp, required_columns=source.required_column_names(), column_map=mapping,
-            columns_present=present,
+            columns_present=present, quarantine=quarantined,
         )
         return dg.AssetCheckResult(
-            passed=report.passed_blocking,
-            severity=dg.AssetCheckSeverity.ERROR,
+            # Blocking failures stop downstream; too many quarantined rows is a warning to the run.
+            passed=report.passed_blocking and not report.quarantine_warning,
+            severity=dg.AssetCheckSeverity.ERROR if not report.passed_blocking else dg.AssetCheckSeverity.WARN,
             description=report.message,
             metadata={"rows_validated": len(frame), "rows_in_scope": rows, "files_validated": files,
                       **{k: dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else v

@@ -25,10 +25,13 @@ from typing import Any
 import pandas as pd
 
 from cdp_pipelines.ingest.quality_suites import (
+    QUARANTINE_RATIO_KEY,
     QualityConfigError,
+    QuarantineRatios,
     ResolvedRule,
     SkippedRule,
     get_suite,
+    max_quarantined_row_ratio,
     placeholder_values,
     resolve_column,
     resolve_rules,
@@ -71,6 +74,17 @@ def _wait_for_great_expectations_import() -> None:
         pending.join()
 
 
+@dataclass(frozen=True)
+class QuarantineCounts:
+    """What a source's latest ingest set aside as unreadable: rows read, rows quarantined, and
+    rows per kind of reason, most frequent first. Rows superseded by a later file's row are
+    updates, not problems, and are left out."""
+
+    rows_read: int
+    rows_quarantined: int
+    reasons: Mapping[str, int] = field(default_factory=dict)
+
+
 @dataclass
 class QualityReport:
     """Outcome of one suite on one table, as plain values."""
@@ -93,6 +107,12 @@ class QualityReport:
     @property
     def warning_failures(self) -> list[dict[str, Any]]:
         return [failure for failure in self.failures if failure["severity"] == "warning"]
+
+    @property
+    def quarantine_warning(self) -> bool:
+        """Too many rows quarantined for a warning: the check says so to the run (severity WARN),
+        as rows missing downstream matter more than, say, a share of malformed emails."""
+        return any(f["expectation"] == QUARANTINE_RATIO_KEY for f in self.warning_failures)
 
     def to_metadata(self, mask: bool = True) -> dict[str, Any]:
         """JSON-able check metadata; samples are masked unless asked otherwise (they are PII)."""
@@ -125,6 +145,7 @@ def validate_frame(
     config_path: Path | None = None,
     column_map: Mapping[str, str | list[str]] | None = None,
     columns_present: Sequence[str] | None = None,
+    quarantine: QuarantineCounts | None = None,
 ) -> QualityReport:
     """Run suite `suite_name` on `df` and report every failure with its severity.
 
@@ -132,6 +153,7 @@ def validate_frame(
     a source's `mapping` from sources.yaml) so placeholders such as `{email}` in the YAML find
     raw source columns. Without it, `{email}` means a column named `email`.
     `columns_present`: the table's columns, when `df` holds only those `columns_read` names.
+    `quarantine`: what the ingest set aside, checked against max_quarantined_row_ratio.
     """
     started = time.perf_counter()
     suite = get_suite(suite_name, config_path)
@@ -155,6 +177,10 @@ def validate_frame(
         outcomes = _validate_with_gx(_prepare_frame(df, rules), rules)
         evaluated += len(outcomes)
         failures += [outcome for outcome in outcomes if outcome is not None]
+    if quarantine is not None:
+        evaluated += 1
+        too_many = quarantine_failure(quarantine, max_quarantined_row_ratio(config_path))
+        failures += [too_many] if too_many else []
 
     statistics = _statistics(evaluated, len(failures))
     passed_blocking = not any(f["severity"] == "blocking" for f in failures)
@@ -416,6 +442,34 @@ def _problem(rule: ResolvedRule, failure: dict[str, Any], error_text: str | None
         _DATEUTIL_PARSEABLE: "values that do not parse as timestamps",
     }.get(kind, f"values failing {kind}")
     return f"{where} has {count:,} {what} ({share})"
+
+
+def quarantine_failure(counts: QuarantineCounts, ratios: QuarantineRatios) -> dict[str, Any] | None:
+    """A failure when the quarantined share of the rows read is above a threshold (the blocking
+    one first), naming the main reasons; None when it is within them."""
+    if counts.rows_read == 0:
+        return None
+    share = counts.rows_quarantined / counts.rows_read
+    for severity in ("blocking", "warning"):
+        limit = getattr(ratios, severity)
+        if limit is None or share <= limit:
+            continue
+        main = list(counts.reasons.items())[:3]
+        reasons = "; main reasons: " + ", ".join(f"{reason} ({rows:,})" for reason, rows in main) if main else ""
+        return {
+            "expectation": QUARANTINE_RATIO_KEY,
+            "column": None,
+            "severity": severity,
+            "observed_value": round(share, 6),
+            "unexpected_count": counts.rows_quarantined,
+            "unexpected_percent": _rounded(100.0 * share),
+            "sample": [],
+            "reasons": dict(main),
+            "problem": f"{counts.rows_quarantined:,} of {counts.rows_read:,} rows read "
+                       f"({_percent(100.0 * share)}) were quarantined, above the allowed "
+                       f"{_percent(100.0 * limit)} ({QUARANTINE_RATIO_KEY}.{severity}){reasons}",
+        }
+    return None
 
 
 def _missing_columns_failure(missing: list[str], present: list[str]) -> dict[str, Any]:

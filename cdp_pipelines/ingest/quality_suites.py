@@ -109,6 +109,36 @@ def max_rows_validated(config_path: Path | None = None) -> int:
     return value
 
 
+QUARANTINE_RATIO_KEY = "max_quarantined_row_ratio"
+DEFAULT_QUARANTINE_RATIOS = {"warning": 0.05, "blocking": None}
+
+
+@dataclass(frozen=True)
+class QuarantineRatios:
+    """Shares of a source's rows read in a run that may be quarantined before its contract check
+    warns (`warning`) or fails (`blocking`); None: no such limit."""
+
+    warning: float | None
+    blocking: float | None
+
+
+def max_quarantined_row_ratio(config_path: Path | None = None) -> QuarantineRatios:
+    """The `max_quarantined_row_ratio` thresholds, the defaults filling what is not given."""
+    path = Path(config_path) if config_path else default_config_path()
+    with open(path, encoding="utf-8") as handle:
+        value = (yaml.safe_load(handle) or {}).get(QUARANTINE_RATIO_KEY, {})
+    if not isinstance(value, dict) or set(value) - set(DEFAULT_QUARANTINE_RATIOS):
+        raise QualityConfigError(f"{path}: {QUARANTINE_RATIO_KEY} must be a mapping with the keys "
+                                 f"{' and '.join(DEFAULT_QUARANTINE_RATIOS)}, not {value!r}")
+    ratios = {**DEFAULT_QUARANTINE_RATIOS, **value}
+    for severity, ratio in ratios.items():
+        if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float))
+                                  or not 0 <= ratio <= 1):
+            raise QualityConfigError(f"{path}: {QUARANTINE_RATIO_KEY}.{severity} must be a share between "
+                                     f"0 and 1 (or null for no limit), not {ratio!r}")
+    return QuarantineRatios(**ratios)
+
+
 def rows_to_validate_sql(select: str, limit: int) -> str:
     """`select`, or a reproducible sample of `limit` of its rows."""
     return f"SELECT * FROM ({select}) USING SAMPLE reservoir({int(limit)} ROWS) REPEATABLE (42)"

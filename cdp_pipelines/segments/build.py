@@ -8,16 +8,19 @@ needs (from `profiles.consent`, the resolved source of truth). No rule can widen
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import duckdb
 
-from cdp_pipelines.segments.config import SegmentDefinition, SegmentsConfig
+from cdp_pipelines.segments.config import SegmentConfigError, SegmentDefinition, SegmentsConfig
 from cdp_pipelines.segments.validation import (
     BASE_ALIAS,
     BASE_TABLE,
     CONSENT_TABLE,
     ValidatedRule,
+    check_rule_binds,
     check_rule_runs,
+    rule_failed,
     validate_rule,
     warehouse_schema,
 )
@@ -86,9 +89,17 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def validate_segment(con: duckdb.DuckDBPyConnection, segment: SegmentDefinition) -> ValidatedRule:
-    """Check the rule against the warehouse's actual columns and bind it without reading data."""
+    """Check the rule against the warehouse's actual columns and evaluate it over its rows, so a
+    rule that passes here also runs in `cdp run`."""
     validated = validate_rule(segment.name, segment.rule, warehouse_schema(con))
     check_rule_runs(con, validated)
+    return validated
+
+
+def _bound_rule(con: duckdb.DuckDBPyConnection, segment: SegmentDefinition) -> ValidatedRule:
+    """The checks of validate_segment short of evaluating the rule, which the build does anyway."""
+    validated = validate_rule(segment.name, segment.rule, warehouse_schema(con))
+    check_rule_binds(con, validated)
     return validated
 
 
@@ -96,13 +107,16 @@ def build_segment(con: duckdb.DuckDBPyConnection, segment: SegmentDefinition, co
                   run_id: str = "") -> BuildResult:
     """Replace the segment's rows in segments.membership, keeping `added_at` for customers who
     stay, and log who joined and who left."""
-    validated = validate_segment(con, segment)
+    validated = _bound_rule(con, segment)
     consent_channels = config.consent_channels(segment.channel)
     ensure_tables(con)
     name = segment.name
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _segment_matched AS {matched_sql(validated)}")
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _segment_matched AS {matched_sql(validated)}")
+        except duckdb.Error as error:
+            raise rule_failed(validated, error) from None
         matched = con.execute("SELECT count(*) FROM _segment_matched").fetchone()[0]
         con.execute(f"CREATE OR REPLACE TEMP TABLE _segment_new AS {membership_sql('_segment_matched', consent_channels)}")
         con.execute(
@@ -195,3 +209,57 @@ def member_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         return {}
     counts = {s: int(n) for s, n in con.execute(f"SELECT segment, count(*) FROM {MEMBERSHIP_TABLE} GROUP BY ALL").fetchall()}
     return {name: counts.get(name, 0) for name in built_segments(con) | set(counts)}
+
+
+@dataclass(frozen=True)
+class LatestBuild:
+    """What a segment's latest build recorded in segments.builds: when, and the definition used."""
+
+    built_at: datetime
+    channel: str
+    rule: str
+    """The rule as validated, i.e. as `validate_rule(...).sql` regenerates it."""
+
+
+def latest_builds(con: duckdb.DuckDBPyConnection) -> dict[str, LatestBuild]:
+    """Each built segment's latest build."""
+    if not _has_table(con, BUILDS_TABLE):
+        return {}
+    rows = con.execute(f"SELECT segment, max(built_at), arg_max(channel, built_at), "
+                       f"arg_max(rule, built_at) FROM {BUILDS_TABLE} GROUP BY segment").fetchall()
+    return {name: LatestBuild(built_at, channel, rule) for name, built_at, channel, rule in rows}
+
+
+def changed_since_build(segment: SegmentDefinition, built: LatestBuild) -> list[str]:
+    """The parts of the declared definition that decide membership and differ from the build's:
+    the rule (compared as validated, so layout and comments do not count) and the channel, whose
+    consent the build required."""
+    changed = []
+    if validate_rule(segment.name, segment.rule).sql != built.rule:
+        changed.append("rule")
+    if segment.channel != built.channel:
+        changed.append("channel")
+    return changed
+
+
+def stale_build_problem(segment: SegmentDefinition, built: LatestBuild) -> str | None:
+    """Why the built members no longer stand for the declared segment, or None while they do."""
+    changed = changed_since_build(segment, built)
+    if not changed:
+        return None
+    return (f"the segment's {' and '.join(changed)} changed since it was built at "
+            f"{built.built_at:%Y-%m-%d %H:%M:%S}; run `cdp run` to rebuild")
+
+
+def segment_status(con: duckdb.DuckDBPyConnection, segment: SegmentDefinition,
+                   built: LatestBuild | None) -> str:
+    """'current', 'not built', 'stale: <why>' or 'invalid: <why>': whether the built members
+    still stand for the declared segment. Binds the rule without evaluating it (cheap)."""
+    try:
+        _bound_rule(con, segment)
+    except SegmentConfigError as error:
+        return "invalid: " + str(error).removeprefix(f"segment {segment.name!r}: ")
+    if built is None:
+        return "not built"
+    stale = stale_build_problem(segment, built)
+    return f"stale: {stale}" if stale else "current"

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cdp_pipelines import settings
-from cdp_pipelines.segments.build import member_counts, validate_segment
+from cdp_pipelines.segments.build import latest_builds, member_counts, segment_status, validate_segment
 from cdp_pipelines.segments.config import SEGMENTS_FILE, SegmentConfigError, SegmentsConfig, load_segments
 from cdp_pipelines.segments.export import EXPORT_FORMATS, export_segment
 from cdp_pipelines.segments.validation import validate_rule
@@ -60,24 +60,36 @@ def _connect(warehouse: Path | None, required: bool = True) -> duckdb.DuckDBPyCo
 
 @app.command("list")
 def list_segments(config: ConfigOption = None, warehouse: WarehouseOption = None) -> None:
-    """Show every segment: name, channel, owner and current member count."""
+    """Show every segment: name, channel, owner, member count and whether that count is current.
+
+    With a warehouse, a segment whose rule or channel changed since its build is marked stale and
+    one whose rule no longer binds is marked invalid; then the command exits with code 1."""
     loaded = _load(config)
     con = _connect(warehouse, required=False)
     try:
         counts = member_counts(con) if con is not None else {}
+        builds = latest_builds(con) if con is not None else {}
+        statuses = {s.name: segment_status(con, s, builds.get(s.name)) if con is not None else "no warehouse"
+                    for s in loaded.segments}
     finally:
         if con is not None:
             con.close()
-    table = Table("name", "channel", "owner", "members")
+    table = Table("name", "channel", "owner", "members", "status")
     for segment in loaded.segments:
         members = counts.get(segment.name)
-        table.add_row(segment.name, segment.channel, segment.owner, "-" if members is None else f"{members:,}")
-    Console(width=160).print(table)
+        table.add_row(segment.name, segment.channel, segment.owner, "-" if members is None else f"{members:,}",
+                      statuses[segment.name])
+    Console(width=200).print(table)
+    outdated = [name for name, status in statuses.items() if status.startswith(("stale", "invalid"))]
+    if outdated:
+        errors.print(f"{len(outdated)} segment(s) stale or invalid ({', '.join(outdated)}): their member counts "
+                     "are not current; fix the rule or run `cdp run`", soft_wrap=True)
+        raise typer.Exit(1)
 
 
 @app.command()
 def validate(config: ConfigOption = None, warehouse: WarehouseOption = None) -> None:
-    """Check every rule; with a warehouse, also against its real tables and columns."""
+    """Check every rule; with a warehouse, also evaluate it over its real tables, as `cdp run` will."""
     loaded = _load(config)
     con = _connect(warehouse, required=False)
     try:

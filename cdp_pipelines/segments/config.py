@@ -169,7 +169,8 @@ def _explain(path: Path, raw: dict, error: ValidationError) -> SegmentConfigErro
             where = f"segment {name!r}" if name else f"segment #{location[1] + 1}"
             where += f" ({field})"
         message = item["msg"].removeprefix("Value error, ")
-        problems.append(f"{where}: {message}")
+        # Checks of the whole file (e.g. a name declared twice) have no location to name.
+        problems.append(f"{where}: {message}" if where else message)
     return SegmentConfigError(f"{path}: " + "; ".join(problems))
 
 

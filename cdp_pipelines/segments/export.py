@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 
 from cdp_pipelines import settings
-from cdp_pipelines.segments.build import MEMBERSHIP_TABLE, built_segments, consented_sql
+from cdp_pipelines.segments.build import MEMBERSHIP_TABLE, consented_sql, latest_builds, stale_build_problem
 from cdp_pipelines.segments.config import (
     SEGMENTS_FILE,
     SegmentConfigError,
@@ -62,9 +62,13 @@ def _column_expressions(con: duckdb.DuckDBPyConnection, segment: SegmentDefiniti
 
 def export_sql(con: duckdb.DuckDBPyConnection, segment: SegmentDefinition, config: SegmentsConfig) -> str:
     """The rows to export: members still consented today, with the segment's columns."""
-    if segment.name not in built_segments(con):
+    built = latest_builds(con).get(segment.name)
+    if built is None:
         raise SegmentConfigError(f"segment {segment.name!r} has not been built yet; run `cdp run` or "
                                  f"materialize the asset segments/{segment.name}")
+    stale = stale_build_problem(segment, built)
+    if stale:
+        raise SegmentConfigError(f"segment {segment.name!r}: {stale}")
     columns = _column_expressions(con, segment)
     members = f"SELECT customer_id FROM {MEMBERSHIP_TABLE} WHERE segment = {literal(segment.name)}"
     consented = consented_sql(config.consent_channels(segment.channel), among=members)
@@ -84,16 +88,29 @@ def export_sql(con: duckdb.DuckDBPyConnection, segment: SegmentDefinition, confi
 
 def export_segment(con: duckdb.DuckDBPyConnection, segment: SegmentDefinition, config: SegmentsConfig,
                    out: Path, fmt: str = "csv") -> ExportResult:
-    """Write one segment to `out`; the file appears complete or not at all."""
+    """Write one segment to `out`; the file appears complete or not at all.
+
+    The rows go to `<out>.partial` first and are renamed into place, so a reader never sees half
+    a file; whatever fails, the partial file is removed."""
     if fmt not in EXPORT_FORMATS:
         raise SegmentConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
-    query = export_sql(con, segment, config)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.is_dir():
+        raise SegmentConfigError(f"segment {segment.name!r}: {out} is a folder; give the file to write, "
+                                 f"e.g. {out / f'{segment.name}.{fmt}'}")
+    query = export_sql(con, segment, config)
     partial = out.with_name(out.name + ".partial")
     options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT parquet"
-    rows = int(con.execute(f"COPY ({query}) TO {literal(partial)} ({options})").fetchone()[0])  # rows written
-    os.replace(partial, out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        rows = int(con.execute(f"COPY ({query}) TO {literal(partial)} ({options})").fetchone()[0])  # rows written
+        os.replace(partial, out)
+    except OSError as error:
+        raise SegmentConfigError(f"segment {segment.name!r}: cannot write {out}: "
+                                 f"{error.strerror or error}") from None
+    finally:
+        if not partial.is_dir():
+            partial.unlink(missing_ok=True)
     return ExportResult(segment=segment.name, path=out, rows=rows, columns=tuple(segment.columns))
 
 

@@ -207,16 +207,38 @@ def warehouse_schema(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]
     return schema
 
 
-def check_rule_runs(con: duckdb.DuckDBPyConnection, validated: ValidatedRule) -> None:
-    """Bind the rule against the warehouse without reading data: missing tables, unknown columns
-    and type errors are reported for the segment instead of failing later."""
+def check_rule_binds(con: duckdb.DuckDBPyConnection, validated: ValidatedRule) -> None:
+    """Bind the rule against the warehouse without reading data: missing tables and columns and
+    mismatched types of columns are reported for the segment instead of failing later."""
     missing = [t for t in validated.tables if t not in warehouse_schema(con)]
     if missing:
         raise _error(validated.segment, f"rule needs table(s) {missing}, which the warehouse does not "
                                         "have yet; materialize the marts and profiles first")
-    sql = f"SELECT {BASE_ALIAS}.customer_id FROM {BASE_TABLE} AS {BASE_ALIAS} WHERE {validated.sql} LIMIT 0"
     try:
-        con.execute(sql).fetchall()
+        con.execute(f"{matches_sql(validated)} LIMIT 0").fetchall()
     except duckdb.Error as error:
-        first_line = str(error).splitlines()[0]
-        raise _error(validated.segment, f"rule does not run on the warehouse: {first_line}") from None
+        raise rule_failed(validated, error) from None
+
+
+def check_rule_runs(con: duckdb.DuckDBPyConnection, validated: ValidatedRule) -> None:
+    """Bind the rule, then evaluate it over the warehouse's rows as a build would.
+
+    Binding alone misses values DuckDB converts only when it evaluates them: `lifetime_value >=
+    'abc'` binds and plans (LIMIT 0 and EXPLAIN pass) and fails with a conversion error on the
+    first row. Counting the matches evaluates the rule on every row, so what passes here runs."""
+    check_rule_binds(con, validated)
+    try:
+        con.execute(f"SELECT count(*) FROM ({matches_sql(validated)})").fetchall()
+    except duckdb.Error as error:
+        raise rule_failed(validated, error) from None
+
+
+def matches_sql(validated: ValidatedRule) -> str:
+    """The customers a validated rule selects (before consent), as SQL."""
+    return f"SELECT {BASE_ALIAS}.customer_id FROM {BASE_TABLE} AS {BASE_ALIAS} WHERE {validated.sql}"
+
+
+def rule_failed(validated: ValidatedRule, error: duckdb.Error) -> SegmentConfigError:
+    """The warehouse's objection to a rule, as one line naming the segment."""
+    first_line = str(error).splitlines()[0]
+    return _error(validated.segment, f"rule does not run on the warehouse: {first_line}")
