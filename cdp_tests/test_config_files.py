@@ -76,7 +76,7 @@ def test_every_shipped_config_file_loads():
      "    decided_at_colum: src_consent_updated_at\n  - source: crm_accounts",
      r"signals.0.decided_at_colum: unknown key .*allowed: .*decided_at_column"),
     ("context.yaml", "\nvars:", "\nbogus_key: 1\nvars:", r"bogus_key: unknown key .*allowed: version, vars"),
-    ("quality.yaml", "\nsuites:", "\nbogus_key: 1\nsuites:", r"bogus_key: unknown key .*allowed: max_rows_validated, suites"),
+    ("quality.yaml", "\nsuites:", "\nbogus_key: 1\nsuites:", r"bogus_key: unknown key .*allowed: max_rows_validated, max_quarantined_row_ratio, suites"),
     ("quality.yaml", "    required_columns: [\"{record_id}\"]", "    required_column: [\"{record_id}\"]",
      r"suites.profile.required_column: unknown key"),
     ("serving.yaml", "\nroles:", "\nbogus_key: 1\nroles:", r"bogus_key: unknown key .*allowed: schemas, roles"),

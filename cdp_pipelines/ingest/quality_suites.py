@@ -125,8 +125,7 @@ class QuarantineRatios:
 def max_quarantined_row_ratio(config_path: Path | None = None) -> QuarantineRatios:
     """The `max_quarantined_row_ratio` thresholds, the defaults filling what is not given."""
     path = Path(config_path) if config_path else default_config_path()
-    with open(path, encoding="utf-8") as handle:
-        value = (yaml.safe_load(handle) or {}).get(QUARANTINE_RATIO_KEY, {})
+    value = _read_quality_file(path).get(QUARANTINE_RATIO_KEY) or {}
     if not isinstance(value, dict) or set(value) - set(DEFAULT_QUARANTINE_RATIOS):
         raise QualityConfigError(f"{path}: {QUARANTINE_RATIO_KEY} must be a mapping with the keys "
                                  f"{' and '.join(DEFAULT_QUARANTINE_RATIOS)}, not {value!r}")
@@ -156,6 +155,7 @@ class QualityKeys(StrictModel):
     Great Expectations arguments, which Great Expectations checks."""
 
     max_rows_validated: Any = None
+    max_quarantined_row_ratio: Any = None
     suites: dict[str, _Suite | None] | None = None
 
 
