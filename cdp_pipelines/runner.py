@@ -205,7 +205,7 @@ def step_failures(events) -> list[StepFailure]:
                 for e in events if e.event_type_value == "STEP_FAILURE"]
     if not failures:
         failures = [describe_failure("run", e.event_specific_data.error)
-                    for e in events if e.event_type_value == "RUN_FAILURE" and e.event_specific_data.error]
+                    for e in events if e.event_type == dg.DagsterEventType.RUN_FAILURE and e.event_specific_data.error]
     return failures
 
 

@@ -100,6 +100,25 @@ def test_each_failed_step_says_why():
     assert check.check and not check.user_error and "always_fails" in check.error
 
 
+def test_a_run_that_fails_before_any_step_says_why():
+    from cdp_pipelines.identity.config import IdentityConfigError
+
+    @dg.resource
+    def misconfigured(_):
+        raise IdentityConfigError("identity.yaml: thresholds: match must be above 0")
+
+    @dg.asset(required_resource_keys={"needs_config"})
+    def needs_it():
+        return 1
+
+    defs = dg.Definitions(assets=[needs_it], resources={"needs_config": misconfigured}, executor=threaded_executor,
+                          jobs=[dg.define_asset_job("all", selection=dg.AssetSelection.all())])
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = execute_job_in_this_process(defs.resolve_job_def("all"), instance, {}, str(uuid.uuid4()))
+    assert step_failures(result.all_events) == [
+        StepFailure("run", "identity.yaml: thresholds: match must be above 0", user_error=True)]
+
+
 def test_exit_code_two_only_when_no_step_failed_on_a_bug():
     mistake = StepFailure("identity_graph", "identity.yaml: not valid YAML", user_error=True)
     check = StepFailure("raw__reviews", "blocking check failed", check=True)
@@ -170,7 +189,12 @@ def _cdp_run(root: Path, *args: str, env: dict | None = None, code: str | None =
         "DAGSTER_HOME": str(root / "dagster_home"),
         **(env or {}),
     })
-    script = textwrap.dedent(code or "") + "\nimport sys\nfrom cdp_pipelines.cli import main\nsys.argv = ['cdp', 'run', *sys.argv[1:]]\nmain()\n"
+    script = textwrap.dedent(code or "") + textwrap.dedent("""
+        import sys
+        from cdp_pipelines.cli import main
+        sys.argv = ["cdp", "run", *sys.argv[1:]]
+        main()
+    """)
     return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=environment,
                           cwd=settings.PROJECT_ROOT, timeout=600)
 
