@@ -1,8 +1,8 @@
 """The `cdp` command line: generate data, run the pipeline, evaluate and explain identities.
 
 Stage-specific command groups (segments, serving, lookup) live beside their stage and are
-mounted here. Errors a user can fix are printed as one readable line with exit code 2; a failed
-pipeline run exits with 1.
+mounted here. Errors a user can fix are printed as one readable line with exit code 2, also when
+they stop a step of `cdp run`; a run that failed otherwise (a failed check, a bug) exits with 1.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from cdp_pipelines import settings
 from cdp_pipelines.errors import user_error_in
@@ -129,7 +130,7 @@ def run(
         fail(str(error))
     print(json.dumps(outcome.summary, indent=2, default=str))
     if not outcome.success:
-        raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(EXIT_USAGE if outcome.stopped_by_user_error else EXIT_FAILED)
 
 
 @app.command()
@@ -222,7 +223,7 @@ def main() -> None:
     # cycles hold DuckDB objects that would otherwise be reported as leaks at interpreter exit.
     if message is not None:
         gc.collect()
-        console.print(f"[bold red]error:[/] {message}")
+        console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
         sys.exit(EXIT_USAGE)
 
 

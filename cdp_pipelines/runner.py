@@ -24,10 +24,31 @@ from dagster._core.definitions.job_base import InMemoryJob
 from dagster._core.execution.api import execute_run
 from dagster._core.execution.job_execution_result import JobExecutionResult
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cdp_pipelines import settings
+from cdp_pipelines.errors import one_line, user_error_in_serialized
 
+IDENTITY_STEP = "identity_graph"
+"""The step that writes identity.customer_xref, which `customers_resolved` counts."""
+
+
+class WarehouseOpenError(ValueError):
+    """The warehouse file cannot be opened: not a DuckDB database, locked by another process, ..."""
+
+
+@dataclass(frozen=True)
+class StepFailure:
+    """Why a step failed: a mistake in the user's input (`user_error`), a blocking check that
+    failed (`check`, already reported by the check's own line) or neither, a bug (`trace` then
+    holds Dagster's serialized traceback)."""
+
+    step: str
+    error: str
+    user_error: bool = False
+    check: bool = False
+    trace: str = ""
 
 
 @dataclass
@@ -35,6 +56,13 @@ class RunOutcome:
     success: bool
     run_id: str
     summary: dict = field(default_factory=dict)
+    step_failures: list[StepFailure] = field(default_factory=list)
+
+    @property
+    def stopped_by_user_error(self) -> bool:
+        """A step stopped on a mistake the user can fix, and none on a bug: `cdp run` exits 2."""
+        return (any(f.user_error for f in self.step_failures)
+                and not any(not f.user_error and not f.check for f in self.step_failures))
 
 
 LOCAL_INSTANCE_YAML = """\
@@ -104,8 +132,14 @@ def warehouse_kept_open(path: Path) -> Iterator[None]:
     open every step's own connection attaches to the loaded instance instead of reading the
     catalog from the file again (about 50 ms a step on a large warehouse) and checkpointing on
     close."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    anchor = duckdb.connect(str(path))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise WarehouseOpenError(f"cannot create the folder of warehouse {path}: {error.strerror or error}") from None
+    try:
+        anchor = duckdb.connect(str(path))
+    except duckdb.Error as error:
+        raise WarehouseOpenError(f"cannot open warehouse {path}: {one_line(str(error))}") from None
     try:
         yield
     finally:
@@ -128,7 +162,9 @@ def pipeline_run_config(incremental: bool, retrain: bool, max_concurrent: int | 
     identity = dict(ops.get("identity_graph", {}).get("config", {}))
     identity["retrain"] = retrain
     ops["identity_graph"] = {"config": identity}
-    config = {"ops": ops, "loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+    # Dagster's console logger stays quiet: failures reach the terminal as run_pipeline reports
+    # them (one line for a user's mistake), while the event log and the UI keep every trace.
+    config = {"ops": ops, "loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     if max_concurrent is not None:
         config["execution"] = {"config": {"max_concurrent": max_concurrent}}
     return config
@@ -142,6 +178,53 @@ def split_check_failures(evaluations) -> tuple[list[dict], list[dict]]:
     failures = [e for e in evaluations if not e.passed]
     return ([describe(e) for e in failures if e.severity != dg.AssetCheckSeverity.WARN],
             [describe(e) for e in failures if e.severity == dg.AssetCheckSeverity.WARN])
+
+
+def _root_cause(info):
+    while info.cause is not None:
+        info = info.cause
+    return info
+
+
+def describe_failure(step: str, info) -> StepFailure:
+    """A failed step's serialized error (SerializableErrorInfo) as a StepFailure."""
+    if info is None:
+        return StepFailure(step=step, error="failed without an error recorded")
+    message = user_error_in_serialized(info)
+    if message is not None:
+        return StepFailure(step=step, error=message, user_error=True)
+    if info.cls_name == "DagsterAssetCheckFailedError":
+        return StepFailure(step=step, error=one_line(info.message.partition(": ")[2] or info.message), check=True)
+    return StepFailure(step=step, error=one_line(_root_cause(info).message), trace=info.to_string())
+
+
+def step_failures(events) -> list[StepFailure]:
+    """Why each failed step failed, from the run's events; a run that failed outside any step
+    (its resources or executor could not start) is reported as step "run"."""
+    failures = [describe_failure(e.step_key, e.step_failure_data.error)
+                for e in events if e.event_type_value == "STEP_FAILURE"]
+    if not failures:
+        failures = [describe_failure("run", e.event_specific_data.error)
+                    for e in events if e.event_type == dg.DagsterEventType.RUN_FAILURE and e.event_specific_data.error]
+    return failures
+
+
+def report_failures(console: Console, failed_checks: list[dict], check_warnings: list[dict],
+                    failures: list[StepFailure]) -> None:
+    """Failed checks and steps on the console: one line each, and a bug's traceback after its line."""
+    for check in failed_checks:
+        console.print(f"[bold red]check failed[/] {escape(check['asset'])} {escape(check['check'])}: "
+                      f"{escape(str(check['description']))}", soft_wrap=True)
+    for check in check_warnings:
+        console.print(f"[yellow]check warning[/] {escape(check['asset'])} {escape(check['check'])}: "
+                      f"{escape(str(check['description']))}", soft_wrap=True)
+    for failure in failures:
+        if failure.user_error:
+            console.print(f"[bold red]error:[/] {escape(failure.step)}: {escape(failure.error)}", soft_wrap=True)
+        elif not failure.check:
+            console.print(f"[bold red]step failed[/] {escape(failure.step)}: {escape(failure.error)}", soft_wrap=True)
+            if failure.trace:
+                console.print(failure.trace, markup=False, highlight=False, soft_wrap=True)
 
 
 def execute_job_in_this_process(job: dg.JobDefinition, instance: dg.DagsterInstance, run_config: dict,
@@ -165,37 +248,40 @@ def run_pipeline(incremental: bool = False, retrain: bool = False, console: Cons
     finished = threading.Event()
     total = len(job.graph.nodes)
     watcher = threading.Thread(target=_watch, args=(instance, run_id, total, finished, console), daemon=True)
-    watcher.start()
-    try:
-        with warehouse_kept_open(settings.warehouse_path()):
+    with warehouse_kept_open(settings.warehouse_path()):  # opened first: no progress bar for a run never started
+        watcher.start()
+        try:
             result = execute_job_in_this_process(job, instance, run_config, run_id)
-    finally:
-        finished.set()
-        watcher.join(timeout=5)
+        finally:
+            finished.set()
+            watcher.join(timeout=5)
     failed_checks, check_warnings = split_check_failures(result.get_asset_check_evaluations())
-    failed_steps = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    failures = step_failures(result.all_events)
     skipped = [e.step_key for e in result.all_events if e.event_type_value == "STEP_SKIPPED"]
+    succeeded = {e.step_key for e in result.all_events if e.event_type_value == "STEP_SUCCESS"}
     summary = {
         "run_id": run_id,
         "job": job.name,
         "success": result.success and not failed_checks,
         "seconds": round(time.perf_counter() - started, 1),
         "warehouse": str(settings.warehouse_path()),
-        **warehouse_summary(settings.warehouse_path(), run_id),
+        **warehouse_summary(settings.warehouse_path(), run_id, identity_resolved=IDENTITY_STEP in succeeded,
+                            every_step_ran=result.success and not skipped),
         "failed_checks": failed_checks,
         "check_warnings": check_warnings,
-        "failed_steps": failed_steps,
+        "failed_steps": [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"],
+        "step_errors": {f.step: f.error for f in failures},
         "skipped_steps": skipped,
     }
-    for check in failed_checks:
-        console.print(f"[bold red]check failed[/] {check['asset']} {check['check']}: {check['description']}")
-    for check in check_warnings:
-        console.print(f"[yellow]check warning[/] {check['asset']} {check['check']}: {check['description']}")
-    return RunOutcome(success=summary["success"] and not failed_steps and not skipped, run_id=run_id, summary=summary)
+    report_failures(console, failed_checks, check_warnings, failures)
+    return RunOutcome(success=summary["success"] and not failures and not skipped, run_id=run_id, summary=summary,
+                      step_failures=failures)
 
 
-def warehouse_summary(path: Path, run_id: str | None = None) -> dict:
-    """Records per source, customers resolved and tables written, read back from the warehouse."""
+def warehouse_summary(path: Path, run_id: str, identity_resolved: bool = True, every_step_ran: bool = True) -> dict:
+    """What run `run_id` wrote, read back from the warehouse: records per source and record changes
+    of this run's ingest; customers resolved only if this run's identity step succeeded; tables
+    and their sizes only if every step ran, since otherwise some were left by earlier runs."""
     if not path.exists():
         return {}
     con = duckdb.connect(str(path), read_only=True)
@@ -204,15 +290,17 @@ def warehouse_summary(path: Path, run_id: str | None = None) -> dict:
             "SELECT schema_name || '.' || table_name, estimated_size FROM duckdb_tables() "
             "WHERE schema_name NOT IN ('main', 'identity_work') ORDER BY 1"
         ).fetchall()
-        summary: dict = {"tables_written": len(tables)}
+        summary: dict = {"tables_written": len(tables)} if every_step_ran else {}
         names = {t for t, _ in tables}
         if "quality.ingest_runs" in names:
             rows = con.execute(
-                "SELECT source, arg_max(rows_read, ingested_at), arg_max(rows_staged, ingested_at), "
-                "arg_max(rows_quarantined, ingested_at) FROM quality.ingest_runs GROUP BY ALL ORDER BY 1"
+                "SELECT source, rows_read, rows_staged, rows_quarantined FROM quality.ingest_runs "
+                "WHERE run_id = ? ORDER BY 1", [run_id],
             ).fetchall()
-            summary["records_per_source"] = {s: {"read": r, "staged": st, "quarantined": q} for s, r, st, q in rows}
-        if "quality.record_changes" in names and run_id:
+            if rows:
+                summary["records_per_source"] = {s: {"read": r, "staged": st, "quarantined": q}
+                                                 for s, r, st, q in rows}
+        if "quality.record_changes" in names:
             changes = con.execute(
                 "SELECT source, change, count(*) FROM quality.record_changes WHERE run_id = ? GROUP BY ALL ORDER BY 1, 2",
                 [run_id],
@@ -221,11 +309,12 @@ def warehouse_summary(path: Path, run_id: str | None = None) -> dict:
                 summary["record_changes"] = {}
                 for source, change, count in changes:
                     summary["record_changes"].setdefault(source, {})[change] = int(count)
-        if "identity.customer_xref" in names:
+        if "identity.customer_xref" in names and identity_resolved:
             summary["customers_resolved"] = con.execute(
                 "SELECT count(DISTINCT customer_id) FROM identity.customer_xref"
             ).fetchall()[0][0]
-        summary["tables"] = {t: int(n) for t, n in tables}
+        if every_step_ran:
+            summary["tables"] = {t: int(n) for t, n in tables}
         return summary
     finally:
         con.close()
