@@ -29,13 +29,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cdp_pipelines import settings
 from cdp_pipelines.errors import one_line, user_error_in_serialized
+from cdp_pipelines.warehouse_access import open_warehouse_for_writing
 
 IDENTITY_STEP = "identity_graph"
 """The step that writes identity.customer_xref, which `customers_resolved` counts."""
-
-
-class WarehouseOpenError(ValueError):
-    """The warehouse file cannot be opened: not a DuckDB database, locked by another process, ..."""
 
 
 @dataclass(frozen=True)
@@ -132,14 +129,7 @@ def warehouse_kept_open(path: Path) -> Iterator[None]:
     open every step's own connection attaches to the loaded instance instead of reading the
     catalog from the file again (about 50 ms a step on a large warehouse) and checkpointing on
     close."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise WarehouseOpenError(f"cannot create the folder of warehouse {path}: {error.strerror or error}") from None
-    try:
-        anchor = duckdb.connect(str(path))
-    except duckdb.Error as error:
-        raise WarehouseOpenError(f"cannot open warehouse {path}: {one_line(str(error))}") from None
+    anchor = open_warehouse_for_writing(path)
     try:
         yield
     finally:

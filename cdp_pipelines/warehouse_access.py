@@ -1,7 +1,8 @@
-"""Opening the warehouse for reading from a command: one readable line when it cannot be opened.
+"""Opening the warehouse from a command: one readable line when it cannot be opened.
 
 A path that is missing, a folder, not a DuckDB file, or locked by a running `cdp run` is a
 mistake the user can fix, so each becomes a WarehouseAccessError instead of DuckDB's exception.
+Every command opens the warehouse through here (`cdp run` to write, the others to read).
 """
 
 from __future__ import annotations
@@ -24,8 +25,25 @@ def open_warehouse_read_only(warehouse: Path | None = None) -> duckdb.DuckDBPyCo
         raise WarehouseAccessError(f"warehouse {path} does not exist; run `cdp run` first")
     if path.is_dir():
         raise WarehouseAccessError(f"warehouse {path} is a folder; give the DuckDB warehouse file")
+    return _connect(path, read_only=True)
+
+
+def open_warehouse_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
+    """A read-write connection to `path`, creating the file and its folder when missing."""
+    path = Path(path)
+    if path.is_dir():
+        raise WarehouseAccessError(f"warehouse {path} is a folder; give the DuckDB warehouse file")
     try:
-        return duckdb.connect(str(path), read_only=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise WarehouseAccessError(
+            f"cannot create the folder of warehouse {path}: {error.strerror or error}") from None
+    return _connect(path, read_only=False)
+
+
+def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
     except duckdb.Error as error:
         raise WarehouseAccessError(_reason(path, error)) from None
 

@@ -26,13 +26,13 @@ from cdp_pipelines.profiles.config_files import ProfilesConfigError
 from cdp_pipelines.runner import (
     RunOutcome,
     StepFailure,
-    WarehouseOpenError,
     execute_job_in_this_process,
     step_failures,
     warehouse_kept_open,
     warehouse_summary,
 )
 from cdp_pipelines.serving.postgres import ServingConnectionError
+from cdp_pipelines.warehouse_access import WarehouseAccessError
 
 SAMPLE = settings.PROJECT_ROOT / "data" / "sample"
 
@@ -131,7 +131,7 @@ def test_exit_code_two_only_when_no_step_failed_on_a_bug():
 def test_a_file_that_is_not_a_database_is_a_one_line_error(tmp_path):
     notes = tmp_path / "notes.md"
     notes.write_text("# not a database\n" * 100)
-    with pytest.raises(WarehouseOpenError, match=r"^cannot open warehouse .*notes\.md: .*not a valid DuckDB"):
+    with pytest.raises(WarehouseAccessError, match=r"^\S*notes\.md is not a DuckDB warehouse file$"):
         with warehouse_kept_open(notes):
             pass
 
@@ -144,11 +144,11 @@ def test_a_warehouse_locked_by_another_process_is_a_one_line_error(tmp_path):
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "open"
-        with pytest.raises(WarehouseOpenError) as raised:
+        with pytest.raises(WarehouseAccessError) as raised:
             with warehouse_kept_open(path):
                 pass
         message = str(raised.value)
-        assert message.startswith(f"cannot open warehouse {path}: ") and "lock" in message and "\n" not in message
+        assert message.startswith(f"warehouse {path} is in use by another process") and "\n" not in message
     finally:
         holder.communicate("")
 
@@ -241,8 +241,8 @@ def test_a_warehouse_that_is_not_a_database_is_one_line_and_exit_code_two(tmp_pa
     notes = tmp_path / "notes.md"
     notes.write_text("# not a database\n" * 100)
     done = _cdp_run(tmp_path, "--warehouse", str(notes))
-    _assert_one_line_error(done, f"error: cannot open warehouse {notes}: ")
-    assert "not a valid DuckDB database file" in done.stderr and done.stdout == ""
+    _assert_one_line_error(done, f"error: {notes} is not a DuckDB warehouse file")
+    assert done.stdout == ""
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ from cdp_pipelines.segments.build import latest_builds, member_counts, segment_s
 from cdp_pipelines.segments.config import SEGMENTS_FILE, SegmentConfigError, SegmentsConfig, load_segments
 from cdp_pipelines.segments.export import EXPORT_FORMATS, export_segment
 from cdp_pipelines.segments.validation import validate_rule
+from cdp_pipelines.warehouse_access import WarehouseAccessError, open_warehouse_read_only
 
 EXIT_USAGE = 2
 
@@ -48,14 +49,12 @@ def _load(config: Path | None) -> SegmentsConfig:
 
 def _connect(warehouse: Path | None, required: bool = True) -> duckdb.DuckDBPyConnection | None:
     path = warehouse or settings.warehouse_path()
-    if not path.exists():
-        if required:
-            _fail(f"warehouse {path} does not exist; run `cdp run` first")
+    if not path.exists() and not required:
         return None
     try:
-        return duckdb.connect(str(path), read_only=True)
-    except duckdb.Error as error:
-        _fail(f"cannot open warehouse {path}: {str(error).splitlines()[0]}")
+        return open_warehouse_read_only(path)
+    except WarehouseAccessError as error:
+        _fail(str(error))
 
 
 @app.command("list")
