@@ -150,10 +150,17 @@ def test_blocking_rules_and_comparison_sql_name_node_columns(tmp_path):
             load_identity_config(path)
 
 
-def test_an_unquoted_null_key_of_a_comparison_level_is_read_as_the_setting():
-    # YAML reads `null: true` as the key None: it marks the level "address missing" as Splink's null level.
-    levels = load_identity_config(CONFIG / "identity.yaml").probabilistic.comparisons[5].levels
+def test_an_unquoted_null_key_of_a_comparison_level_is_read_as_the_setting(tmp_path):
+    # YAML reads `null: true` as the key None: it must still mark the level as Splink's null level.
+    text = (CONFIG / "identity.yaml").read_text()
+    written = '- {label: "address missing",'
+    assert written in text
+    path = tmp_path / "identity.yaml"
+    path.write_text(text.replace(written, '- {label: "address missing", null: true,', 1))
+    levels = load_identity_config(path).probabilistic.comparisons[5].levels
     assert [level.null for level in levels] == [True, False, False, False, False, False]
+    shipped = load_identity_config(CONFIG / "identity.yaml").probabilistic.comparisons[5].levels
+    assert not any(level.null for level in shipped)
 
 
 def test_a_config_file_that_is_a_directory_exits_2_with_one_line(tmp_path):
