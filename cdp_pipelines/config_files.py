@@ -113,7 +113,11 @@ def validate_mapping(path: Path, content: Any, model: type[Model], error: type[E
     try:
         return model.model_validate(content)
     except ValidationError as problem:
-        raise error(describe_validation_error(path, problem, model)) from None
+        message = describe_validation_error(path, problem, model)
+    # Raised outside the handler: the validation error (and through a validator's own exception,
+    # the frames of the step that loaded the file, DuckDB objects included) is then not kept
+    # alive as this error's context for as long as the run's record of the failure lives.
+    raise error(message)
 
 
 def load_yaml_model(path: Path, model: type[Model], error: type[Exception]) -> Model:

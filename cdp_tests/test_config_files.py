@@ -177,3 +177,15 @@ def test_a_config_file_that_is_a_directory_exits_2_with_one_line(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "generator.yaml: is a directory, expected a YAML file" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_refused_config_keeps_no_validation_error_alive(tmp_path):
+    # A validator's own exception holds the frames of the step that loaded the file (DuckDB
+    # objects among them); chained to the reported error, it outlived the run and DuckDB's
+    # bindings reported leaked objects at exit.
+    text = (CONFIG / "identity.yaml").read_text()
+    path = tmp_path / "identity.yaml"
+    path.write_text(text.replace("- [address_line]", "- [adress_line]", 1))
+    with pytest.raises(IdentityConfigError, match="adress_line") as raised:
+        load_identity_config(path)
+    assert raised.value.__context__ is None and raised.value.__cause__ is None

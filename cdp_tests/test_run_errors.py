@@ -223,6 +223,19 @@ def test_a_configuration_error_found_while_running_is_one_line_and_exit_code_two
     assert summary["failed_steps"] == ["identity_graph"]
     assert summary["step_errors"]["identity_graph"].startswith(f"{config / 'identity.yaml'}: not valid YAML")
     assert "customers_resolved" not in summary and "tables_written" not in summary
+    # the steps downstream of identity never ran, and say so; the upstream ones did
+    assert {"profiles__golden_profile", "serving__published"} <= set(summary["skipped_steps"])
+    assert "raw__crm_accounts" not in summary["skipped_steps"]
+
+
+@pytest.mark.slow
+def test_a_column_typo_in_a_blocking_rule_is_one_line_without_exit_noise(tmp_path):
+    config = _config_copy(tmp_path)
+    text = (config / "identity.yaml").read_text()
+    (config / "identity.yaml").write_text(text.replace("- [address_line]", "- [adress_line]", 1))
+    done = _cdp_run(tmp_path, env={settings.ENV_CONFIG_DIR: str(config)})
+    _assert_one_line_error(done, "error: identity_graph: ")
+    assert "adress_line" in done.stderr and "leaked" not in done.stderr, done.stderr[-3000:]
 
 
 @pytest.mark.slow

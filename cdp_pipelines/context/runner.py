@@ -84,7 +84,8 @@ def render(model_sql: str, variables: Mapping[str, Any]) -> str:
     def substitute(match: re.Match) -> str:
         name = match.group(1)
         if name not in variables:
-            raise VariableError(f"variable '{name}' is not defined in config/context.yaml")
+            raise VariableError(f"variable '{name}' is not defined in the vars of context.yaml "
+                                "(in the configuration folder, CDP_CONFIG_DIR)")
         return render_literal(name, variables[name])
 
     return VAR_PATTERN.sub(substitute, model_sql)
