@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -23,6 +24,29 @@ class StrictModel(BaseModel):
     """Settings that refuse keys they do not declare: a typo must not fall back to a default."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class Named(dict):
+    """In a key layout (`keys_model`): a mapping of names the user chooses (tables, suites), each
+    holding the keys of this layout."""
+
+
+KeyLayout = Mapping[str, "KeyLayout | None"]
+
+
+def keys_model(name: str, layout: KeyLayout) -> type[StrictModel]:
+    """A model that accepts exactly the keys of `layout`, for files whose values a stage reads
+    itself: each key maps to None (any value), a nested layout (a section) or a `Named` layout.
+    Validating a file with it refuses a misspelled key, naming the keys allowed there."""
+    fields: dict[str, Any] = {}
+    for key, inner in layout.items():
+        annotation: Any = Any
+        if isinstance(inner, Named):
+            annotation = dict[str, keys_model(f"{name}_{key}", inner) | None] | None
+        elif inner is not None:
+            annotation = keys_model(f"{name}_{key}", inner) | None
+        fields[key] = (annotation, None)
+    return create_model(name, __base__=StrictModel, **fields)
 
 
 def yaml_problem(problem: yaml.YAMLError) -> str:

@@ -49,13 +49,15 @@ def test_a_share_above_the_warning_ratio_is_a_warning_naming_the_main_reasons():
 
 
 def test_the_ratios_come_from_quality_yaml_and_bad_values_are_refused(tmp_path: Path):
-    assert max_quarantined_row_ratio(PROJECT_ROOT / "config" / "quality.yaml") == QuarantineRatios(0.05, None)
+    shipped = max_quarantined_row_ratio(PROJECT_ROOT / "config" / "quality.yaml")
+    assert shipped == QuarantineRatios(warning=0.05, blocking=None)
     path = tmp_path / "quality.yaml"
     path.write_text("max_quarantined_row_ratio: {blocking: 0.5}\n")
-    assert max_quarantined_row_ratio(path) == QuarantineRatios(0.05, 0.5)
-    for bad, problem in [("{warning: 5}", "warning must be a share between 0 and 1"),
-                         ("{warn: 0.1}", "must be a mapping with the keys warning and blocking"),
-                         ("0.1", "must be a mapping")]:
+    assert max_quarantined_row_ratio(path) == QuarantineRatios(warning=0.05, blocking=0.5)
+    for bad, problem in [("{warning: 5}", r"max_quarantined_row_ratio\.warning: Input should be less than or equal"),
+                         ("{warning: true}", r"max_quarantined_row_ratio\.warning: Input should be a valid number"),
+                         ("{warn: 0.1}", r"max_quarantined_row_ratio\.warn: unknown key .*allowed: warning, blocking"),
+                         ("0.1", r"max_quarantined_row_ratio: Input should be a valid dictionary")]:
         path.write_text(f"max_quarantined_row_ratio: {bad}\n")
         with pytest.raises(QualityConfigError, match=problem):
             max_quarantined_row_ratio(path)

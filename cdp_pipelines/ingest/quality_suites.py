@@ -17,10 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import ConfigDict, Field, Strict
 
 from cdp_pipelines import settings
-from cdp_pipelines.config_files import StrictModel, read_yaml_mapping, validate_mapping
+from cdp_pipelines.config_files import StrictModel, keys_model, read_yaml_mapping, validate_mapping
 
 SEVERITIES = ("blocking", "warning")
 PARSE_MODES = ("date", "datetime")
@@ -102,40 +104,26 @@ def get_suite(suite_name: str, config_path: Path | None = None) -> SuiteSpec:
 
 def max_rows_validated(config_path: Path | None = None) -> int:
     """How many rows a check hands to Great Expectations at most (a sample beyond that)."""
-    path = Path(config_path) if config_path else default_config_path()
-    value = _read_quality_file(path).get("max_rows_validated", 50_000)
-    if not isinstance(value, int) or value < 1:
-        raise QualityConfigError(f"{path}: max_rows_validated must be a positive whole number, not {value!r}")
-    return value
+    return _settings(Path(config_path) if config_path else default_config_path()).max_rows_validated
 
 
 QUARANTINE_RATIO_KEY = "max_quarantined_row_ratio"
-DEFAULT_QUARANTINE_RATIOS = {"warning": 0.05, "blocking": None}
+Share = Annotated[float, Strict(), Field(ge=0, le=1)]
 
 
-@dataclass(frozen=True)
-class QuarantineRatios:
+class QuarantineRatios(StrictModel):
     """Shares of a source's rows read in a run that may be quarantined before its contract check
     warns (`warning`) or fails (`blocking`); None: no such limit."""
 
-    warning: float | None
-    blocking: float | None
+    model_config = ConfigDict(frozen=True)
+    warning: Share | None = 0.05
+    blocking: Share | None = None
 
 
 def max_quarantined_row_ratio(config_path: Path | None = None) -> QuarantineRatios:
     """The `max_quarantined_row_ratio` thresholds, the defaults filling what is not given."""
-    path = Path(config_path) if config_path else default_config_path()
-    value = _read_quality_file(path).get(QUARANTINE_RATIO_KEY) or {}
-    if not isinstance(value, dict) or set(value) - set(DEFAULT_QUARANTINE_RATIOS):
-        raise QualityConfigError(f"{path}: {QUARANTINE_RATIO_KEY} must be a mapping with the keys "
-                                 f"{' and '.join(DEFAULT_QUARANTINE_RATIOS)}, not {value!r}")
-    ratios = {**DEFAULT_QUARANTINE_RATIOS, **value}
-    for severity, ratio in ratios.items():
-        if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float))
-                                  or not 0 <= ratio <= 1):
-            raise QualityConfigError(f"{path}: {QUARANTINE_RATIO_KEY}.{severity} must be a share between "
-                                     f"0 and 1 (or null for no limit), not {ratio!r}")
-    return QuarantineRatios(**ratios)
+    ratios = _settings(Path(config_path) if config_path else default_config_path()).max_quarantined_row_ratio
+    return ratios or QuarantineRatios()
 
 
 def rows_to_validate_sql(select: str, limit: int) -> str:
@@ -143,32 +131,32 @@ def rows_to_validate_sql(select: str, limit: int) -> str:
     return f"SELECT * FROM ({select}) USING SAMPLE reservoir({int(limit)} ROWS) REPEATABLE (42)"
 
 
-class _Suite(StrictModel):
-    description: Any = None
-    extends: Any = None
-    required_columns: Any = None
-    expectations: Any = None
+_SUITE_KEYS = keys_model("SuiteKeys", {"description": None, "extends": None, "required_columns": None,
+                                          "expectations": None})
 
 
-class QualityKeys(StrictModel):
-    """The keys quality.yaml and each of its suites may hold; an expectation's own keys are its
-    Great Expectations arguments, which Great Expectations checks."""
+class QualitySettings(StrictModel):
+    """What quality.yaml may hold. Suites are read by `_build_suite`; an expectation's own keys are
+    its Great Expectations arguments, which Great Expectations checks."""
 
-    max_rows_validated: Any = None
-    max_quarantined_row_ratio: Any = None
-    suites: dict[str, _Suite | None] | None = None
+    max_rows_validated: Annotated[int, Strict(), Field(ge=1)] = 50_000
+    max_quarantined_row_ratio: QuarantineRatios | None = None
+    suites: dict[str, _SUITE_KEYS | None] | None = None
 
 
-def _read_quality_file(path: Path) -> dict:
-    """The file's settings, refusing keys it cannot hold."""
+def _read_quality_file(path: Path) -> tuple[dict, QualitySettings]:
+    """The file as read, and its settings; keys it cannot hold and bad values are refused."""
     document = read_yaml_mapping(path, QualityConfigError)
-    validate_mapping(path, document, QualityKeys, QualityConfigError)
-    return document
+    return document, validate_mapping(path, document, QualitySettings, QualityConfigError)
+
+
+def _settings(path: Path) -> QualitySettings:
+    return _read_quality_file(path)[1]
 
 
 @lru_cache(maxsize=8)
 def _load_suites_cached(path: str, _mtime_ns: int) -> dict[str, SuiteSpec]:
-    document = _read_quality_file(Path(path))
+    document, _ = _read_quality_file(Path(path))
     raw_suites = document.get("suites")
     if not isinstance(raw_suites, dict) or not raw_suites:
         raise QualityConfigError(f"{path}: expected a non-empty 'suites' mapping")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from cdp_pipelines import settings
-from cdp_pipelines.config_files import StrictModel, read_yaml_mapping, validate_mapping
+from cdp_pipelines.config_files import Named, keys_model, read_yaml_mapping, validate_mapping
 
 VERSION_COLUMN = "_publish_version"
 """Added to every published table: lets any reader prove which version a row came from."""
@@ -83,65 +82,25 @@ def default_config_path() -> Path:
     return settings.config_dir() / "serving.yaml"
 
 
-class _Schemas(StrictModel):
-    stable: Any = None
-    marketing: Any = None
-    admin: Any = None
-    version_prefix: Any = None
-
-
-class _Roles(StrictModel):
-    channel_reader: Any = None
-    marketing_reader: Any = None
-
-
-class _Publish(StrictModel):
-    refuse_empty_when_previous_had_rows: Any = None
-    load_workers: Any = None
-    lock_timeout: Any = None
-    swap_attempts: Any = None
-
-
-class _Table(StrictModel):
-    source: Any = None
-    primary_key: Any = None
-    indexes: Any = None
-    marketing: Any = None
-    optional: Any = None
-    allow_empty: Any = None
-    columns_when_missing: Any = None
-    load_in_key_order: Any = None
-
-
-class _Part(StrictModel):
-    table: Any = None
-    shape: Any = None
-    column: Any = None
-
-
-class _Document(StrictModel):
-    key: Any = None
-    customers: Any = None
-    parts: dict[str, _Part] | None = None
-
-
-class ServingKeys(StrictModel):
-    """The keys serving.yaml may hold: a misspelled one would otherwise fall back to a default
-    silently. Values are checked as the layout is built."""
-
-    schemas: _Schemas | None = None
-    roles: _Roles | None = None
-    publish: _Publish | None = None
-    marketing_excluded_columns: Any = None
-    tables: dict[str, _Table | None] | None = None
-    lookup_document: _Document | None = None
+SERVING_KEYS = keys_model("ServingKeys", {
+    "schemas": {"stable": None, "marketing": None, "admin": None, "version_prefix": None},
+    "roles": {"channel_reader": None, "marketing_reader": None},
+    "publish": {"refuse_empty_when_previous_had_rows": None, "load_workers": None, "lock_timeout": None,
+                "swap_attempts": None},
+    "marketing_excluded_columns": None,
+    "tables": Named({"source": None, "primary_key": None, "indexes": None, "marketing": None, "optional": None,
+                     "allow_empty": None, "columns_when_missing": None, "load_in_key_order": None}),
+    "lookup_document": {"key": None, "customers": None, "parts": Named({"table": None, "shape": None, "column": None})},
+})
+"""The keys serving.yaml may hold: a misspelled one would otherwise fall back to a default
+silently. Values are checked as the layout is built."""
 
 
 def load_config(path: Path | None = None) -> ServingConfig:
     """Read and validate the serving YAML (default: <config dir>/serving.yaml)."""
     path = Path(path) if path else default_config_path()
     raw = read_yaml_mapping(path, ServingConfigError)
-    validate_mapping(path, raw, ServingKeys, ServingConfigError)
+    validate_mapping(path, raw, SERVING_KEYS, ServingConfigError)
     try:
         schemas, roles = raw.get("schemas", {}), raw.get("roles", {})
         pub = raw.get("publish", {})

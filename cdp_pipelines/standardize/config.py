@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from cdp_pipelines import settings
-from cdp_pipelines.config_files import StrictModel, read_yaml_mapping, validate_mapping
+from cdp_pipelines.config_files import keys_model, read_yaml_mapping, validate_mapping
 
 CONFIG_FILE_NAME = "standardize.yaml"
 
@@ -138,93 +138,30 @@ class StandardizeConfigError(ValueError):
     """A readable problem with standardize.yaml (no traceback for users)."""
 
 
-class _Placeholders(StrictModel):
-    generic: Any = None
-    repeated_char_min_length: Any = None
-    by_attribute: Any = None
-    exempt_by_attribute: Any = None
-
-
-class _FictionalRanges(StrictModel):
-    accept: Any = None
-    length: Any = None
-    ranges: Any = None
-
-
-class _Phones(StrictModel):
-    default_region: Any = None
-    junk_numbers: Any = None
-    reject_sequences: Any = None
-    fictional_ranges: _FictionalRanges | None = None
-
-
-class _Emails(StrictModel):
-    provider_aliases: Any = None
-    remove_dots: Any = None
-    remove_plus_tags: Any = None
-    junk_addresses: Any = None
-    junk_local_parts: Any = None
-    junk_domains: Any = None
-
-
-class _Names(StrictModel):
-    given_name_overrides: Any = None
-
-
-class _Dates(StrictModel):
-    dayfirst_formats: Any = None
-    monthfirst_formats: Any = None
-    earliest_birth_year: Any = None
-
-
-class _Timestamps(StrictModel):
-    formats: Any = None
-    accept_epoch: Any = None
-    earliest: Any = None
-
-
-class _Postcodes(StrictModel):
-    gb_format_countries: Any = None
-    gb_pattern: Any = None
-    ie_pattern: Any = None
-    us_pattern: Any = None
-
-
-class _Countries(StrictModel):
-    aliases: Any = None
-
-
-class _Addresses(StrictModel):
-    abbreviations: Any = None
-    before_word: Any = None
-    city_abbreviations: Any = None
-
-
-class _Identifiers(StrictModel):
-    social_handle_pattern: Any = None
-
-
-class StandardizeKeys(StrictModel):
-    """The keys standardize.yaml may hold (every one optional): a misspelled section or setting
-    would otherwise drop its rules silently. Values are read by `config_from_dict`."""
-
-    placeholders: _Placeholders | None = None
-    phones: _Phones | None = None
-    emails: _Emails | None = None
-    names: _Names | None = None
-    dates: _Dates | None = None
-    timestamps: _Timestamps | None = None
-    postcodes: _Postcodes | None = None
-    countries: _Countries | None = None
-    addresses: _Addresses | None = None
-    identifiers: _Identifiers | None = None
+STANDARDIZE_KEYS = keys_model("StandardizeKeys", {
+    "placeholders": {"generic": None, "repeated_char_min_length": None, "by_attribute": None,
+                     "exempt_by_attribute": None},
+    "phones": {"default_region": None, "junk_numbers": None, "reject_sequences": None,
+               "fictional_ranges": {"accept": None, "length": None, "ranges": None}},
+    "emails": {"provider_aliases": None, "remove_dots": None, "remove_plus_tags": None, "junk_addresses": None,
+               "junk_local_parts": None, "junk_domains": None},
+    "names": {"given_name_overrides": None},
+    "dates": {"dayfirst_formats": None, "monthfirst_formats": None, "earliest_birth_year": None},
+    "timestamps": {"formats": None, "accept_epoch": None, "earliest": None},
+    "postcodes": {"gb_format_countries": None, "gb_pattern": None, "ie_pattern": None, "us_pattern": None},
+    "countries": {"aliases": None},
+    "addresses": {"abbreviations": None, "before_word": None, "city_abbreviations": None},
+    "identifiers": {"social_handle_pattern": None},
+})
+"""The keys standardize.yaml may hold (every one optional): a misspelled section or setting would
+otherwise drop its rules silently. Values are read by `config_from_dict`."""
 
 
 def load_config(path: Path | None = None) -> StandardizeConfig:
     """Read the YAML rules (default: <config dir>/standardize.yaml), refusing unknown keys."""
     path = path or settings.config_dir() / CONFIG_FILE_NAME
     raw = read_yaml_mapping(path, StandardizeConfigError)
-    validate_mapping(path, raw, StandardizeKeys, StandardizeConfigError)
+    validate_mapping(path, raw, STANDARDIZE_KEYS, StandardizeConfigError)
     return config_from_dict(raw)
 
 
