@@ -14,12 +14,11 @@ import duckdb
 
 from cdp_pipelines.segments.config import SegmentConfigError, SegmentDefinition, SegmentsConfig
 from cdp_pipelines.segments.validation import (
-    BASE_ALIAS,
-    BASE_TABLE,
     CONSENT_TABLE,
     ValidatedRule,
     check_rule_binds,
     check_rule_runs,
+    matches_sql,
     rule_failed,
     validate_rule,
     warehouse_schema,
@@ -65,14 +64,8 @@ def consented_sql(consent_channels: tuple[str, ...], among: str | None = None) -
     """
 
 
-def matched_sql(validated: ValidatedRule) -> str:
-    """Customers the rule selects, before consent."""
-    return (f"SELECT DISTINCT CAST({BASE_ALIAS}.customer_id AS VARCHAR) AS customer_id "
-            f"FROM {BASE_TABLE} AS {BASE_ALIAS} WHERE {validated.sql}")
-
-
 def membership_sql(matched: str, consent_channels: tuple[str, ...]) -> str:
-    """Members: the customers of `matched` (a table of the rule's customers, `matched_sql`)
+    """Members: the customers of `matched` (a table of the rule's customers, `matches_sql`)
     that hold every needed opt-in."""
     consented = consented_sql(consent_channels, among=f"SELECT customer_id FROM {matched}")
     return f"SELECT m.customer_id FROM {matched} m JOIN ({consented}) c USING (customer_id)"
@@ -114,7 +107,7 @@ def build_segment(con: duckdb.DuckDBPyConnection, segment: SegmentDefinition, co
     con.execute("BEGIN TRANSACTION")
     try:
         try:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE _segment_matched AS {matched_sql(validated)}")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _segment_matched AS {matches_sql(validated)}")
         except duckdb.Error as error:
             raise rule_failed(validated, error) from None
         matched = con.execute("SELECT count(*) FROM _segment_matched").fetchone()[0]

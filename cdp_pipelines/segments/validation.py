@@ -234,8 +234,10 @@ def check_rule_runs(con: duckdb.DuckDBPyConnection, validated: ValidatedRule) ->
 
 
 def matches_sql(validated: ValidatedRule) -> str:
-    """The customers a validated rule selects (before consent), as SQL."""
-    return f"SELECT {BASE_ALIAS}.customer_id FROM {BASE_TABLE} AS {BASE_ALIAS} WHERE {validated.sql}"
+    """The customers a validated rule selects (before consent), once each: what a build keeps
+    and what validation evaluates."""
+    return (f"SELECT DISTINCT CAST({BASE_ALIAS}.customer_id AS VARCHAR) AS customer_id "
+            f"FROM {BASE_TABLE} AS {BASE_ALIAS} WHERE {validated.sql}")
 
 
 def rule_failed(validated: ValidatedRule, error: duckdb.Error) -> SegmentConfigError:
