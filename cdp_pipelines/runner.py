@@ -247,10 +247,10 @@ def run_pipeline(incremental: bool = False, retrain: bool = False, console: Cons
             watcher.join(timeout=5)
     failed_checks, check_warnings = split_check_failures(result.get_asset_check_evaluations())
     failures = step_failures(result.all_events)
-    # Steps after a failed one never start; the threaded executor records no event for them.
-    started_steps = {e.step_key for e in result.all_events if e.event_type_value in ("STEP_START", "STEP_SKIPPED")}
-    skipped = sorted({e.step_key for e in result.all_events if e.event_type_value == "STEP_SKIPPED"}
-                     | {node.name for node in job.graph.nodes if node.name not in started_steps})
+    # Every step that never started: skipped, or after a failed one (the threaded executor
+    # records no event for those).
+    started_steps = {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
+    skipped = sorted(node.name for node in job.graph.nodes if node.name not in started_steps)
     succeeded = {e.step_key for e in result.all_events if e.event_type_value == "STEP_SUCCESS"}
     summary = {
         "run_id": run_id,

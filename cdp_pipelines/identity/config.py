@@ -15,7 +15,6 @@ STRONG_IDENTIFIERS = IDENTIFIER_TYPES
 NODE_COLUMNS = ("given_name", "first_name", "last_name", "date_of_birth", "email", "phone", "postcode", "city",
                 "address_line")
 """The attributes of an identity node: all that Splink's comparisons and blocking rules can read."""
-COMPARABLE_COLUMNS = NODE_COLUMNS
 
 
 class IdentityConfigError(ValueError):
@@ -104,8 +103,8 @@ class ComparisonSpec(StrictModel):
     @field_validator("column")
     @classmethod
     def _comparable(cls, value: str, info) -> str:
-        if info.data.get("type") != "custom" and value not in COMPARABLE_COLUMNS:
-            raise ValueError(f"column {value!r} is not comparable; allowed: {list(COMPARABLE_COLUMNS)}")
+        if info.data.get("type") != "custom" and value not in NODE_COLUMNS:
+            raise ValueError(f"column {value!r} is not comparable; allowed: {list(NODE_COLUMNS)}")
         return value
 
 
