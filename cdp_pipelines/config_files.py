@@ -19,6 +19,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 Model = TypeVar("Model", bound=BaseModel)
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's safe loader where PyYAML was built with it: the same documents and error marks,
+parsed about ten times faster (a run reads its configuration files in many steps)."""
+
+
+def load_yaml(text: str) -> Any:
+    """The YAML document in `text`, as `yaml.safe_load` reads it."""
+    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
+
 
 class StrictModel(BaseModel):
     """Settings that refuse keys they do not declare: a typo must not fall back to a default."""
@@ -64,7 +73,7 @@ def yaml_problem(problem: yaml.YAMLError) -> str:
 def read_yaml_mapping(path: Path, error: type[Exception]) -> dict:
     """The YAML file's top-level mapping ({} when empty); `error` names the file otherwise."""
     try:
-        content = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        content = load_yaml(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise error(f"{path}: file not found") from None
     except IsADirectoryError:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import dagster as dg
 import duckdb
 
-from cdp_pipelines.privacy import mask_frame
+from tabulate import tabulate
+
+from cdp_pipelines import settings
+from cdp_pipelines.privacy import is_pii_column, mask_value
 
 OWNERS = ["team:data-platform"]
 
@@ -20,14 +23,29 @@ def row_count(con: duckdb.DuckDBPyConnection, table: str) -> int:
     return int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
 
 
+PREVIEW_CELL_CHARACTERS = 60
+
+
 def preview(con: duckdb.DuckDBPyConnection, table: str, limit: int = 10, columns: list[str] | None = None) -> dg.MetadataValue:
-    """First rows of a table as Markdown, with personal data masked."""
+    """First rows of a table as Markdown, with personal data masked. Built from the fetched rows
+    without pandas: every asset of a run shows one, and a DataFrame for ten rows cost ~10 ms."""
     select = ", ".join(f'"{c}"' for c in columns) if columns else "*"
-    frame = con.execute(f"SELECT {select} FROM {table} LIMIT {int(limit)}").df()
-    frame = mask_frame(frame)
-    for column in frame.columns:
-        frame[column] = frame[column].astype("string").str.slice(0, 60)
-    return dg.MetadataValue.md(frame.to_markdown(index=False) if len(frame) else "_(no rows)_")
+    result = con.execute(f"SELECT {select} FROM {table} LIMIT {int(limit)}")
+    names = [d[0] for d in result.description]
+    rows = result.fetchall()
+    if not rows:
+        return dg.MetadataValue.md("_(no rows)_")
+    show_pii = settings.show_pii()
+    masked = [[_preview_cell(value, name, show_pii) for value, name in zip(row, names)] for row in rows]
+    return dg.MetadataValue.md(tabulate(masked, headers=names, tablefmt="pipe", disable_numparse=True))
+
+
+def _preview_cell(value, column: str, show_pii: bool) -> str:
+    if value is None:
+        return ""
+    if not show_pii and is_pii_column(column):
+        value = mask_value(value, column)
+    return str(value)[:PREVIEW_CELL_CHARACTERS]
 
 
 def null_rates(con: duckdb.DuckDBPyConnection, table: str, columns: list[str]) -> dict[str, float]:

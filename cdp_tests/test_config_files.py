@@ -1,6 +1,7 @@
 """Configuration mistakes read as one line naming the file and the key, for every stage."""
 
 import pytest
+import yaml
 
 from cdp_pipelines.identity.config import IdentityConfigError, load_identity_config, load_overrides
 from cdp_pipelines.settings import PROJECT_ROOT
@@ -117,7 +118,7 @@ def test_yaml_syntax_errors_are_one_line_with_line_and_column(tmp_path):
         load_identity_config(broken)
     message = str(raised.value)
     assert "\n" not in message
-    assert "identity.yaml: not valid YAML: expected ',' or ']'" in message and "(line 3, column 1)" in message
+    assert "identity.yaml: not valid YAML: " in message and "expected ',' or ']' (line 3, column 1)" in message
     assert "flow sequence at line 2, column 16" in message
 
 
@@ -189,3 +190,28 @@ def test_a_refused_config_keeps_no_validation_error_alive(tmp_path):
     with pytest.raises(IdentityConfigError, match="adress_line") as raised:
         load_identity_config(path)
     assert raised.value.__context__ is None and raised.value.__cause__ is None
+
+
+def test_yaml_is_read_as_safe_load_reads_it_and_refuses_what_safe_load_refuses():
+    from cdp_pipelines.config_files import load_yaml
+
+    for path in (PROJECT_ROOT / "config").glob("*.yaml"):
+        text = path.read_text(encoding="utf-8")
+        assert load_yaml(text) == yaml.safe_load(text), path.name
+    with pytest.raises(yaml.YAMLError):
+        load_yaml("!!python/object/apply:os.system ['true']\n")  # no arbitrary objects
+
+
+def test_quality_settings_are_read_again_when_the_file_changes(tmp_path):
+    from cdp_pipelines.ingest.quality_suites import max_quarantined_row_ratio, max_rows_validated
+
+    quality = tmp_path / "quality.yaml"
+    original = (PROJECT_ROOT / "config" / "quality.yaml").read_text()
+    assert "max_rows_validated: 50000\n" in original
+    quality.write_text(original.replace("max_rows_validated: 50000\n", "max_rows_validated: 7\n"))
+    assert max_rows_validated(quality) == 7
+    assert max_quarantined_row_ratio(quality).warning == 0.05
+    quality.write_text(original.replace("max_rows_validated: 50000\n", "max_rows_validated: 12345\n")
+                       .replace("  warning: 0.05\n", "  warning: 0.5\n"))
+    assert max_rows_validated(quality) == 12345
+    assert max_quarantined_row_ratio(quality).warning == 0.5

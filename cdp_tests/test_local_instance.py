@@ -164,3 +164,17 @@ def test_the_committed_dagster_home_configures_the_instance_a_new_home_gets():
 
     committed = PROJECT_ROOT / "data" / "dagster_home" / "dagster.yaml"
     assert yaml.safe_load(committed.read_text()) == yaml.safe_load(LOCAL_INSTANCE_YAML)
+
+
+def test_events_are_committed_in_wal_mode_without_a_flush_per_commit(tmp_path):
+    storage = PooledSqliteEventLogStorage(str(tmp_path / "runs"))
+    storage.store_event(_log("run-a", "hello"))
+    with storage._connect("run-a") as conn:
+        journal = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+        synchronous = conn.exec_driver_sql("PRAGMA synchronous").scalar()
+    assert (journal, synchronous) == ("wal", 1)  # 1 is NORMAL; SQLite's default FULL is 2
+    # Dagster's plain storage, opening the same file anew, reads what was committed.
+    plain = SqliteEventLogStorage(str(tmp_path / "runs"))
+    assert [e.user_message for e in plain.get_logs_for_run("run-a")] == ["hello"]
+    storage.dispose()
+    plain.dispose()

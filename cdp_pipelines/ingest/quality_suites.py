@@ -82,14 +82,21 @@ class QualityConfigError(ValueError):
     """The quality YAML is malformed; the message says where."""
 
 
-def load_suites(config_path: Path | None = None) -> dict[str, SuiteSpec]:
-    """All suites of the YAML file, with `extends` already merged."""
+def _file_version(config_path: Path | None) -> tuple[str, tuple[int, int]]:
+    """The file's resolved path, modification time and size: what the caches below are keyed by,
+    so an edited file is read again while an unchanged one is parsed once per process."""
     path = Path(config_path) if config_path else default_config_path()
     try:
-        modified = path.stat().st_mtime_ns
+        stat = path.stat()
+        version = (stat.st_mtime_ns, stat.st_size)
     except OSError:
-        modified = 0  # reading it names the problem in one line
-    return _load_suites_cached(str(path.resolve()), modified)
+        version = (0, 0)  # reading it names the problem in one line
+    return str(path.resolve()), version
+
+
+def load_suites(config_path: Path | None = None) -> dict[str, SuiteSpec]:
+    """All suites of the YAML file, with `extends` already merged."""
+    return _load_suites_cached(*_file_version(config_path))
 
 
 def get_suite(suite_name: str, config_path: Path | None = None) -> SuiteSpec:
@@ -104,7 +111,7 @@ def get_suite(suite_name: str, config_path: Path | None = None) -> SuiteSpec:
 
 def max_rows_validated(config_path: Path | None = None) -> int:
     """How many rows a check hands to Great Expectations at most (a sample beyond that)."""
-    return _settings(Path(config_path) if config_path else default_config_path()).max_rows_validated
+    return _settings(*_file_version(config_path)).max_rows_validated
 
 
 QUARANTINE_RATIO_KEY = "max_quarantined_row_ratio"
@@ -122,7 +129,7 @@ class QuarantineRatios(StrictModel):
 
 def max_quarantined_row_ratio(config_path: Path | None = None) -> QuarantineRatios:
     """The `max_quarantined_row_ratio` thresholds, the defaults filling what is not given."""
-    ratios = _settings(Path(config_path) if config_path else default_config_path()).max_quarantined_row_ratio
+    ratios = _settings(*_file_version(config_path)).max_quarantined_row_ratio
     return ratios or QuarantineRatios()
 
 
@@ -150,12 +157,13 @@ def _read_quality_file(path: Path) -> tuple[dict, QualitySettings]:
     return document, validate_mapping(path, document, QualitySettings, QualityConfigError)
 
 
-def _settings(path: Path) -> QualitySettings:
-    return _read_quality_file(path)[1]
+@lru_cache(maxsize=8)
+def _settings(path: str, _version: tuple[int, int]) -> QualitySettings:
+    return _read_quality_file(Path(path))[1]
 
 
 @lru_cache(maxsize=8)
-def _load_suites_cached(path: str, _mtime_ns: int) -> dict[str, SuiteSpec]:
+def _load_suites_cached(path: str, _version: tuple[int, int]) -> dict[str, SuiteSpec]:
     document, _ = _read_quality_file(Path(path))
     raw_suites = document.get("suites")
     if not isinstance(raw_suites, dict) or not raw_suites:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cdp_pipelines.config_files import yaml_problem
+from cdp_pipelines.config_files import load_yaml, yaml_problem
 from cdp_pipelines.ingest.errors import SourceContractError, SourcesConfigError
 from cdp_pipelines.vocabulary import MAPPABLE_ATTRIBUTES
 
@@ -224,7 +224,7 @@ def load_sources(path: Path) -> SourcesConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise SourcesConfigError(f"{path}: cannot read sources file: {exc}") from None
     try:
-        document = yaml.safe_load(text)
+        document = load_yaml(text)
     except yaml.YAMLError as exc:
         raise SourcesConfigError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(document, dict) or "sources" not in document:
