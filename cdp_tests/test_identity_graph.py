@@ -175,6 +175,23 @@ def test_evaluation_pairwise_and_bcubed(con, tmp_path: Path):
     assert report["over_merged_customers"] == 1 and report["under_merged_persons"] == 1
 
 
+def test_pairwise_scores_over_no_pairs_are_undefined_not_perfect(con, tmp_path: Path):
+    con.execute("CREATE SCHEMA identity")
+    con.execute("""CREATE TABLE identity.customer_xref AS SELECT * FROM (VALUES
+        ('s', '1', 'A'), ('s', '2', 'B'), ('s', '3', 'C')) t(source, source_record_id, customer_id)""")
+    singletons = tmp_path / "singletons.csv"
+    singletons.write_text("source,source_record_id,person_id\ns,1,P\ns,2,Q\ns,3,R\n")
+    pairwise = evaluate(con, singletons)["pairwise"]
+    assert (pairwise["precision"], pairwise["recall"], pairwise["f1"]) == (None, None, None)
+    assert pairwise["true_pairs"] == pairwise["predicted_pairs"] == 0
+    missed = tmp_path / "missed.csv"  # one true pair, nothing merged: recall 0, precision undefined
+    missed.write_text("source,source_record_id,person_id\ns,1,P\ns,2,P\ns,3,R\n")
+    report = evaluate(con, missed)
+    assert (report["pairwise"]["precision"], report["pairwise"]["recall"], report["pairwise"]["f1"]) == (None, 0.0, 0.0)
+    assert report["by_source_pair"] == [{"sources": "s~s", "precision": None, "recall": 0.0, "f1": 0.0,
+                                         "true_pairs": 1, "predicted_pairs": 0}]
+
+
 def test_a_value_seen_under_several_web_logins_is_shared_even_without_names(con, config):
     _records(con, [_row(i, "web_events", email="someone@mail.com", user=f"W{i % 3}") for i in range(6)])
     build_identifier_tables(con, config.deterministic)

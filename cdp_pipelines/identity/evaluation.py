@@ -47,6 +47,16 @@ def _f1(p: float, r: float) -> float:
     return 0.0 if p + r == 0 else 2 * p * r / (p + r)
 
 
+def pair_scores(tp: float, predicted: float, actual: float) -> dict:
+    """Pairwise precision, recall and F1 from pair counts. A score over no pairs is undefined and
+    reported as None, never as a perfect 1.0: precision without predicted pairs, recall without
+    true pairs, F1 when there are neither (F1 = 2·tp / (predicted + actual))."""
+    tp, predicted, actual = float(tp or 0), float(predicted or 0), float(actual or 0)
+    return {"precision": round(tp / predicted, 5) if predicted else None,
+            "recall": round(tp / actual, 5) if actual else None,
+            "f1": round(2 * tp / (predicted + actual), 5) if predicted + actual else None}
+
+
 def evaluate(con: duckdb.DuckDBPyConnection, truth_csv: Path, by_source_pair: bool = True) -> dict:
     """Compare identity.customer_xref with a truth CSV (source, source_record_id, person_id)."""
     _check_truth_file(con, truth_csv)
@@ -84,8 +94,6 @@ def evaluate(con: duckdb.DuckDBPyConnection, truth_csv: Path, by_source_pair: bo
     ).fetchall()[0]
     tp, predicted, actual, over_merged, under_merged, clusters, persons = pairs
     tp, predicted, actual = tp or 0.0, predicted or 0.0, actual or 0.0
-    precision = tp / predicted if predicted else 1.0
-    recall = tp / actual if actual else 1.0
     bcubed = con.execute(
         """
         WITH cell AS (SELECT customer_id, person_id, count(*) AS n FROM _joined GROUP BY ALL),
@@ -102,8 +110,7 @@ def evaluate(con: duckdb.DuckDBPyConnection, truth_csv: Path, by_source_pair: bo
         "records_evaluated": coverage[2],
         "customers": clusters,
         "true_persons": persons,
-        "pairwise": {"precision": round(precision, 5), "recall": round(recall, 5),
-                     "f1": round(_f1(precision, recall), 5),
+        "pairwise": {**pair_scores(tp, predicted, actual),
                      "true_positive_pairs": int(tp), "predicted_pairs": int(predicted), "true_pairs": int(actual)},
         "bcubed": {"precision": round(b_precision, 5), "recall": round(b_recall, 5),
                    "f1": round(_f1(b_precision, b_recall), 5)},
@@ -142,9 +149,8 @@ def strongly_identified_precision(con: duckdb.DuckDBPyConnection) -> dict:
                (SELECT sum(n * (n - 1) / 2) FROM pers)::DOUBLE, (SELECT count(*) FROM strong)
         """
     ).fetchall()[0]
-    tp, predicted, actual = tp or 0.0, predicted or 0.0, actual or 0.0
-    return {"records": records, "pairwise_precision": round(tp / predicted if predicted else 1.0, 5),
-            "pairwise_recall": round(tp / actual if actual else 1.0, 5)}
+    scores = pair_scores(tp, predicted, actual)
+    return {"records": records, "pairwise_precision": scores["precision"], "pairwise_recall": scores["recall"]}
 
 
 def source_pair_accuracy(con: duckdb.DuckDBPyConnection) -> list[dict]:
@@ -181,8 +187,6 @@ def source_pair_accuracy(con: duckdb.DuckDBPyConnection) -> list[dict]:
     for s1, s2, tp, predicted, actual in rows:
         if not predicted and not actual:
             continue
-        precision = tp / predicted if predicted else 1.0
-        recall = tp / actual if actual else 1.0
-        out.append({"sources": f"{s1}~{s2}", "precision": round(precision, 5), "recall": round(recall, 5),
-                    "f1": round(_f1(precision, recall), 5), "true_pairs": int(actual), "predicted_pairs": int(predicted)})
+        out.append({"sources": f"{s1}~{s2}", **pair_scores(tp, predicted, actual), "true_pairs": int(actual),
+                    "predicted_pairs": int(predicted)})
     return out
