@@ -134,7 +134,7 @@ def test_scoped_sql_narrows_customer_tables_under_their_alias():
            "JOIN staging.stg_crm_cases ON stg_crm_cases.customer_id = c.customer_id "
            "JOIN standardized.crm_cases AS s ON s.source_record_id = stg_crm_cases.case_id GROUP BY 1")
     narrowed = sr.scoped_sql(sql, {"marts.customer_profile", "staging.stg_crm_cases"}, "w.scope")
-    assert narrowed.count("IN (SELECT customer_id FROM w.scope)") == 2
+    assert narrowed.count("JOIN w.scope AS s USING (customer_id)") == 2
     assert "AS c" in narrowed and "AS stg_crm_cases" in narrowed
     assert "standardized.crm_cases AS s" in narrowed
 

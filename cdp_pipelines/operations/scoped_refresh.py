@@ -252,6 +252,13 @@ def record_checks(con: duckdb.DuckDBPyConnection, target: str, passed: bool) -> 
     con.execute(f"UPDATE {STATE} SET checks_passed = ? WHERE target = ?", [passed, target])
 
 
+_NARROWED = "(SELECT t.* FROM {table} AS t JOIN {scope} AS s USING (customer_id))"
+"""A table's rows of the scope's customers. A join rather than `customer_id IN (...)`: the
+scope holds each customer once, so the rows are the same, and DuckDB then orders the joins by
+the scope's real size (IN became a semi join applied last, after joining whole tables: the
+scoped web events joined all 430,000 xref rows of the web source first, 0.107 s against 0.059 s)."""
+
+
 def scoped_sql(select_sql: str, customer_tables: set[str], scope_table: str) -> str:
     """`select_sql` with every read of a table in `customer_tables` narrowed to the scope's
     customers (a filtered subquery under the same alias), so its result holds their rows only."""
@@ -262,10 +269,7 @@ def scoped_sql(select_sql: str, customer_tables: set[str], scope_table: str) -> 
         if not table.db or qualified not in wanted:
             continue
         alias = table.alias or table.name
-        narrowed = sqlglot.parse_one(
-            f"(SELECT * FROM {table.db}.{table.name} WHERE customer_id IN (SELECT customer_id FROM {scope_table}))",
-            read="duckdb",
-        )
+        narrowed = sqlglot.parse_one(_NARROWED.format(table=f"{table.db}.{table.name}", scope=scope_table), read="duckdb")
         table.replace(exp.Subquery(this=narrowed.this if isinstance(narrowed, exp.Subquery) else narrowed,
                                    alias=exp.TableAlias(this=exp.to_identifier(alias))))
     return tree.sql(dialect="duckdb")
