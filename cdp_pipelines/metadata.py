@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dagster as dg
 import duckdb
-
 from tabulate import tabulate
 
 from cdp_pipelines import settings

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
-
-import pandas as pd
 
 from cdp_pipelines import settings
 
@@ -28,7 +27,7 @@ def mask_value(value: Any, column: str | None = None) -> Any:
     Emails keep their first character and domain, phones their last two digits, everything
     else becomes '***'. Missing values and booleans pass unchanged.
     """
-    if value is None or isinstance(value, bool) or (isinstance(value, float) and pd.isna(value)):
+    if value is None or isinstance(value, bool) or (isinstance(value, float) and math.isnan(value)):
         return value
     text = str(value)
     if "@" in text:
@@ -39,14 +38,3 @@ def mask_value(value: Any, column: str | None = None) -> Any:
     if digits and (looks_like_phone or "phone" in (column or "").lower()):
         return "***" + digits[-2:]
     return "***"
-
-
-def mask_frame(frame: pd.DataFrame, show_pii: bool | None = None) -> pd.DataFrame:
-    """A copy of `frame` with personal-data columns masked (unless showing PII is allowed)."""
-    if show_pii if show_pii is not None else settings.show_pii():
-        return frame
-    masked = frame.copy()
-    for column in masked.columns:
-        if is_pii_column(str(column)):
-            masked[column] = masked[column].map(lambda v, c=column: mask_value(v, str(c)))
-    return masked
